@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/demo and scripts/test: everything a fresh Debian machine lacks.
+# Idempotent and quick when nothing is missing, so both commands can always call it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+TOOLS="$ROOT/.tools"
+
+need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_apt_package() {  # ensure_apt_package COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "bootstrap: installing $2 (apt)" >&2
+  need_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq "$2" >/dev/null
+}
+
+ensure_apt_package redis-server redis-server
+ensure_apt_package python3 python3
+python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt_package __never__ python3-venv
+
+stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)-${BOOKGEN_EXTRAS:-base}"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: creating the Python environment in .venv" >&2
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+  if [ -n "${BOOKGEN_EXTRAS:-}" ]; then
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[${BOOKGEN_EXTRAS}]"
+  else
+    "$VENV/bin/python" -m pip install -q -e "$ROOT"
+  fi
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+export PATH="$VENV/bin:$TOOLS/bin:$PATH"

@@ -1,0 +1,66 @@
+"""The BookGen Celery application.
+
+`celery -A bookgen_worker.app worker -Q content_generation,high_priority` runs a pool; the same
+module is what beat, Flower and the operator's worker Deployments point at.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from .config import Settings, settings_from_env
+from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, task_routes, transport_priority
+
+TASK_MODULES = (
+    "bookgen_worker.tasks.generation",
+    "bookgen_worker.tasks.validation",
+    "bookgen_worker.tasks.export",
+    "bookgen_worker.tasks.monitoring",
+    "bookgen_worker.jobs.orchestration",
+)
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or settings_from_env()
+    app = Celery("bookgen", broker=settings.redis_url, backend=settings.backend_url, include=list(TASK_MODULES))
+    app.conf.update(
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        task_default_queue=DEFAULT,
+        task_default_exchange=DEFAULT,
+        task_default_routing_key=DEFAULT,
+        task_routes=task_routes(),
+        task_default_priority=transport_priority(DEFAULT_PRIORITY),
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A killed worker's task must come back: ack only after the task ran, and requeue it when
+        # the child process dies under it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_soft_time_limit=settings.soft_time_limit,
+        task_time_limit=settings.time_limit,
+        result_expires=settings.result_expires,
+        result_extended=True,
+        worker_prefetch_multiplier=settings.prefetch_multiplier,
+        worker_max_tasks_per_child=settings.max_tasks_per_child,
+        broker_transport_options=settings.transport_options(),
+        result_backend_transport_options=(
+            {"global_keyprefix": settings.global_keyprefix} if settings.global_keyprefix else {}
+        ),
+        broker_connection_retry_on_startup=True,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+    )
+    app.bookgen_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+def bookgen_settings(celery_app: Celery) -> Settings:
+    return celery_app.bookgen_settings  # type: ignore[attr-defined,no-any-return]
+
+
+app = create_app()

@@ -1,0 +1,229 @@
+"""Worker configuration, read once from the environment.
+
+Everything the seeds fix (time limits, retry figures, prefetch, ...) is a default here and can be
+overridden by an environment variable, so the operator and `bookgen up` configure workers the same
+way: by setting variables on the process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+DEFAULT_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
+DEFAULT_SEPARATOR = "\x06\x16"
+
+
+class ConfigError(ValueError):
+    """A configuration value a user set is unusable; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: base * factor**n seconds, capped, with full jitter when enabled."""
+
+    max_retries: int = 3
+    backoff_base: float = 60.0
+    backoff_factor: float = 2.0
+    backoff_max: float = 600.0
+    jitter: bool = True
+
+    def merged(self, overrides: Mapping[str, object]) -> RetryPolicy:
+        known = {f for f in self.__dataclass_fields__}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown retry setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        values = {**self.__dict__, **overrides}
+        return RetryPolicy(
+            max_retries=int(values["max_retries"]),  # type: ignore[arg-type]
+            backoff_base=float(values["backoff_base"]),  # type: ignore[arg-type]
+            backoff_factor=float(values["backoff_factor"]),  # type: ignore[arg-type]
+            backoff_max=float(values["backoff_max"]),  # type: ignore[arg-type]
+            jitter=bool(values["jitter"]),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://localhost:6379/0"
+    result_backend_url: str = ""
+    priority_steps: tuple[int, ...] = DEFAULT_PRIORITY_STEPS
+    priority_separator: str = DEFAULT_SEPARATOR
+    global_keyprefix: str = ""
+    soft_time_limit: float = 3000.0
+    time_limit: float = 3600.0
+    # Must exceed the hard time limit and every countdown, or a slow task is delivered twice.
+    visibility_timeout: float = 7200.0
+    result_expires: float = 86400.0
+    prefetch_multiplier: int = 1
+    max_tasks_per_child: int = 1000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Per task type ("generation", "validation", "export", "monitoring", or a task name).
+    retry_overrides: Mapping[str, RetryPolicy] = field(default_factory=dict)
+    output_dir: Path = Path("output")
+    generator: str = "offline"
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_timeout: float = 60.0
+    queue_stats_interval: float = 5.0
+    heartbeat_file: Path | None = None
+
+    @property
+    def backend_url(self) -> str:
+        return self.result_backend_url or self.redis_url
+
+    def retry_for(self, task_name: str, task_type: str) -> RetryPolicy:
+        return self.retry_overrides.get(task_name) or self.retry_overrides.get(task_type) or self.retry
+
+    def transport_options(self) -> dict[str, object]:
+        options: dict[str, object] = {
+            "visibility_timeout": self.visibility_timeout,
+            "priority_steps": list(self.priority_steps),
+            "sep": self.priority_separator,
+            "queue_order_strategy": "priority",
+        }
+        if self.global_keyprefix:
+            options["global_keyprefix"] = self.global_keyprefix
+        return options
+
+
+def redis_url_from_env(env: Mapping[str, str]) -> str:
+    """REDIS_URL wins; otherwise REDIS_HOST/PORT/DB/PASSWORD, as the seeds document them."""
+    url = env.get("REDIS_URL", "").strip()
+    password = env.get("REDIS_PASSWORD", "")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix:// (got {redact(url)})")
+        if password and not parts.password and parts.scheme != "unix":
+            netloc = f":{quote(password, safe='')}@{parts.hostname}"
+            if parts.port:
+                netloc += f":{parts.port}"
+            url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return url
+    host = env.get("REDIS_HOST", "localhost")
+    port = _int(env, "REDIS_PORT", 6379)
+    db = _int(env, "REDIS_DB", 0)
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    retry = RetryPolicy(
+        max_retries=_int(env, "BOOKGEN_MAX_RETRIES", 3),
+        backoff_base=_float(env, "BOOKGEN_RETRY_BACKOFF_BASE", 60.0),
+        backoff_factor=_float(env, "BOOKGEN_RETRY_BACKOFF_FACTOR", 2.0),
+        backoff_max=_float(env, "BOOKGEN_RETRY_BACKOFF_MAX", 600.0),
+        jitter=_bool(env, "BOOKGEN_RETRY_JITTER", True),
+    )
+    overrides_raw = env.get("BOOKGEN_RETRY_OVERRIDES", "").strip()
+    overrides: dict[str, RetryPolicy] = {}
+    if overrides_raw:
+        try:
+            parsed = json.loads(overrides_raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"BOOKGEN_RETRY_OVERRIDES is not valid JSON: {exc.msg}") from None
+        if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+            raise ConfigError('BOOKGEN_RETRY_OVERRIDES must be an object like {"export": {"max_retries": 5}}')
+        overrides = {name: retry.merged(values) for name, values in parsed.items()}
+    steps = _int_tuple(env, "BOOKGEN_PRIORITY_STEPS", DEFAULT_PRIORITY_STEPS)
+    settings = Settings(
+        redis_url=redis_url_from_env(env),
+        result_backend_url=env.get("BOOKGEN_RESULT_BACKEND", ""),
+        priority_steps=steps,
+        priority_separator=env.get("BOOKGEN_PRIORITY_SEPARATOR", DEFAULT_SEPARATOR),
+        global_keyprefix=env.get("BOOKGEN_REDIS_KEYPREFIX", ""),
+        soft_time_limit=_float(env, "BOOKGEN_SOFT_TIME_LIMIT", 3000.0),
+        time_limit=_float(env, "BOOKGEN_TIME_LIMIT", 3600.0),
+        visibility_timeout=_float(env, "BOOKGEN_VISIBILITY_TIMEOUT", 7200.0),
+        result_expires=_float(env, "BOOKGEN_RESULT_EXPIRES", 86400.0),
+        prefetch_multiplier=_int(env, "BOOKGEN_PREFETCH_MULTIPLIER", 1),
+        max_tasks_per_child=_int(env, "BOOKGEN_MAX_TASKS_PER_CHILD", 1000),
+        retry=retry,
+        retry_overrides=overrides,
+        output_dir=Path(env.get("BOOKGEN_OUTPUT_DIR", "output")),
+        generator=env.get("BOOKGEN_GENERATOR", "offline"),
+        llm_base_url=env.get("BOOKGEN_LLM_BASE_URL", ""),
+        llm_model=env.get("BOOKGEN_LLM_MODEL", ""),
+        llm_api_key=env.get("BOOKGEN_LLM_API_KEY", ""),
+        llm_timeout=_float(env, "BOOKGEN_LLM_TIMEOUT", 60.0),
+        queue_stats_interval=_float(env, "BOOKGEN_QUEUE_STATS_INTERVAL", 5.0),
+        heartbeat_file=Path(env["BOOKGEN_HEARTBEAT_FILE"]) if env.get("BOOKGEN_HEARTBEAT_FILE") else None,
+    )
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    if settings.soft_time_limit >= settings.time_limit:
+        raise ConfigError("the soft time limit must be below the hard time limit")
+    if settings.visibility_timeout <= settings.time_limit:
+        raise ConfigError(
+            "BOOKGEN_VISIBILITY_TIMEOUT must exceed the hard time limit, or running tasks are delivered twice"
+        )
+    if not settings.priority_steps or list(settings.priority_steps) != sorted(set(settings.priority_steps)):
+        raise ConfigError("BOOKGEN_PRIORITY_STEPS must be distinct integers in ascending order, e.g. 0,3,6,9")
+    if settings.priority_steps[0] != 0 or settings.priority_steps[-1] > 9:
+        raise ConfigError("BOOKGEN_PRIORITY_STEPS must start at 0 and stay within 0..9")
+    if settings.generator not in ("offline", "openai"):
+        raise ConfigError(f"BOOKGEN_GENERATOR must be 'offline' or 'openai' (got {settings.generator!r})")
+    if settings.generator == "openai" and not (settings.llm_base_url and settings.llm_model):
+        raise ConfigError("BOOKGEN_GENERATOR=openai needs BOOKGEN_LLM_BASE_URL and BOOKGEN_LLM_MODEL")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number (got {raw!r})") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false (got {raw!r})")
+
+
+def _int_tuple(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated whole numbers (got {raw!r})") from None
