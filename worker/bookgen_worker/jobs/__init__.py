@@ -1,0 +1,1 @@
+"""Book jobs: a whole biography as one tracked unit of work."""

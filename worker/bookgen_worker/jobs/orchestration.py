@@ -1,0 +1,1 @@
+"""Placeholder: job orchestration tasks are being written (replace this file)."""

@@ -1,0 +1,1 @@
+"""BookGen Celery tasks, one module per task type; base.py holds what they share."""

@@ -1,0 +1,111 @@
+"""The base class of every BookGen task: argument checking, retries with backoff, dead letters.
+
+Use `@bookgen_task("generate_chapter")` on a function whose first parameter is the bound task.
+The task is registered as `bookgen.generate_chapter` and routed by name (see queues.py).
+
+- PermanentError (and arguments that do not fit the task's signature) fail at once.
+- Any other exception is retried with the configured backoff, per task type, up to max_retries.
+- A task that fails for good is recorded in the dead-letter queue with its full details.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+import traceback as traceback_module
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry
+
+from .. import deadletter
+from ..app import app, bookgen_settings
+from ..errors import InvalidInput, PermanentError
+from ..queues import queue_for_task, task_name, task_type_of, transport_priority
+from ..retry import backoff_delay
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Header carrying the time of the first attempt, so dead letters can say how long a task struggled.
+FIRST_SEEN_HEADER = "bookgen_first_seen"
+
+
+class BookGenTask(Task):  # type: ignore[misc]
+    abstract = True
+    typing = False  # we check arguments ourselves, to fail with InvalidInput instead of TypeError
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            inspect.signature(self.run).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidInput(f"{self.name} was called with arguments that do not fit: {exc}") from None
+        try:
+            return super().__call__(*args, **kwargs)
+        except (PermanentError, Retry, Ignore, Reject):
+            raise
+        except Exception as exc:
+            if self.request.called_directly:
+                raise
+            settings = bookgen_settings(self.app)
+            policy = settings.retry_for(self.name, task_type_of(self.name))
+            retries = int(self.request.retries or 0)
+            if retries >= policy.max_retries:
+                raise
+            countdown = backoff_delay(policy, retries)
+            logger.warning(
+                "%s[%s] failed (%s: %s); retry %d/%d in %.1fs",
+                self.name, self.request.id, type(exc).__name__, exc, retries + 1, policy.max_retries, countdown,
+            )
+            headers = {FIRST_SEEN_HEADER: self._first_seen()}
+            raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries, headers=headers) from exc
+
+    def submit(self, *args: Any, priority: int = 5, **kwargs: Any) -> Any:
+        """Send this task with the public priority scale (0..10, 10 = most urgent).
+
+        Celery's own `apply_async(priority=...)` takes the transport's raw value (0 = first on
+        Redis); this method is the one place the public scale is translated.
+        """
+        return self.apply_async(args=args, kwargs=kwargs, priority=transport_priority(priority))
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        settings = bookgen_settings(self.app)
+        delivery = self.request.delivery_info or {}
+        entry = deadletter.DeadLetter(
+            task_id=task_id,
+            task_name=self.name,
+            args=list(args or ()),
+            kwargs=dict(kwargs or {}),
+            queue=delivery.get("routing_key") or queue_for_task(self.name),
+            transport_priority=delivery.get("priority"),
+            exception_type=type(exc).__name__,
+            exception_message=str(exc),
+            traceback=str(einfo.traceback) if einfo is not None else "".join(traceback_module.format_exception(exc)),
+            attempts=int(self.request.retries or 0) + 1,
+            first_seen=self._first_seen(),
+            failed_at=deadletter.now(),
+        )
+        try:
+            deadletter.record(settings, entry)
+        except Exception:  # the failure itself must still be reported even if Redis is gone
+            logger.exception("could not record %s[%s] in the dead-letter queue", self.name, task_id)
+        logger.error("%s[%s] dead-lettered after %d attempt(s): %s", self.name, task_id, entry.attempts, exc)
+
+    def _first_seen(self) -> float:
+        headers = self.request.headers or {}
+        value = headers.get(FIRST_SEEN_HEADER) or getattr(self.request, FIRST_SEEN_HEADER, None)
+        return float(value) if value else time.time()
+
+
+def bookgen_task(short_name: str, **options: Any) -> Callable[[F], BookGenTask]:
+    """Register a bound BookGen task named `bookgen.<short_name>`."""
+
+    def decorate(function: F) -> BookGenTask:
+        return app.task(  # type: ignore[no-any-return]
+            name=task_name(short_name), bind=True, base=BookGenTask, **options
+        )(function)
+
+    return decorate

@@ -1,0 +1,1 @@
+"""Placeholder: the export tasks are being written (replace this file)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the generation tasks are being written (replace this file)."""

@@ -1,0 +1,1 @@
+"""Placeholder: the monitoring tasks are being written (replace this file)."""
