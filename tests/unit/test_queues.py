@@ -31,6 +31,7 @@ def test_the_seeds_topology() -> None:
         ("bookgen.validate_sources", "validation"),
         ("bookgen.export_to_pdf", "export"),
         ("bookgen.health_check", "monitoring"),
+        ("bookgen.job.finalize", "high_priority"),
         ("something.else", "default"),
     ],
 )

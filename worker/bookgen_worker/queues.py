@@ -63,7 +63,14 @@ def task_name(short: str) -> str:
     return f"{TASK_PREFIX}{short}"
 
 
+#: Book-job coordination tasks ("bookgen.job.<step>") are short and must not wait behind a backlog of
+#: chapters, so they go to high_priority, which the content pool consumes.
+JOB_TASK_PREFIX = f"{TASK_PREFIX}job."
+
+
 def task_type_of(name: str) -> str:
+    if name.startswith(JOB_TASK_PREFIX):
+        return "job"
     short = name.removeprefix(TASK_PREFIX)
     for task_type, (_queue, names) in TASK_TYPES.items():
         if short in names:
@@ -74,15 +81,15 @@ def task_type_of(name: str) -> str:
 def queue_for_task(name: str) -> str:
     """The queue a task is routed to by name; unknown names fall back to `default`."""
     task_type = task_type_of(name)
+    if task_type == "job":
+        return HIGH_PRIORITY
     return TASK_TYPES[task_type][0] if task_type in TASK_TYPES else DEFAULT
 
 
 def task_routes() -> dict[str, dict[str, str]]:
-    return {
-        task_name(short): {"queue": queue}
-        for queue, names in TASK_TYPES.values()
-        for short in names
-    }
+    routes = {task_name(short): {"queue": queue} for queue, names in TASK_TYPES.values() for short in names}
+    routes[f"{JOB_TASK_PREFIX}*"] = {"queue": HIGH_PRIORITY}
+    return routes
 
 
 ALL_TASKS: tuple[str, ...] = tuple(task_name(s) for _q, names in TASK_TYPES.values() for s in names)
