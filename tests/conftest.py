@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
 
 from tests.support.redis_server import RedisServer, start_redis
 
@@ -40,3 +41,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def celery_app(redis_url: str) -> Iterator[Celery]:
+    """The real BookGen app, pointed at the test Redis, with the probe tasks registered."""
+    from bookgen_worker.app import app, configure_app
+    from bookgen_worker.config import settings_from_env
+
+    import tests.support.probe_tasks  # noqa: F401  (registers the probe tasks in this process)
+    from tests.support.workers import FAST_TEST_ENV
+
+    configure_app(app, settings_from_env({**FAST_TEST_ENV, "REDIS_URL": redis_url}))
+    yield app

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .waiting import wait_for
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 #: Settings that make retries and restores fast enough for tests; everything else stays production.
 FAST_TEST_ENV = {
     "BOOKGEN_RETRY_BACKOFF_BASE": "0.2",
@@ -58,9 +60,13 @@ def start_worker(
     pool: str = "prefork",
     extra_env: Mapping[str, str] | None = None,
     app: str = "bookgen_worker.app",
+    with_probe_tasks: bool = True,
 ) -> WorkerProcess:
     log_path = workdir / f"worker-{name}.log"
     env = {**os.environ, **FAST_TEST_ENV, "REDIS_URL": redis_url, **(extra_env or {})}
+    if with_probe_tasks:
+        env["BOOKGEN_EXTRA_TASK_MODULES"] = "tests.support.probe_tasks"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     env.setdefault("BOOKGEN_OUTPUT_DIR", str(workdir / "output"))
     command = [
         sys.executable, "-m", "celery", "-A", app, "worker",

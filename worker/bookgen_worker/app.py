@@ -6,6 +6,9 @@ module is what beat, Flower and the operator's worker Deployments point at.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -21,10 +24,28 @@ TASK_MODULES = (
 )
 
 
+#: Extra task modules to import, comma-separated: how tests and extensions add their own tasks to
+#: the same app without forking it (`celery -A bookgen_worker.app` always finds them).
+EXTRA_TASK_MODULES_ENV = "BOOKGEN_EXTRA_TASK_MODULES"
+
+
+def task_modules(env: Mapping[str, str] | None = None) -> list[str]:
+    extra = (env if env is not None else os.environ).get(EXTRA_TASK_MODULES_ENV, "")
+    return [*TASK_MODULES, *(name.strip() for name in extra.split(",") if name.strip())]
+
+
 def create_app(settings: Settings | None = None) -> Celery:
-    settings = settings or settings_from_env()
-    app = Celery("bookgen", broker=settings.redis_url, backend=settings.backend_url, include=list(TASK_MODULES))
+    app = Celery("bookgen", include=task_modules())
+    configure_app(app, settings or settings_from_env())
+    return app
+
+
+def configure_app(app: Celery, settings: Settings) -> None:
+    """(Re)apply settings to an app: used at start-up, and by processes that learn the broker late
+    (the local runtime, tests) before they send their first task."""
     app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.backend_url,
         task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue=DEFAULT,
         task_default_exchange=DEFAULT,
@@ -56,7 +77,16 @@ def create_app(settings: Settings | None = None) -> Celery:
         timezone="UTC",
     )
     app.bookgen_settings = settings  # type: ignore[attr-defined]
-    return app
+    _forget_connections(app)
+
+
+def _forget_connections(app: Celery) -> None:
+    """Drop cached broker pools and result backends so the next send uses the new settings."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._after_fork()  # Celery's own reset of the connection and producer pools
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
 
 
 def bookgen_settings(celery_app: Celery) -> Settings:
