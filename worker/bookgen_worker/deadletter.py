@@ -10,11 +10,14 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .queues import DEAD_LETTER_KEY
 from .redis_client import get_redis, prefixed
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 ARCHIVE_SUFFIX = ":archive"
 
@@ -97,3 +100,29 @@ def archive(settings: Settings, task_ids: Iterable[str]) -> int:
 
 def now() -> float:
     return time.time()
+
+
+#: Header telling a replayed task how many times it was replayed, so a new dead letter keeps count.
+REPLAYS_HEADER = "bookgen_replays"
+
+
+def replay(app: Celery, settings: Settings, task_id: str) -> str:
+    """Send a dead-lettered task again, with its original name, arguments, queue and priority.
+
+    The entry leaves the dead-letter queue only once the new message is on the broker, so a failed
+    send loses nothing. Returns the id of the new task.
+    """
+    entry = get(settings, task_id)
+    if entry is None:
+        raise LookupError(f"no dead-letter entry with task id {task_id!r} (see `bookgen dlq list`)")
+    result = app.send_task(
+        entry.task_name,
+        args=list(entry.args),
+        kwargs=dict(entry.kwargs),
+        queue=entry.queue,
+        routing_key=entry.queue,
+        priority=entry.transport_priority,
+        headers={REPLAYS_HEADER: entry.replays + 1},
+    )
+    remove(settings, [task_id])
+    return str(result.id)

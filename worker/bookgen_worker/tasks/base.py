@@ -60,7 +60,11 @@ class BookGenTask(Task):  # type: ignore[misc]
                 "%s[%s] failed (%s: %s); retry %d/%d in %.1fs",
                 self.name, self.request.id, type(exc).__name__, exc, retries + 1, policy.max_retries, countdown,
             )
-            headers = {FIRST_SEEN_HEADER: self._first_seen()}
+            # Custom headers do not survive a retry by themselves: carry ours forward.
+            headers = {
+                FIRST_SEEN_HEADER: self._first_seen(),
+                deadletter.REPLAYS_HEADER: int(self._header(deadletter.REPLAYS_HEADER) or 0),
+            }
             raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries, headers=headers) from exc
 
     def submit(self, *args: Any, priority: int = 5, **kwargs: Any) -> Any:
@@ -87,6 +91,7 @@ class BookGenTask(Task):  # type: ignore[misc]
             attempts=int(self.request.retries or 0) + 1,
             first_seen=self._first_seen(),
             failed_at=deadletter.now(),
+            replays=int(self._header(deadletter.REPLAYS_HEADER) or 0),
         )
         try:
             deadletter.record(settings, entry)
@@ -95,9 +100,12 @@ class BookGenTask(Task):  # type: ignore[misc]
         logger.error("%s[%s] dead-lettered after %d attempt(s): %s", self.name, task_id, entry.attempts, exc)
 
     def _first_seen(self) -> float:
-        headers = self.request.headers or {}
-        value = headers.get(FIRST_SEEN_HEADER) or getattr(self.request, FIRST_SEEN_HEADER, None)
+        value = self._header(FIRST_SEEN_HEADER)
         return float(value) if value else time.time()
+
+    def _header(self, name: str) -> Any:
+        """A custom message header: Celery exposes them as request attributes, or in `headers`."""
+        return (self.request.headers or {}).get(name) or getattr(self.request, name, None)
 
 
 def bookgen_task(short_name: str, **options: Any) -> Callable[[F], BookGenTask]:
