@@ -58,6 +58,10 @@ class Settings:
     time_limit: float = 3600.0
     # Must exceed the hard time limit and every countdown, or a slow task is delivered twice.
     visibility_timeout: float = 7200.0
+    # How often a live worker sweeps for messages whose consumer died (kombu's own defaults: a scan
+    # every 10 s * 10 calls). A killed worker's tasks come back after visibility_timeout plus this.
+    unacked_restore_interval: float = 10.0
+    unacked_restore_throttle: int = 10
     result_expires: float = 86400.0
     prefetch_multiplier: int = 1
     max_tasks_per_child: int = 1000
@@ -86,6 +90,8 @@ class Settings:
             "priority_steps": list(self.priority_steps),
             "sep": self.priority_separator,
             "queue_order_strategy": "priority",
+            "unacked_restore_interval": self.unacked_restore_interval,
+            "unacked_restore_throttle": self.unacked_restore_throttle,
         }
         if self.global_keyprefix:
             options["global_keyprefix"] = self.global_keyprefix
@@ -153,6 +159,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         soft_time_limit=_float(env, "BOOKGEN_SOFT_TIME_LIMIT", 3000.0),
         time_limit=_float(env, "BOOKGEN_TIME_LIMIT", 3600.0),
         visibility_timeout=_float(env, "BOOKGEN_VISIBILITY_TIMEOUT", 7200.0),
+        unacked_restore_interval=_float(env, "BOOKGEN_UNACKED_RESTORE_INTERVAL", 10.0),
+        unacked_restore_throttle=_int(env, "BOOKGEN_UNACKED_RESTORE_THROTTLE", 10),
         result_expires=_float(env, "BOOKGEN_RESULT_EXPIRES", 86400.0),
         prefetch_multiplier=_int(env, "BOOKGEN_PREFETCH_MULTIPLIER", 1),
         max_tasks_per_child=_int(env, "BOOKGEN_MAX_TASKS_PER_CHILD", 1000),
