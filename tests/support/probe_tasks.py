@@ -7,6 +7,7 @@ run on the real BookGen app with its real retry and dead-letter behaviour.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from bookgen_worker.app import app, bookgen_settings
@@ -28,6 +29,7 @@ def _record(task, label: str) -> None:  # type: ignore[no-untyped-def]
         "hostname": task.request.hostname,
         "retries": task.request.retries,
         "at": time.time(),
+        "pid": os.getpid(),
     }
     get_redis(bookgen_settings(app)).rpush(EVENTS_KEY, json.dumps(event))
 
