@@ -1,0 +1,160 @@
+"""A Prometheus collector that reads Redis on every scrape, in the one process that serves HTTP.
+
+Why not gauges set by the monitoring tasks: under prefork those tasks run in pool children, so
+their gauges live in another process than the HTTP server (and die when a child is recycled), and
+prometheus_client's multiprocess mode forbids custom collectors and leaves files behind. Everything
+here is state in Redis (queues, the worker registry, task counters written by signals), so the
+numbers are the same whichever process serves them and survive any recycling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..config import Settings
+from ..queues import DEFAULT_POOLS, QUEUES
+from .keys import SNAPSHOT, TASK_COUNTERS, TASK_RUNTIME, key
+from .measure import Snapshot, measure
+from .signals import KINDS, RUNTIME_BUCKETS, SEPARATOR, bucket_label
+from .workers import WorkerInfo, read_workers
+
+logger = logging.getLogger(__name__)
+
+COUNTER_NAMES = {
+    "sent": "bookgen_tasks_sent_total",
+    "succeeded": "bookgen_tasks_succeeded_total",
+    "failed": "bookgen_tasks_failed_total",
+    "retried": "bookgen_tasks_retried_total",
+}
+
+
+class BookGenCollector(Collector):  # type: ignore[misc]
+    def __init__(self, client: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUES) -> None:
+        self.client = client
+        self.settings = settings
+        self.queues = tuple(queues)
+        self.last_success: float | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("bookgen_redis_up", "1 when the last scrape could read Redis, else 0")
+        try:
+            workers = read_workers(self.client, self.settings)
+            queues = sorted(set(self.queues) | {q for w in workers for q in w.queues}, key=self._order)
+            snapshot = measure(self.client, self.settings, queues)
+            counters = self.client.hgetall(key(self.settings, TASK_COUNTERS))
+            runtimes = self.client.hgetall(key(self.settings, TASK_RUNTIME))
+            stored = self.client.get(key(self.settings, SNAPSHOT))
+        except (redis.exceptions.RedisError, OSError) as exc:
+            logger.warning("metrics scrape could not read Redis: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            yield from self._last_measurement()
+            return
+        up.add_metric([], 1)
+        yield up
+        self.last_success = max(snapshot.measured_at, _stored_time(stored))
+        yield from queue_metrics(snapshot)
+        yield from pool_metrics(workers, queues)
+        yield from counter_metrics(counters)
+        yield runtime_histogram(runtimes)
+        yield from self._last_measurement()
+
+    def _order(self, queue: str) -> tuple[int, str]:
+        return (self.queues.index(queue) if queue in self.queues else len(self.queues), queue)
+
+    def _last_measurement(self) -> Iterator[Metric]:
+        if self.last_success is not None:
+            yield GaugeMetricFamily(
+                "bookgen_last_measurement_timestamp_seconds",
+                "Unix time of the last successful queue measurement",
+                value=self.last_success,
+            )
+
+
+def _stored_time(raw: bytes | None) -> float:
+    if not raw:
+        return 0.0
+    try:
+        import json
+
+        return float(json.loads(raw)["measured_at"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def queue_metrics(snapshot: Snapshot) -> Iterator[Metric]:
+    pending = GaugeMetricFamily("bookgen_queue_pending", "Tasks waiting, summed over every priority list",
+                                labels=["queue"])
+    in_flight = GaugeMetricFamily("bookgen_queue_in_flight", "Tasks delivered to a worker and not yet acknowledged",
+                                  labels=["queue"])
+    oldest = GaugeMetricFamily("bookgen_queue_oldest_pending_age_seconds",
+                               "Age of the oldest waiting task (0 when none waits)", labels=["queue"])
+    compat = GaugeMetricFamily("celery_queue_length", "Pending tasks (celery-exporter compatible name)",
+                               labels=["queue_name"])
+    for name, depth in snapshot.queues.items():
+        pending.add_metric([name], depth.pending)
+        in_flight.add_metric([name], depth.in_flight)
+        oldest.add_metric([name], depth.oldest_pending_age or 0.0)
+        compat.add_metric([name], depth.pending)
+    dead = GaugeMetricFamily("bookgen_dead_letter_queue_size", "Tasks in the dead-letter queue",
+                             value=snapshot.dead_letters)
+    yield from (pending, in_flight, oldest, compat, dead)
+
+
+def pool_metrics(workers: Sequence[WorkerInfo], queues: Sequence[str]) -> Iterator[Metric]:
+    online = GaugeMetricFamily("bookgen_pool_workers_online", "Workers of the pool that reported in the last 10 s",
+                               labels=["pool"])
+    busy = GaugeMetricFamily("bookgen_pool_busy_slots", "Worker slots running a task", labels=["pool"])
+    slots = GaugeMetricFamily("bookgen_pool_slots", "Worker slots (concurrency summed over online workers)",
+                              labels=["pool"])
+    pools = sorted({p.name for p in DEFAULT_POOLS} | {w.pool for w in workers})
+    for pool in pools:
+        members = [w for w in workers if w.pool == pool]
+        online.add_metric([pool], len(members))
+        busy.add_metric([pool], sum(w.busy for w in members))
+        slots.add_metric([pool], sum(w.concurrency for w in members))
+    consumers = GaugeMetricFamily("bookgen_queue_workers_online", "Online workers consuming the queue",
+                                  labels=["queue"])
+    for queue in queues:
+        consumers.add_metric([queue], sum(1 for w in workers if queue in w.queues))
+    yield from (online, busy, slots, consumers)
+
+
+def counter_metrics(raw: dict[bytes, bytes]) -> Iterator[Metric]:
+    families = {
+        kind: CounterMetricFamily(name, f"Tasks {kind}, per task name and queue", labels=["task", "queue"])
+        for kind, name in COUNTER_NAMES.items()
+    }
+    for field, value in sorted(raw.items()):
+        parts = field.decode(errors="replace").split(SEPARATOR)
+        if len(parts) == 3 and parts[0] in KINDS:
+            families[parts[0]].add_metric(parts[1:], float(value))
+    yield from families.values()
+
+
+def runtime_histogram(raw: dict[bytes, bytes]) -> Metric:
+    histogram = HistogramMetricFamily("bookgen_task_runtime_seconds", "Task run time in a worker",
+                                      labels=["task", "queue"])
+    series: dict[tuple[str, str], dict[str, float]] = {}
+    for field, value in raw.items():
+        parts = field.decode(errors="replace").split(SEPARATOR)
+        if len(parts) == 3:
+            series.setdefault((parts[0], parts[1]), {})[parts[2]] = float(value)
+    for (task, queue), values in sorted(series.items()):
+        cumulative, buckets = 0.0, []
+        for le in RUNTIME_BUCKETS:
+            cumulative += values.get(bucket_label(le), 0.0)
+            buckets.append(("+Inf" if math.isinf(le) else str(le), cumulative))
+        histogram.add_metric([task, queue], buckets, sum_value=values.get("sum", 0.0))
+    return histogram
+
+
+def scrape_time() -> float:
+    return time.time()

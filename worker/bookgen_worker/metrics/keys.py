@@ -1,0 +1,23 @@
+"""Redis keys of the metrics area (all prefixed with the configured global key prefix)."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..redis_client import prefixed
+
+#: hash "<kind>|<task>|<queue>" -> count, kind in sent/succeeded/failed/retried
+TASK_COUNTERS = "bookgen:metrics:tasks"
+#: hash "<task>|<queue>|<le or sum or count>" -> value (per-bucket, not cumulative)
+TASK_RUNTIME = "bookgen:metrics:runtime"
+#: hash hostname -> JSON WorkerInfo
+WORKERS = "bookgen:workers"
+#: string: JSON of the latest Snapshot, written by the get_queue_stats task
+SNAPSHOT = "bookgen:metrics:snapshot"
+#: string: JSON of the latest health_check / get_worker_stats / process_dead_letter_queue results
+HEALTH = "bookgen:metrics:health"
+WORKER_STATS = "bookgen:metrics:worker_stats"
+DEAD_LETTER_SUMMARY = "bookgen:metrics:dead_letters"
+
+
+def key(settings: Settings, name: str) -> str:
+    return prefixed(settings, name)
