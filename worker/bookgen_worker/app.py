@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from celery import Celery
 from kombu import Exchange, Queue
 
+from .beat import beat_schedule
 from .config import Settings, settings_from_env
+from .metrics.install import install as install_metrics
 from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, task_routes, transport_priority
 
 TASK_MODULES = (
@@ -37,6 +39,7 @@ def task_modules(env: Mapping[str, str] | None = None) -> list[str]:
 def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("bookgen", include=task_modules())
     configure_app(app, settings or settings_from_env())
+    install_metrics(app)  # task counters, publish-time header, worker registry/heartbeat/exporter bootsteps
     return app
 
 
@@ -75,6 +78,7 @@ def configure_app(app: Celery, settings: Settings) -> None:
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         timezone="UTC",
+        beat_schedule=beat_schedule(settings),
     )
     app.bookgen_settings = settings  # type: ignore[attr-defined]
     _forget_connections(app)
