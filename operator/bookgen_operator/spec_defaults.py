@@ -1,0 +1,24 @@
+"""The defaults of crds/bookgenqueue.yaml that are more than a scalar, in Python.
+
+The seeds' topology comes from bookgen_worker.queues (its single source); tests/unit/test_spec.py
+checks that the CRD's `default:` values say the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bookgen_worker.queues import DEFAULT_POOLS as _SEED_POOLS
+from bookgen_worker.queues import QUEUES
+
+DEFAULT_QUEUES: tuple[str, ...] = QUEUES
+
+#: The CRD's default for spec.pools, as written in the CRD (item defaults fill in the rest).
+DEFAULT_POOLS: list[dict[str, Any]] = [
+    {"name": p.name, "queues": list(p.queues), "concurrency": p.concurrency} for p in _SEED_POOLS
+]
+
+POOL_REQUESTS: dict[str, str] = {"cpu": "100m", "memory": "256Mi"}
+POOL_LIMITS: dict[str, str] = {"memory": "1Gi"}
+REDIS_REQUESTS: dict[str, str] = {"cpu": "50m", "memory": "64Mi"}
+REDIS_LIMITS: dict[str, str] = {"memory": "256Mi"}
