@@ -1,0 +1,230 @@
+"""A thin async adapter over the Kubernetes API (httpx), used by the reconcile glue.
+
+kopf owns the watches; this adapter does the few reads and writes of our children: get, create,
+merge-patch, status merge-patch and API discovery. Credentials come from kopf's login (see
+handlers.login), read afresh on every request, so kopf's re-login on expiry also refreshes ours.
+Request bodies are never logged (they may carry Secrets); errors name the object, not its content.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+JSON = dict[str, Any]
+
+
+class KubeError(Exception):
+    """An API error with the server's status code and reason (e.g. 404 NotFound, 409 AlreadyExists)."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code, self.reason, self.message = code, reason, message
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+#: Every kind the operator reads or writes, by (apiVersion, kind).
+RESOURCES: Mapping[tuple[str, str], Resource] = {
+    ("v1", "Secret"): Resource("", "v1", "secrets"),
+    ("v1", "Service"): Resource("", "v1", "services"),
+    ("v1", "ConfigMap"): Resource("", "v1", "configmaps"),
+    ("v1", "ServiceAccount"): Resource("", "v1", "serviceaccounts"),
+    ("v1", "Pod"): Resource("", "v1", "pods"),
+    ("apps/v1", "Deployment"): Resource("apps", "v1", "deployments"),
+    ("apps/v1", "StatefulSet"): Resource("apps", "v1", "statefulsets"),
+    ("policy/v1", "PodDisruptionBudget"): Resource("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): Resource("networking.k8s.io", "v1", "networkpolicies"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): Resource("monitoring.coreos.com", "v1", "servicemonitors"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): Resource("monitoring.coreos.com", "v1", "prometheusrules"),
+    ("bookgen.io/v1alpha1", "BookGenQueue"): Resource("bookgen.io", "v1alpha1", "bookgenqueues"),
+}
+
+
+def resource_for(api_version: str, kind: str) -> Resource:
+    try:
+        return RESOURCES[(api_version, kind)]
+    except KeyError:
+        raise KubeError(400, "UnknownKind", f"the operator does not know where {api_version} {kind} lives") from None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What the adapter needs from kopf.ConnectionInfo (duck-typed: any object with these fields)."""
+
+    server: str
+    ca_path: str | None = None
+    ca_data: str | bytes | None = None
+    insecure: bool | None = None
+    scheme: str | None = None
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    certificate_path: str | None = None
+    certificate_data: str | bytes | None = None
+    private_key_path: str | None = None
+    private_key_data: str | bytes | None = None
+
+
+def _pem_file(data: str | bytes) -> str:
+    """kopf keeps inline PEM data base64-encoded or raw; ssl needs a file."""
+    raw = data.encode() if isinstance(data, str) else data
+    if b"-----BEGIN" not in raw:
+        raw = base64.b64decode(raw)
+    handle = tempfile.NamedTemporaryFile(prefix="bookgen-kube-", suffix=".pem", delete=False)  # noqa: SIM115
+    with handle:
+        handle.write(raw)
+    os.chmod(handle.name, 0o600)
+    return handle.name
+
+
+def _ssl_context(info: Any) -> ssl.SSLContext | bool:
+    if getattr(info, "insecure", False):
+        return False
+    ca_path = getattr(info, "ca_path", None)
+    ca_data = getattr(info, "ca_data", None)
+    context = ssl.create_default_context(cafile=ca_path or (_pem_file(ca_data) if ca_data else None))
+    cert = getattr(info, "certificate_path", None) or (
+        _pem_file(info.certificate_data) if getattr(info, "certificate_data", None) else None)
+    key = getattr(info, "private_key_path", None) or (
+        _pem_file(info.private_key_data) if getattr(info, "private_key_data", None) else None)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def _headers(info: Any) -> dict[str, str]:
+    token = getattr(info, "token", None)
+    if token:
+        return {"Authorization": f"{getattr(info, 'scheme', None) or 'Bearer'} {token}"}
+    user, password = getattr(info, "username", None), getattr(info, "password", None)
+    if user and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return {}
+
+
+class Kube:
+    """Async API client; `credentials()` returns the current kopf.ConnectionInfo (or a Connection)."""
+
+    def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0) -> None:
+        self._credentials = credentials
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+        self._client_for: tuple[Any, ...] | None = None
+        self._retired: list[httpx.AsyncClient] = []
+
+    def _session(self) -> tuple[httpx.AsyncClient, dict[str, str]]:
+        info = self._credentials()
+        if info is None:
+            raise KubeError(401, "NoCredentials", "kopf has not logged in to the cluster yet")
+        ident = (info.server, getattr(info, "ca_path", None), getattr(info, "ca_data", None),
+                 getattr(info, "insecure", None), getattr(info, "certificate_path", None))
+        if self._client is None or self._client_for != ident:
+            if self._client is not None:  # credentials moved: close the old one later (requests may be in flight)
+                self._retired.append(self._client)
+            self._client = httpx.AsyncClient(base_url=info.server.rstrip("/"), verify=_ssl_context(info),
+                                             timeout=self._timeout)
+            self._client_for = ident
+        return self._client, _headers(info)
+
+    async def close(self) -> None:
+        for client in [*self._retired, *([self._client] if self._client else [])]:
+            await client.aclose()
+        self._client, self._retired = None, []
+
+    async def _request(self, method: str, path: str, *, body: Any = None, content_type: str | None = None,
+                       params: Mapping[str, str] | None = None) -> JSON:
+        client, headers = self._session()
+        if content_type:
+            headers["Content-Type"] = content_type
+        response = await client.request(method, path, json=body, headers=headers, params=params)
+        if response.status_code >= 400:
+            try:
+                status = response.json()
+                reason, message = status.get("reason") or "Error", status.get("message") or response.text[:200]
+            except ValueError:
+                reason, message = "Error", response.text[:200]
+            raise KubeError(response.status_code, reason, f"{method} {path}: {message}")
+        return response.json() if response.content else {}
+
+    async def get(self, res: Resource, namespace: str | None, name: str) -> JSON | None:
+        try:
+            return await self._request("GET", res.path(namespace, name))
+        except KubeError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def list(self, res: Resource, namespace: str | None = None, labels: str | None = None) -> list[JSON]:
+        params = {"labelSelector": labels} if labels else None
+        return list((await self._request("GET", res.path(namespace), params=params)).get("items") or [])
+
+    async def create(self, res: Resource, namespace: str | None, body: Mapping[str, Any]) -> JSON:
+        return await self._request("POST", res.path(namespace), body=dict(body))
+
+    async def patch(self, res: Resource, namespace: str | None, name: str, patch: Mapping[str, Any],
+                    *, subresource: str | None = None) -> JSON:
+        return await self._request("PATCH", res.path(namespace, name, subresource), body=dict(patch),
+                                   content_type="application/merge-patch+json")
+
+    async def api_groups(self) -> set[str]:
+        """Names of the API groups the server serves (discovery), e.g. {'apps', 'monitoring.coreos.com'}."""
+        data = await self._request("GET", "/apis")
+        return {group.get("name", "") for group in data.get("groups") or []}
+
+
+def decoded(secret: Mapping[str, Any], key: str) -> str | None:
+    """One value of a Secret, decoded (stringData counts too, as a user may have just written it)."""
+    if key in (secret.get("stringData") or {}):
+        return str(secret["stringData"][key])
+    raw = (secret.get("data") or {}).get(key)
+    return base64.b64decode(raw).decode() if raw is not None else None
+
+
+async def ensure_secret(kube: Kube, namespace: str, name: str, generate: Mapping[str, Callable[[], str]],
+                        metadata: Mapping[str, Any]) -> bool:
+    """Create the Secret with generated values if it does not exist; never touch an existing one,
+    so generated passwords stay stable for the lifetime of the queue. True if it was created."""
+    res = RESOURCES[("v1", "Secret")]
+    if await kube.get(res, namespace, name) is not None:
+        return False
+    data = {key: base64.b64encode(make().encode()).decode() for key, make in generate.items()}
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data,
+            "metadata": {**metadata, "name": name, "namespace": namespace}}
+    try:
+        await kube.create(res, namespace, body)
+    except KubeError as exc:
+        if exc.code == 409:  # created concurrently: the other value wins and stays stable
+            return False
+        raise
+    return True

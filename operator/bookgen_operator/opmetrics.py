@@ -1,0 +1,58 @@
+"""The operator's own Prometheus metrics: reconcile counts, errors, durations and writes.
+
+Served by `start_server(port)` (prometheus_client's HTTP server) from the operator's start-up;
+liveness is kopf's own endpoint (`--liveness`). `RECONCILES` mirrors the counter per object uid
+in memory, so tests and the daemon can ask "how often was this queue reconciled" without
+scraping.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+RECONCILE_TOTAL = Counter(
+    "bookgen_operator_reconciles_total", "Reconciles of BookGenQueues by trigger and result.", ["trigger", "result"]
+)
+RECONCILE_ERRORS = Counter(
+    "bookgen_operator_reconcile_errors_total", "Reconciles that ended in an error, by reason.", ["reason"]
+)
+RECONCILE_SECONDS = Histogram(
+    "bookgen_operator_reconcile_duration_seconds", "Duration of one reconcile.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WRITES_TOTAL = Counter(
+    "bookgen_operator_writes_total", "Writes of children and status by verb and kind.", ["verb", "kind"]
+)
+
+#: uid -> number of reconciles started (in-process view of RECONCILE_TOTAL per object).
+RECONCILES: collections.Counter[str] = collections.Counter()
+
+
+@contextmanager
+def reconcile_timer(uid: str, trigger: str) -> Iterator[dict[str, str]]:
+    """Count and time one reconcile; the body sets outcome["result"] (ok, invalid, waiting, error)."""
+    RECONCILES[uid] += 1
+    outcome = {"result": "error"}
+    started = time.perf_counter()
+    try:
+        yield outcome
+    finally:
+        RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        RECONCILE_TOTAL.labels(trigger=trigger, result=outcome["result"]).inc()
+
+
+def count_write(verb: str, kind: str) -> None:
+    WRITES_TOTAL.labels(verb=verb, kind=kind).inc()
+
+
+def count_error(reason: str) -> None:
+    RECONCILE_ERRORS.labels(reason=reason).inc()
+
+
+def start_server(port: int, addr: str = "0.0.0.0") -> None:  # all interfaces: an in-cluster scrape target
+    start_http_server(port, addr=addr)

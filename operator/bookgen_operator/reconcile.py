@@ -1,0 +1,163 @@
+"""Pure reconcile planning: desired children vs. what the API server holds -> a list of writes.
+
+Level-based and idempotent: nothing here does I/O. `plan()` compares only the fields *we* set
+(a desired manifest is a pattern the actual object must contain), so fields the API server fills
+in (defaults such as `imagePullPolicy`, `terminationMessagePath`, `protocol: TCP`, a Service's
+`clusterIP`, status, managed metadata) never count as drift, and an unchanged object yields no
+write at all. Resource quantities are compared by value ("1000m" == "1", "1Gi" == "1024Mi"),
+because the API server canonicalises them.
+
+Two deliberate exceptions to "desired wins":
+- `spec.replicas` of worker Deployments is owned by the autoscaler once the Deployment exists;
+- immutable fields (selectors, StatefulSet volume claim templates and service name) are never
+  patched: the API server would reject the whole patch, blocking every other repair.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+JSON = dict[str, Any]
+ObjectKey = tuple[str, str, str]  # (apiVersion, kind, name)
+
+COMPONENT_LABEL = "app.kubernetes.io/component"
+#: Paths (under the top level) never patched on an existing object, per kind.
+IMMUTABLE: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "Deployment": (("spec", "selector"),),
+    "StatefulSet": (("spec", "selector"), ("spec", "volumeClaimTemplates"), ("spec", "serviceName")),
+    "PodDisruptionBudget": (),
+    "Service": (("spec", "clusterIP"), ("spec", "clusterIPs")),
+}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One write: create `body`, or merge-patch `body` into the existing object."""
+
+    verb: Literal["create", "patch"]
+    api_version: str
+    kind: str
+    name: str
+    body: JSON = field(compare=False)
+    reason: str = ""
+
+    def describe(self) -> str:
+        return f"{self.verb} {self.kind}/{self.name}" + (f" ({self.reason})" if self.reason else "")
+
+
+def key_of(obj: Mapping[str, Any]) -> ObjectKey:
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+def owner_reference(owner: Mapping[str, Any]) -> JSON:
+    meta = owner["metadata"]
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def adopt(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> JSON:
+    """A copy of `obj` in the owner's namespace with the owner as controller (GC on delete)."""
+    adopted = copy.deepcopy(dict(obj))
+    meta = adopted.setdefault("metadata", {})
+    meta["namespace"] = owner["metadata"]["namespace"]
+    meta["ownerReferences"] = [owner_reference(owner)]
+    return adopted
+
+
+# ---------------------------------------------------------------- comparison
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
+_SUFFIX = {
+    None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": Decimal(10**3),
+    "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18),
+    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+
+
+def quantity(value: Any) -> Decimal | None:
+    """A Kubernetes resource quantity as a number, or None if `value` is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    match = _QUANTITY.match(str(value))
+    if not match:
+        return None
+    number, suffix = match.groups()
+    try:
+        if suffix and suffix[0] in "eE":
+            return Decimal(number + suffix)
+        return Decimal(number) * _SUFFIX[suffix]
+    except InvalidOperation:
+        return None
+
+
+def _scalar_equal(want: Any, have: Any) -> bool:
+    if want == have and type(want) is type(have):
+        return True
+    if isinstance(want, str) or isinstance(have, str):
+        a, b = quantity(want), quantity(have)
+        return a is not None and a == b
+    return bool(want == have)
+
+
+def contains(have: Any, want: Any) -> bool:
+    """Does the actual value `have` contain everything the desired pattern `want` sets?"""
+    if want is None:
+        return True
+    if isinstance(want, Mapping):
+        if not want:
+            return have is None or isinstance(have, Mapping)
+        if not isinstance(have, Mapping):
+            return False
+        return all(contains(have.get(k), v) for k, v in want.items())
+    if isinstance(want, list):
+        if have is None:
+            return not want
+        if not isinstance(have, list) or len(have) != len(want):
+            return False
+        return all(contains(h, w) for h, w in zip(have, want, strict=True))
+    return _scalar_equal(want, have)
+
+
+def _drop(obj: JSON, path: Sequence[str]) -> None:
+    node: Any = obj
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+
+
+def comparable(desired: Mapping[str, Any], *, existing: bool) -> JSON:
+    """The part of a desired manifest we enforce on an existing object."""
+    body = copy.deepcopy(dict(desired))
+    body.pop("status", None)
+    meta = body.get("metadata", {})
+    body["metadata"] = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
+    if existing:
+        for path in IMMUTABLE.get(body.get("kind", ""), ()):
+            _drop(body, path)
+        if body.get("kind") == "Deployment" and meta.get("labels", {}).get(COMPONENT_LABEL) == "worker":
+            _drop(body, ("spec", "replicas"))  # the autoscaler's field once the Deployment exists
+    return body
+
+
+def plan(desired: Sequence[Mapping[str, Any]], actual: Mapping[ObjectKey, Mapping[str, Any] | None]) -> list[Action]:
+    """Writes that make `actual` contain `desired`; [] when nothing differs (no write at all)."""
+    actions: list[Action] = []
+    for want in desired:
+        key = key_of(want)
+        have = actual.get(key)
+        if have is None:
+            actions.append(Action("create", key[0], key[1], key[2], copy.deepcopy(dict(want)), "missing"))
+            continue
+        enforced = comparable(want, existing=True)
+        if not contains(have, enforced):
+            actions.append(Action("patch", key[0], key[1], key[2], enforced, "drifted"))
+    return actions

@@ -1,0 +1,88 @@
+"""Pure reconcile planning and status: no write when nothing differs, defaults never count as drift."""
+
+from __future__ import annotations
+
+import copy
+
+from bookgen_operator.reconcile import adopt, contains, key_of, plan, quantity
+from bookgen_operator.status import Condition, PoolState, component_conditions, desired_status, status_patch
+
+OWNER = {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
+         "metadata": {"name": "q", "namespace": "ns", "uid": "u-1"}}
+
+
+def worker(replicas: int = 1, command: list[str] | None = None) -> dict:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "q-worker-content", "labels": {"app.kubernetes.io/component": "worker"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"a": "b"}},
+                 "template": {"spec": {"containers": [{"name": "worker", "image": "img",
+                                                        "command": command or ["celery", "-c", "2"],
+                                                        "resources": {"requests": {"cpu": "1000m", "memory": "1Gi"}},
+                                                        "ports": [{"containerPort": 9808}]}]}}},
+    }
+
+
+def as_stored(obj: dict) -> dict:
+    """What the API server returns: our fields plus server-side defaults and status."""
+    stored = copy.deepcopy(obj)
+    stored["metadata"].update(uid="x", resourceVersion="7", generation=1, creationTimestamp="t", namespace="ns")
+    container = stored["spec"]["template"]["spec"]["containers"][0]
+    container.update(imagePullPolicy="IfNotPresent", terminationMessagePath="/dev/termination-log")
+    container["ports"][0]["protocol"] = "TCP"
+    container["resources"]["requests"] = {"cpu": "1", "memory": "1024Mi"}
+    stored["spec"]["strategy"] = {"type": "RollingUpdate"}
+    stored["status"] = {"replicas": 1}
+    return stored
+
+
+def test_unchanged_children_need_no_write() -> None:
+    desired = [adopt(worker(), OWNER)]
+    actual = {key_of(desired[0]): as_stored(desired[0])}
+    assert plan(desired, actual) == []
+
+
+def test_missing_child_is_created_and_drift_is_patched() -> None:
+    desired = [adopt(worker(command=["celery", "-c", "4"]), OWNER)]
+    assert [a.verb for a in plan(desired, {})] == ["create"]
+    stored = as_stored(adopt(worker(), OWNER))
+    (action,) = plan(desired, {key_of(desired[0]): stored})
+    assert action.verb == "patch"
+    assert action.body["spec"]["template"]["spec"]["containers"][0]["command"] == ["celery", "-c", "4"]
+
+
+def test_worker_replicas_belong_to_the_autoscaler_once_the_deployment_exists() -> None:
+    desired = [adopt(worker(replicas=1), OWNER)]
+    stored = as_stored(adopt(worker(replicas=7), OWNER))
+    assert plan(desired, {key_of(desired[0]): stored}) == []
+
+
+def test_quantities_compare_by_value() -> None:
+    assert quantity("500m") == quantity("0.5") and quantity("1Gi") == quantity("1024Mi")
+    assert contains({"cpu": "1"}, {"cpu": "1000m"}) and not contains({"cpu": "2"}, {"cpu": "1000m"})
+
+
+def test_adopt_sets_controller_owner_reference() -> None:
+    adopted = adopt(worker(), OWNER)
+    (ref,) = adopted["metadata"]["ownerReferences"]
+    assert ref["uid"] == "u-1" and ref["controller"] and adopted["metadata"]["namespace"] == "ns"
+
+
+def test_condition_transition_time_changes_only_with_status() -> None:
+    pools = [PoolState("content", True, 1, 0, 1)]
+    auto = Condition("Autoscaling", True, "Active", "ok")
+
+    def conds(ready: int) -> list[Condition]:
+        return component_conditions(redis_external=False, redis={"status": {"readyReplicas": 1}},
+                                    pools=[PoolState("content", True, 1, ready, 1)], flower_enabled=False,
+                                    flower=None, autoscaling=auto)
+
+    first = desired_status({}, generation=1, conditions=conds(0), pools=pools, now="2026-01-01T00:00:00Z")
+    ready = {c["type"]: c for c in first["conditions"]}["Ready"]
+    assert ready["status"] == "False" and ready["reason"] == "PoolsNotReady"
+    same = desired_status(first, generation=1, conditions=conds(0), pools=pools, now="2026-01-01T00:01:00Z")
+    assert status_patch(first, same) is None
+    later = desired_status(first, generation=1, conditions=conds(1), pools=pools, now="2026-01-01T00:02:00Z")
+    by_type = {c["type"]: c for c in later["conditions"]}
+    assert by_type["Ready"]["status"] == "True" and by_type["Ready"]["lastTransitionTime"] == "2026-01-01T00:02:00Z"
+    assert by_type["RedisReady"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
