@@ -9,9 +9,8 @@ numbers are the same whichever process serves them and survive any recycling.
 
 from __future__ import annotations
 
+import json
 import logging
-import math
-import time
 from collections.abc import Iterator, Sequence
 
 import redis
@@ -82,8 +81,6 @@ def _stored_time(raw: bytes | None) -> float:
     if not raw:
         return 0.0
     try:
-        import json
-
         return float(json.loads(raw)["measured_at"])
     except (ValueError, KeyError, TypeError):
         return 0.0
@@ -151,10 +148,6 @@ def runtime_histogram(raw: dict[bytes, bytes]) -> Metric:
         cumulative, buckets = 0.0, []
         for le in RUNTIME_BUCKETS:
             cumulative += values.get(bucket_label(le), 0.0)
-            buckets.append(("+Inf" if math.isinf(le) else str(le), cumulative))
+            buckets.append((bucket_label(le), cumulative))
         histogram.add_metric([task, queue], buckets, sum_value=values.get("sum", 0.0))
     return histogram
-
-
-def scrape_time() -> float:
-    return time.time()
