@@ -19,6 +19,8 @@ from bookgen_worker.metrics.signals import count_task, observe_runtime
 from bookgen_worker.metrics.workers import WorkerInfo, pool_name, publish, read_workers, sweep
 from bookgen_worker.queues import MONITORING, task_name
 from prometheus_client import CollectorRegistry, generate_latest
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 def info(hostname: str, updated_at: float, busy: int = 0, pool: str = "content") -> WorkerInfo:
@@ -65,7 +67,7 @@ def test_a_bad_metrics_port_is_a_one_line_config_error(raw: str) -> None:
 
 
 def test_unreachable_redis_is_reported_as_down_not_as_an_error() -> None:
-    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     registry = CollectorRegistry(auto_describe=False)
     collector = BookGenCollector(client, Settings())
     collector.last_success = 123.0

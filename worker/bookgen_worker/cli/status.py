@@ -1,0 +1,84 @@
+"""`bookgen status`: per-queue pending / in flight / oldest age, and the pools' workers, as tables.
+
+The numbers come from the same measure() the exporter and the autoscaler use, read live from Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from ..app import app, bookgen_settings
+from ..metrics.measure import Snapshot, measure
+from ..metrics.workers import WorkerInfo, read_workers
+from ..queues import QUEUES
+from ..redis_client import check_reachable, get_redis
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("status", help="per-queue pending, in-flight and oldest age; workers per pool")
+    parser.add_argument("--json", action="store_true", help="print the measurement as JSON instead of tables")
+    parser.add_argument("--queue", action="append", dest="queues", metavar="NAME",
+                        help="only this queue (repeatable); default: all")
+    parser.set_defaults(handler=show_status)
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def queue_table(snapshot: Snapshot) -> Table:
+    table = Table(title="Queues")
+    table.add_column("queue")
+    for column in ("pending", "in flight", "oldest age"):
+        table.add_column(column, justify="right")
+    for name, depth in snapshot.queues.items():
+        table.add_row(name, str(depth.pending), str(depth.in_flight), format_age(depth.oldest_pending_age))
+    total_pending = sum(d.pending for d in snapshot.queues.values())
+    total_in_flight = sum(d.in_flight for d in snapshot.queues.values())
+    table.add_row("[bold]total[/bold]", str(total_pending), str(total_in_flight), "", end_section=True)
+    table.caption = f"dead letters: {snapshot.dead_letters}"
+    return table
+
+
+def worker_table(workers: list[WorkerInfo]) -> Table:
+    table = Table(title="Workers")
+    for column in ("pool", "worker", "queues"):
+        table.add_column(column)
+    table.add_column("busy / slots", justify="right")
+    for worker in workers:
+        table.add_row(worker.pool, worker.hostname, ",".join(worker.queues), f"{worker.busy} / {worker.concurrency}")
+    return table
+
+
+def show_status(args: argparse.Namespace) -> int:
+    settings = bookgen_settings(app)
+    check_reachable(settings)
+    queues = args.queues or list(QUEUES)
+    unknown = [q for q in queues if q not in QUEUES]
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    client = get_redis(settings)
+    snapshot = measure(client, settings, queues)
+    workers = read_workers(client, settings)
+    if args.json:
+        data = snapshot.to_dict()
+        data["workers"] = [{**vars(w), "queues": list(w.queues)} for w in workers]
+        print(json.dumps(data, indent=2))
+        return 0
+    console = Console()
+    console.print(queue_table(snapshot))
+    if workers:
+        console.print(worker_table(workers))
+    else:
+        console.print("No worker has reported in the last 10 s.")
+    return 0
