@@ -1,0 +1,374 @@
+"""kopf registrations: glue from events and timers of BookGenQueues (and their children) to the core.
+
+One reconcile = parse the spec -> ensure generated Secrets -> desired children -> compare with
+the API server -> create/patch only what differs -> status. It runs on create/resume/spec update,
+on a timer (drift repair and status refresh), and when a managed Deployment or StatefulSet
+changes or disappears (immediate repair, fresh readiness). Runs of one queue never overlap: a
+trigger during a run marks the queue dirty and the run repeats once with a fresh body.
+
+Failure policy (never a hot loop, never a crash):
+- invalid spec -> Ready=False/InvalidSpec with the parser's message; no retry until the spec changes;
+- a referenced Secret is missing -> Ready=False/SecretNotFound; retried with backoff (>= 30 s);
+- API errors -> kopf retries the handler with its own backoff; the timer tries again later.
+
+Deletion relies on owner references (the API server's garbage collector removes every child), so
+no finalizer is needed: nothing we create lives outside the queue's namespace or the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from bookgen_operator import events, opmetrics
+from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret, resource_for
+from bookgen_operator.reconcile import adopt, key_of, owner_reference, plan
+from bookgen_operator.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
+from bookgen_operator.status import (
+    Condition,
+    component_conditions,
+    deployment_state,
+    desired_status,
+    now_iso,
+    status_patch,
+)
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "bookgen-operator"}
+RECONCILE_INTERVAL = float(os.environ.get("BOOKGEN_RECONCILE_INTERVAL", "30"))
+SECRET_RETRY_SECONDS = max(30.0, float(os.environ.get("BOOKGEN_SECRET_RETRY_SECONDS", "30")))
+DISCOVERY_TTL = float(os.environ.get("BOOKGEN_DISCOVERY_TTL", "60"))
+MONITORING_GROUP = "monitoring.coreos.com"
+BGQ = RESOURCES[(f"{GROUP}/{VERSION}", "BookGenQueue")]
+
+
+@dataclasses.dataclass
+class _Connection:
+    info: Any = None
+
+
+CONNECTION = _Connection()
+KUBE = Kube(lambda: CONNECTION.info)
+
+
+@dataclasses.dataclass
+class QueueState:
+    """In-memory per-queue bookkeeping (lost on restart, which only costs one extra reconcile)."""
+
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    dirty: bool = False
+    invalid_generation: int | None = None
+    retry_at: float = 0.0
+    retry_delay: float = SECRET_RETRY_SECONDS
+    autoscaling: Condition | None = None
+
+
+STATES: dict[str, QueueState] = {}
+_discovery: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+class MissingSecret(Exception):
+    """A Secret the spec references does not exist (or lacks a key)."""
+
+
+def plain(value: Any) -> Any:
+    """kopf bodies are mapping views; the core wants plain JSON-like data."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- the reconcile
+
+
+def _labels(spec: QueueSpec, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "bookgen", "app.kubernetes.io/instance": spec.name,
+            "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": "bookgen", **MANAGED_BY}
+
+
+async def _ensure_secrets(spec: QueueSpec, body: Mapping[str, Any]) -> list[str]:
+    """Create generated Secrets once; check referenced ones. Returns names of Secrets created."""
+    import secrets as random_source  # the stdlib CSPRNG (module name clashes with our variable names)
+
+    created: list[str] = []
+    owner = [owner_reference(body)]
+    checks: list[tuple[str, tuple[str, ...], str]] = []  # (secret, keys, what for)
+    if spec.redis.mode == "managed" and not spec.redis.password_secret_name:
+        name = f"{spec.name}-redis"
+        if await ensure_secret(KUBE, spec.namespace, name, {"password": lambda: random_source.token_urlsafe(32)},
+                               {"labels": _labels(spec, "redis"), "ownerReferences": owner}):
+            created.append(name)
+    else:
+        what = "the Redis password (spec.redis.passwordSecretRef)"
+        checks.append((spec.redis.password_secret_name, (spec.redis.password_secret_key,), what))
+    if spec.flower.enabled and not spec.flower.auth_secret_name:
+        name = f"{spec.name}-flower-auth"
+        generated = {"username": lambda: "admin", "password": lambda: random_source.token_urlsafe(24)}
+        if await ensure_secret(KUBE, spec.namespace, name, generated,
+                               {"labels": _labels(spec, "flower"), "ownerReferences": owner}):
+            created.append(name)
+    elif spec.flower.enabled:
+        checks.append((spec.flower.auth_secret_name, ("username", "password"),
+                       "Flower's basic auth (spec.flower.authSecretRef)"))
+    for name, keys, what in checks:
+        if not name:
+            raise MissingSecret(f"{what} needs a Secret name")
+        secret = await KUBE.get(RESOURCES[("v1", "Secret")], spec.namespace, name)
+        if secret is None:
+            raise MissingSecret(f"Secret {spec.namespace}/{name} for {what} does not exist; create it")
+        missing = [k for k in keys if decoded(secret, k) is None]
+        if missing:
+            raise MissingSecret(f"Secret {spec.namespace}/{name} for {what} has no key {', '.join(missing)}")
+    return created
+
+
+async def _api_groups() -> frozenset[str]:
+    global _discovery
+    fetched_at, groups = _discovery
+    if time.monotonic() - fetched_at > DISCOVERY_TTL or not fetched_at:
+        groups = frozenset(await KUBE.api_groups())
+        _discovery = (time.monotonic(), groups)
+    return groups
+
+
+def _desired(spec: QueueSpec, body: Mapping[str, Any], groups: frozenset[str]) -> list[dict[str, Any]]:
+    from bookgen_operator.resources import desired_objects  # built by the resources package
+
+    wanted = []
+    for obj in desired_objects(spec):
+        if obj["apiVersion"].startswith(MONITORING_GROUP + "/") and MONITORING_GROUP not in groups:
+            continue  # Prometheus Operator CRDs are not installed: nothing could watch these objects
+        wanted.append(adopt(obj, body))
+    return wanted
+
+
+def _autoscaling_condition(spec: QueueSpec, state: QueueState) -> Condition:
+    if not spec.autoscaling.enabled:
+        return Condition("Autoscaling", False, "Disabled", "autoscaling is disabled in the spec")
+    if state.autoscaling is not None:
+        return state.autoscaling
+    return Condition("Autoscaling", None, "Starting", "the autoscaler has not started yet")
+
+
+async def _write_status(body: Mapping[str, Any], new_status: Mapping[str, Any]) -> None:
+    patch = status_patch(body.get("status") or {}, new_status)
+    if patch is None:
+        return
+    meta = body["metadata"]
+    await KUBE.patch(BGQ, meta["namespace"], meta["name"], {"status": patch}, subresource="status")
+    opmetrics.count_write("patch", "BookGenQueue/status")
+
+
+async def _report_problem(body: Mapping[str, Any], reason: str, message: str) -> None:
+    old = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    status = desired_status(old, generation=generation, conditions=[Condition("Ready", False, reason, message)],
+                            pools=None, now=now_iso())
+    await _write_status(body, status)
+
+
+async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]]) -> dict[tuple, Any]:
+    """Create/patch what differs; returns the freshest view of every child."""
+    actual: dict[tuple, Any] = {}
+    for obj in desired:
+        actual[key_of(obj)] = await KUBE.get(resource_for(obj["apiVersion"], obj["kind"]), spec.namespace,
+                                             obj["metadata"]["name"])
+    actions = plan(desired, actual)
+    for action in actions:
+        res = resource_for(action.api_version, action.kind)
+        try:
+            if action.verb == "create":
+                actual[(action.api_version, action.kind, action.name)] = await KUBE.create(
+                    res, spec.namespace, action.body)
+            else:
+                actual[(action.api_version, action.kind, action.name)] = await KUBE.patch(
+                    res, spec.namespace, action.name, action.body)
+        except KubeError as exc:
+            if exc.code == 409 and action.verb == "create":
+                continue  # created concurrently; the next reconcile compares it
+            raise
+        opmetrics.count_write(action.verb, action.kind)
+    if actions:
+        first = not any(v for k, v in actual.items() if k not in {(a.api_version, a.kind, a.name) for a in actions})
+        reason = "Created" if first else "Repaired"
+        events.normal(body, reason, "; ".join(a.describe() for a in actions))
+        log.info("%s/%s: %s", spec.namespace, spec.name, ", ".join(a.describe() for a in actions))
+    return actual
+
+
+async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
+    meta = body["metadata"]
+    state = STATES.setdefault(meta["uid"], QueueState())
+    with opmetrics.reconcile_timer(meta["uid"], trigger) as outcome:
+        try:
+            spec = parse_queue(body)
+        except SpecError as exc:
+            outcome["result"] = "invalid"
+            opmetrics.count_error("InvalidSpec")
+            if state.invalid_generation != meta.get("generation"):
+                events.warning(body, "InvalidSpec", str(exc))
+            state.invalid_generation = meta.get("generation")
+            await _report_problem(body, "InvalidSpec", str(exc))
+            raise kopf.PermanentError(f"invalid spec: {exc}") from None
+        state.invalid_generation = None
+        try:
+            created = await _ensure_secrets(spec, body)
+        except MissingSecret as exc:
+            outcome["result"] = "waiting"
+            opmetrics.count_error("SecretNotFound")
+            delay = state.retry_delay
+            state.retry_at, state.retry_delay = time.monotonic() + delay, min(delay * 2, 600.0)
+            if delay == SECRET_RETRY_SECONDS:
+                events.warning(body, "SecretNotFound", str(exc))
+            await _report_problem(body, "SecretNotFound", f"{exc} (retrying in {delay:.0f}s)")
+            raise kopf.TemporaryError(str(exc), delay=delay) from None
+        state.retry_at, state.retry_delay = 0.0, SECRET_RETRY_SECONDS
+        if created:
+            events.normal(body, "SecretsGenerated", f"generated Secrets {', '.join(created)}")
+        desired = _desired(spec, body, await _api_groups())
+        actual = await _apply(body, spec, desired)
+        by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
+        pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
+        conditions = component_conditions(
+            redis_external=spec.redis.mode == "external", redis=by_name.get(f"{spec.name}-redis"), pools=pools,
+            flower_enabled=spec.flower.enabled, flower=by_name.get(f"{spec.name}-flower"),
+            autoscaling=_autoscaling_condition(spec, state))
+        new_status = desired_status(body.get("status") or {}, generation=meta.get("generation"),
+                                    conditions=conditions, pools=pools, now=now_iso())
+        await _write_status(body, new_status)
+        outcome["result"] = "ok"
+
+
+async def reconcile(body: Mapping[str, Any], trigger: str) -> None:
+    """Serialise runs per queue; a trigger during a run makes the run repeat with a fresh body."""
+    body = plain(body)
+    state = STATES.setdefault(body["metadata"]["uid"], QueueState())
+    if state.lock.locked():
+        state.dirty = True
+        return
+    async with state.lock:
+        while True:
+            state.dirty = False
+            await reconcile_once(body, trigger)
+            if not state.dirty:
+                return
+            meta = body["metadata"]
+            fresh = await KUBE.get(BGQ, meta["namespace"], meta["name"])
+            if fresh is None:
+                return
+            body, trigger = fresh, "repeat"
+
+
+def _in_backoff(body: Mapping[str, Any]) -> bool:
+    state = STATES.get(body["metadata"]["uid"])
+    if state is None:
+        return False
+    return state.invalid_generation == body["metadata"].get("generation") or time.monotonic() < state.retry_at
+
+
+# ---------------------------------------------------------------- kopf registrations
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 600
+    settings.persistence.finalizer = "bookgen.io/finalizer"  # only used if a deletion handler ever appears
+    port = os.environ.get("BOOKGEN_OPERATOR_METRICS_PORT")
+    if port:
+        opmetrics.start_server(int(port))
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account, else kubeconfig; BOOKGEN_KUBE_SERVER (e.g. `kubectl proxy`) for dev/tests."""
+    server = os.environ.get("BOOKGEN_KUBE_SERVER")
+    if server:
+        info = kopf.ConnectionInfo(server=server)
+    else:
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    CONNECTION.info = info
+    return info
+
+
+@kopf.on.cleanup()
+async def close(**_: Any) -> None:
+    await KUBE.close()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+async def queue_changed(body: kopf.Body, reason: str, **_: Any) -> None:
+    await reconcile(body, str(reason))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RECONCILE_INTERVAL, initial_delay=RECONCILE_INTERVAL)
+async def queue_timer(body: kopf.Body, **_: Any) -> None:
+    """Drift repair and status refresh; silent while a problem waits for the user or its backoff."""
+    if _in_backoff(body):
+        return
+    try:
+        await reconcile(body, "timer")
+    except (kopf.PermanentError, kopf.TemporaryError) as exc:  # already reported in status
+        log.info("timer reconcile of %s: %s", body["metadata"]["name"], exc)
+
+
+async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A managed Deployment/StatefulSet changed or vanished: reconcile its queue at once."""
+    if type is None:  # the initial listing: the queue's own resume handler covers it
+        return
+    owners = [ref for ref in body.get("metadata", {}).get("ownerReferences") or []
+              if ref.get("kind") == "BookGenQueue" and ref.get("apiVersion", "").startswith(GROUP + "/")]
+    for ref in owners:
+        queue = await KUBE.get(BGQ, body["metadata"]["namespace"], ref["name"])
+        if queue is None or queue["metadata"]["uid"] != ref.get("uid") or _in_backoff(queue):
+            continue
+        if queue["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            await reconcile(queue, "child")
+        except (kopf.PermanentError, kopf.TemporaryError) as exc:
+            log.info("child-triggered reconcile of %s: %s", ref["name"], exc)
+
+
+kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)(_child_changed)
+kopf.on.event("apps", "v1", "statefulsets", labels=MANAGED_BY)(_child_changed)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
+async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Run the pool autoscaler of this queue for as long as the queue exists (body stays live)."""
+    state = STATES.setdefault(body["metadata"]["uid"], QueueState())
+    try:
+        spec = parse_queue(plain(body))
+    except SpecError:
+        return  # reported by reconcile; the daemon restarts with the object's next version
+    if not spec.autoscaling.enabled:
+        return
+    try:
+        from bookgen_operator.autoscaler.loop import Autoscaler  # noqa: F401  (another helper's part)
+        from bookgen_operator.platforms import kubernetes as k8s_platform
+    except ImportError:
+        state.autoscaling = Condition("Autoscaling", False, "AutoscalerUnavailable",
+                                      "this operator build has no autoscaler; worker replicas stay as they are")
+        await stopped.wait()
+        return
+    run = getattr(k8s_platform, "run_queue_autoscaler", None)
+    if run is None:
+        state.autoscaling = Condition("Autoscaling", False, "AutoscalerUnavailable",
+                                      "the Kubernetes autoscaler platform has no run_queue_autoscaler entry point")
+        await stopped.wait()
+        return
+    state.autoscaling = Condition("Autoscaling", True, "Active", "the autoscaler watches the queues of every pool")
+    await run(spec, KUBE, stopped)
