@@ -1,0 +1,80 @@
+"""Flower, the Celery web UI, behind basic auth whose user and password come from a Secret (keys
+`username` and `password`; generated as `<cr>-flower-auth` by the kopf layer when none is named).
+`python -m bookgen_worker.flower` refuses to start without credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bookgen_operator.resources.common import (
+    TMP_MOUNT,
+    app_env,
+    container_security_context,
+    pod_security_context,
+    tmp_volume,
+)
+from bookgen_operator.resources.labels import FLOWER_PORT, flower_name, labels, metadata, selector
+from bookgen_operator.spec import QueueSpec
+
+COMPONENT = "flower"
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def build_flower_deployment(spec: QueueSpec) -> dict[str, Any]:
+    probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
+    container = {
+        "name": "flower",
+        "image": spec.image.ref,
+        "imagePullPolicy": spec.image.pull_policy,
+        "command": ["python", "-m", "bookgen_worker.flower"],
+        "env": [
+            *app_env(spec),
+            _secret_env("FLOWER_USER", spec.flower_secret_name, "username"),
+            _secret_env("FLOWER_PASSWORD", spec.flower_secret_name, "password"),
+            {"name": "FLOWER_PORT", "value": str(FLOWER_PORT)},
+            {"name": "FLOWER_MAX_TASKS", "value": str(spec.flower.max_tasks)},
+            {"name": "FLOWER_PERSISTENT", "value": "False"},
+        ],
+        "ports": [{"name": "http", "containerPort": FLOWER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {**probe, "initialDelaySeconds": 5},
+        "livenessProbe": {**probe, "initialDelaySeconds": 30},
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": container_security_context(),
+        "volumeMounts": [TMP_MOUNT],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(spec, flower_name(spec), COMPONENT),
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector(spec, COMPONENT)},
+            "template": {
+                "metadata": {"labels": labels(spec, COMPONENT)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": [tmp_volume("64Mi")],
+                },
+            },
+        },
+    }
+
+
+def build_flower_service(spec: QueueSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(spec, flower_name(spec), COMPONENT),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(spec, COMPONENT),
+            "ports": [{"name": "http", "port": FLOWER_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
