@@ -1,0 +1,348 @@
+"""Book jobs in Redis: the job hash, the index of jobs, and every change to them, atomically.
+
+Keys (all behind the configured global key prefix):
+- `bookgen:job:<id>`          hash: state, current, total, status, inputs, counters, outputs, errors
+- `bookgen:job:<id>:results`  hash: step key ("chapter:3", "introduction", "export:pdf", ...) -> JSON
+                              {"ok": bool, "result": ..., "error": str}; a step is counted once only
+- `bookgen:job:<id>:tasks`    hash: step key -> Celery task id of the steps queued or running (what
+                              a cancel revokes)
+- `bookgen:jobs`              sorted set of job ids, score = created_at
+
+Every change reads the record under WATCH, decides with a pure function, and writes in MULTI; a
+concurrent writer makes the transaction retry (redis-py's `transaction`). So two chapters finishing
+at the same moment both count, a finishing chapter never races a cancel into a wrong state, and a
+terminal state is never left (states.check_transition is asked before every state change).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ..config import Settings
+from ..errors import BookGenError
+from ..queues import transport_priority
+from ..redis_client import get_redis, prefixed
+from .records import (
+    DEFAULT_PARALLEL,
+    DEFAULT_PRIORITY,
+    DEFAULT_TARGET_WORDS,
+    STAGE_CHAPTERS,
+    JobRecord,
+    total_steps,
+    validate_inputs,
+)
+from .states import PAUSABLE, InvalidTransition, JobState, check_transition, is_terminal, resume_target
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from redis.client import Pipeline
+
+JOBS_INDEX = "bookgen:jobs"
+START_TASK = "bookgen.job.start"
+ADVANCE_TASK = "bookgen.job.advance"
+
+
+class JobNotFound(BookGenError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r} (see `bookgen jobs`)")
+        self.job_id = job_id
+
+
+def job_key(settings: Settings, job_id: str) -> str:
+    return prefixed(settings, f"bookgen:job:{job_id}")
+
+
+def results_key(settings: Settings, job_id: str) -> str:
+    return prefixed(settings, f"bookgen:job:{job_id}:results")
+
+
+def tasks_key(settings: Settings, job_id: str) -> str:
+    return prefixed(settings, f"bookgen:job:{job_id}:tasks")
+
+
+def index_key(settings: Settings) -> str:
+    return prefixed(settings, JOBS_INDEX)
+
+
+@dataclass
+class Change:
+    """What a decision wants written: a new record (or None) and extra writes, plus a return value."""
+
+    record: JobRecord | None = None
+    writes: list[Callable[[Pipeline], Any]] = field(default_factory=list)
+    value: Any = None
+
+
+def _mutate(settings: Settings, job_id: str, decide: Callable[[JobRecord, Pipeline], Change]) -> Any:
+    client = get_redis(settings)
+    key = job_key(settings, job_id)
+
+    def body(pipe: Pipeline) -> Any:
+        raw = pipe.hgetall(key)
+        if not raw:
+            raise JobNotFound(job_id)
+        before = JobRecord.from_hash(job_id, raw)
+        change = decide(before, pipe)
+        pipe.multi()
+        if change.record is not None and change.record != before:
+            pipe.hset(key, mapping=replace(change.record, updated_at=time.time()).to_hash())
+        for write in change.writes:
+            write(pipe)
+        return change.value
+
+    watched = (key, results_key(settings, job_id), tasks_key(settings, job_id))
+    return client.transaction(body, *watched, value_from_callable=True)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def get_job(settings: Settings, job_id: str) -> JobRecord:
+    raw = get_redis(settings).hgetall(job_key(settings, job_id))
+    if not raw:
+        raise JobNotFound(job_id)
+    return JobRecord.from_hash(job_id, raw)
+
+
+def list_jobs(settings: Settings, limit: int = 50) -> list[JobRecord]:
+    """The newest jobs first."""
+    client = get_redis(settings)
+    ids = [i.decode() for i in client.zrevrange(index_key(settings), 0, max(limit, 1) - 1)]
+    pipe = client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hgetall(job_key(settings, job_id))
+    return [JobRecord.from_hash(job_id, raw) for job_id, raw in zip(ids, pipe.execute(), strict=True) if raw]
+
+
+def step_results(settings: Settings, job_id: str) -> dict[str, dict[str, Any]]:
+    raw = get_redis(settings).hgetall(results_key(settings, job_id))
+    return {key.decode(): json.loads(value) for key, value in raw.items()}
+
+
+def queued_tasks(settings: Settings, job_id: str) -> dict[str, str]:
+    raw = get_redis(settings).hgetall(tasks_key(settings, job_id))
+    return {key.decode(): value.decode() for key, value in raw.items()}
+
+
+# --- the user's actions -------------------------------------------------------------------------
+
+
+def _celery(celery_app: Celery | None) -> Celery:
+    if celery_app is not None:
+        return celery_app
+    from ..app import app
+
+    return app
+
+
+def send_step(celery_app: Celery | None, name: str, args: tuple[Any, ...], priority: int, task_id: str,
+              **options: Any) -> None:
+    """Send a task by name with the public priority scale and a task id chosen (and stored) beforehand."""
+    _celery(celery_app).signature(name, args=args, task_id=task_id, priority=transport_priority(priority),
+                                  **options).apply_async()
+
+
+def submit_job(
+    settings: Settings,
+    subject: str,
+    chapters: int,
+    target_words: int = DEFAULT_TARGET_WORDS,
+    formats: str | Iterable[str] | None = None,
+    *,
+    priority: int = DEFAULT_PRIORITY,
+    parallel: int = DEFAULT_PARALLEL,
+    celery_app: Celery | None = None,
+) -> str:
+    """Check the request, store the job as PENDING and send its first step; return the job id."""
+    inputs = validate_inputs(subject, chapters, target_words, formats, priority, parallel)
+    job_id = uuid.uuid4().hex
+    now = time.time()
+    record = JobRecord(
+        id=job_id, state=JobState.PENDING, current=0, total=total_steps(inputs.chapters, inputs.formats),
+        status="Waiting for a worker", subject=inputs.subject, chapters=inputs.chapters,
+        target_words=inputs.target_words, formats=inputs.formats, priority=inputs.priority,
+        parallel=inputs.parallel, created_at=now, updated_at=now,
+    )
+    start_id = uuid.uuid4().hex
+    pipe = get_redis(settings).pipeline(transaction=True)
+    pipe.hset(job_key(settings, job_id), mapping=record.to_hash())
+    pipe.hset(tasks_key(settings, job_id), "start", start_id)
+    pipe.zadd(index_key(settings), {job_id: now})
+    pipe.execute()
+    send_step(celery_app, START_TASK, (job_id,), inputs.priority, start_id)
+    return job_id
+
+
+def pause_job(settings: Settings, job_id: str) -> JobRecord:
+    """Hold the job: no chapter or step that is not yet sent will be sent until it is resumed.
+
+    Steps already queued or running finish and are counted (see orchestration for why).
+    """
+
+    def decide(record: JobRecord, _pipe: Pipeline) -> Change:
+        check_transition(record.state, JobState.PAUSED)
+        paused = replace(record, state=JobState.PAUSED, paused_from=str(record.state),
+                         status=f"Paused ({record.current}/{record.total} done)")
+        return Change(paused, value=paused)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def resume_job(settings: Settings, job_id: str, *, celery_app: Celery | None = None) -> JobRecord:
+    """Continue a paused job where it stopped (a job paused before it ran is validated again)."""
+    kick_id = uuid.uuid4().hex
+
+    def decide(record: JobRecord, _pipe: Pipeline) -> Change:
+        target = resume_target(record.paused_from)
+        check_transition(record.state, target)
+        step = "start" if target == JobState.PENDING else "advance"
+        resumed = replace(record, state=target, paused_from="", status="Resumed")
+        return Change(resumed, [lambda p: p.hset(tasks_key(settings, job_id), step, kick_id)], (resumed, step))
+
+    resumed, step = _mutate(settings, job_id, decide)
+    send_step(celery_app, START_TASK if step == "start" else ADVANCE_TASK, (job_id,), resumed.priority, kick_id)
+    return resumed  # type: ignore[no-any-return]
+
+
+def cancel_job(settings: Settings, job_id: str, *, celery_app: Celery | None = None) -> tuple[JobRecord, list[str]]:
+    """End the job as CANCELLED and revoke every step it still has queued; return the revoked ids.
+
+    The state changes first, in the same transaction that reads the task ids, so a step sent
+    concurrently is either in that list or is never sent (senders check the state under WATCH).
+    """
+
+    def decide(record: JobRecord, pipe: Pipeline) -> Change:
+        check_transition(record.state, JobState.CANCELLED)
+        ids = [value.decode() for value in pipe.hvals(tasks_key(settings, job_id))]
+        cancelled = replace(record, state=JobState.CANCELLED, in_flight=0,
+                            status=f"Cancelled at {record.current}/{record.total}")
+        return Change(cancelled, value=(cancelled, ids))
+
+    cancelled, ids = _mutate(settings, job_id, decide)
+    if ids:
+        _celery(celery_app).control.revoke(ids)
+    return cancelled, ids
+
+
+# --- steps of the orchestration -----------------------------------------------------------------
+
+
+def try_transition(settings: Settings, job_id: str, expected: Iterable[JobState], target: JobState,
+                   **fields: Any) -> JobRecord | None:
+    """Move to `target` only if the job is in one of `expected` now; None if it is not (paused, cancelled)."""
+    expected = frozenset(expected)
+
+    def decide(record: JobRecord, _pipe: Pipeline) -> Change:
+        if record.state not in expected:
+            return Change()
+        check_transition(record.state, target)
+        moved = replace(record, state=target, **fields)
+        return Change(moved, value=moved)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def claim_chapters(settings: Settings, job_id: str) -> list[tuple[int, str]]:
+    """Reserve the next chapters to send, up to the job's in-flight limit, with their task ids.
+
+    Only a RUNNING job in its chapter stage gets any; the ids are stored in the same transaction,
+    so a cancel that follows sees (and revokes) them.
+    """
+
+    def decide(record: JobRecord, _pipe: Pipeline) -> Change:
+        if record.state != JobState.RUNNING or record.stage != STAGE_CHAPTERS:
+            return Change(value=[])
+        room = min(record.parallel - record.in_flight, record.chapters - record.dispatched)
+        if room <= 0:
+            return Change(value=[])
+        claimed = [(number, uuid.uuid4().hex) for number in range(record.dispatched + 1, record.dispatched + room + 1)]
+        mapping = {f"chapter:{number}": task_id for number, task_id in claimed}
+        updated = replace(record, dispatched=record.dispatched + room, in_flight=record.in_flight + room)
+        return Change(updated, [lambda p: p.hset(tasks_key(settings, job_id), mapping=mapping)], claimed)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def enter_stage(settings: Settings, job_id: str, from_stage: str, to_stage: str, steps: Iterable[str],
+                status: str) -> dict[str, str] | None:
+    """Move a RUNNING job from one stage to the next exactly once; return task ids for its steps."""
+    steps = tuple(steps)
+
+    def decide(record: JobRecord, _pipe: Pipeline) -> Change:
+        if record.state != JobState.RUNNING or record.stage != from_stage:
+            return Change()
+        ids = {step: uuid.uuid4().hex for step in steps}
+        writes = [lambda p: p.hset(tasks_key(settings, job_id), mapping=ids)] if ids else []
+        return Change(replace(record, stage=to_stage, status=status), writes, ids)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def finish_step(settings: Settings, job_id: str, step: str, *, result: Any = None, error: str | None = None,
+                status: Callable[[JobRecord], str] | None = None) -> JobRecord | None:
+    """Count a step as done (or failed) once; None if it was already counted or the job is over.
+
+    Steps finishing while the job is PAUSED still count: they were sent before the pause.
+    """
+    is_chapter = step.startswith("chapter:")
+
+    def decide(record: JobRecord, pipe: Pipeline) -> Change:
+        if is_terminal(record.state) or pipe.hexists(results_key(settings, job_id), step):
+            return Change()
+        updated = replace(
+            record,
+            current=min(record.current + 1, record.total),
+            in_flight=max(record.in_flight - 1, 0) if is_chapter else record.in_flight,
+            chapters_done=record.chapters_done + (1 if is_chapter and error is None else 0),
+            chapters_failed=record.chapters_failed + (1 if is_chapter and error is not None else 0),
+            errors=record.errors if error is None else (*record.errors, f"{step}: {error}"),
+        )
+        if status is not None:
+            updated = replace(updated, status=status(updated))
+        payload = json.dumps({"ok": error is None, "result": result, "error": error})
+        writes = [
+            lambda p: p.hset(results_key(settings, job_id), step, payload),
+            lambda p: p.hdel(tasks_key(settings, job_id), step),
+        ]
+        return Change(updated, writes, updated)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def update(settings: Settings, job_id: str, **fields: Any) -> JobRecord | None:
+    """Change non-state fields (status, current, ...) of a job that is not over yet."""
+
+    def decide(record: JobRecord, _pipe: Pipeline) -> Change:
+        if is_terminal(record.state):
+            return Change()
+        updated = replace(record, **fields)
+        return Change(updated, value=updated)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def finish_job(settings: Settings, job_id: str, state: JobState, status: str,
+               outputs: Mapping[str, str] | None = None, errors: Iterable[str] = ()) -> JobRecord | None:
+    """End a RUNNING job in a terminal state (None if it is paused or already over)."""
+
+    def decide(record: JobRecord, pipe: Pipeline) -> Change:
+        if record.state != JobState.RUNNING:
+            return Change()
+        check_transition(record.state, state)
+        done = replace(record, state=state, status=status, stage="done", in_flight=0,
+                       outputs=dict(outputs or record.outputs), errors=(*record.errors, *errors))
+        return Change(done, [lambda p: p.delete(tasks_key(settings, job_id))], done)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "PAUSABLE", "InvalidTransition", "JobNotFound", "JobRecord", "JobState", "cancel_job", "claim_chapters",
+    "enter_stage", "finish_job", "finish_step", "get_job", "list_jobs", "pause_job", "resume_job",
+    "step_results", "submit_job", "try_transition", "update",
+]
