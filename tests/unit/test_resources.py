@@ -309,3 +309,33 @@ def test_monitoring_toggles() -> None:
 
 def test_builders_are_deterministic() -> None:
     assert desired_objects(default_spec()) == desired_objects(default_spec())
+
+
+MONITORING_SCHEMAS = ROOT / "tests" / "crd" / "prometheus-operator-subset.yaml"
+
+
+@pytest.mark.parametrize("which", SPECS)
+def test_monitoring_objects_validate_against_the_prometheus_operator_schema_subset(which: str) -> None:
+    import jsonschema
+    import yaml
+
+    schemas = yaml.safe_load(MONITORING_SCHEMAS.read_text())
+    objects = [o for o in monitoring_objects(SPECS[which](), crds_present=True)]
+    for obj in objects:
+        jsonschema.validate(obj, schemas[obj["kind"]])
+        # kubernetes-validate has no schema for these kinds: it says so rather than passing them silently
+        with pytest.raises(kubernetes_validate.SchemaNotFoundError):
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_service_monitor_selects_the_metrics_service() -> None:
+    spec = default_spec()
+    (monitor,) = [o for o in monitoring_objects(spec, True) if o["kind"] == "ServiceMonitor"]
+    service = next(o for o in desired_objects(spec) if o["metadata"]["name"] == "bq-metrics")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    # ... and no other Service of the instance
+    others = [o for o in desired_objects(spec) if o["kind"] == "Service" and o["metadata"]["name"] != "bq-metrics"]
+    assert not any(
+        monitor["spec"]["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items() for o in others
+    )
