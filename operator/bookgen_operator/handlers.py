@@ -29,7 +29,7 @@ import kopf
 
 from bookgen_operator import events, opmetrics
 from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret, resource_for
-from bookgen_operator.reconcile import adopt, key_of, owner_reference, plan
+from bookgen_operator.reconcile import adopt, key_of, plan
 from bookgen_operator.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
 from bookgen_operator.status import (
     Condition,
@@ -91,38 +91,24 @@ def plain(value: Any) -> Any:
 # ---------------------------------------------------------------- the reconcile
 
 
-def _labels(spec: QueueSpec, component: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "bookgen", "app.kubernetes.io/instance": spec.name,
-            "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": "bookgen", **MANAGED_BY}
-
-
 async def _ensure_secrets(spec: QueueSpec, body: Mapping[str, Any]) -> list[str]:
-    """Create generated Secrets once; check referenced ones. Returns names of Secrets created."""
-    import secrets as random_source  # the stdlib CSPRNG (module name clashes with our variable names)
+    """Create generated Secrets once (stable passwords); check that referenced ones exist with their
+    keys. Returns the names of the Secrets created now."""
+    from bookgen_operator.resources.secrets import generated_secrets
 
     created: list[str] = []
-    owner = [owner_reference(body)]
+    for secret in generated_secrets(spec):
+        _, was_created = await ensure_secret(KUBE, adopt(secret, body))
+        if was_created:
+            created.append(secret["metadata"]["name"])
     checks: list[tuple[str, tuple[str, ...], str]] = []  # (secret, keys, what for)
-    if spec.redis.mode == "managed" and not spec.redis.password_secret_name:
-        name = f"{spec.name}-redis"
-        if await ensure_secret(KUBE, spec.namespace, name, {"password": lambda: random_source.token_urlsafe(32)},
-                               {"labels": _labels(spec, "redis"), "ownerReferences": owner}):
-            created.append(name)
-    else:
-        what = "the Redis password (spec.redis.passwordSecretRef)"
-        checks.append((spec.redis.password_secret_name, (spec.redis.password_secret_key,), what))
-    if spec.flower.enabled and not spec.flower.auth_secret_name:
-        name = f"{spec.name}-flower-auth"
-        generated = {"username": lambda: "admin", "password": lambda: random_source.token_urlsafe(24)}
-        if await ensure_secret(KUBE, spec.namespace, name, generated,
-                               {"labels": _labels(spec, "flower"), "ownerReferences": owner}):
-            created.append(name)
-    elif spec.flower.enabled:
-        checks.append((spec.flower.auth_secret_name, ("username", "password"),
+    if not spec.redis_secret_generated:
+        checks.append((spec.redis_secret_name, (spec.redis.password_secret_key,),
+                       "the Redis password (spec.redis.passwordSecretRef)"))
+    if spec.flower.enabled and not spec.flower_secret_generated:
+        checks.append((spec.flower_secret_name, ("username", "password"),
                        "Flower's basic auth (spec.flower.authSecretRef)"))
     for name, keys, what in checks:
-        if not name:
-            raise MissingSecret(f"{what} needs a Secret name")
         secret = await KUBE.get(RESOURCES[("v1", "Secret")], spec.namespace, name)
         if secret is None:
             raise MissingSecret(f"Secret {spec.namespace}/{name} for {what} does not exist; create it")

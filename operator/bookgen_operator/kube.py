@@ -211,20 +211,20 @@ def decoded(secret: Mapping[str, Any], key: str) -> str | None:
     return base64.b64decode(raw).decode() if raw is not None else None
 
 
-async def ensure_secret(kube: Kube, namespace: str, name: str, generate: Mapping[str, Callable[[], str]],
-                        metadata: Mapping[str, Any]) -> bool:
-    """Create the Secret with generated values if it does not exist; never touch an existing one,
-    so generated passwords stay stable for the lifetime of the queue. True if it was created."""
+async def ensure_secret(kube: Kube, body: Mapping[str, Any]) -> tuple[JSON, bool]:
+    """Create the Secret `body` if no Secret of that name exists; never touch an existing one, so
+    generated passwords stay stable for the lifetime of the queue. Returns (the Secret, created?)."""
     res = RESOURCES[("v1", "Secret")]
-    if await kube.get(res, namespace, name) is not None:
-        return False
-    data = {key: base64.b64encode(make().encode()).decode() for key, make in generate.items()}
-    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data,
-            "metadata": {**metadata, "name": name, "namespace": namespace}}
+    meta = body["metadata"]
+    existing = await kube.get(res, meta["namespace"], meta["name"])
+    if existing is not None:
+        return existing, False
     try:
-        await kube.create(res, namespace, body)
+        return await kube.create(res, meta["namespace"], body), True
     except KubeError as exc:
-        if exc.code == 409:  # created concurrently: the other value wins and stays stable
-            return False
-        raise
-    return True
+        if exc.code != 409:  # 409: created concurrently; that value wins and stays stable
+            raise
+    existing = await kube.get(res, meta["namespace"], meta["name"])
+    if existing is None:
+        raise KubeError(409, "Conflict", f"Secret {meta['name']} appeared and vanished while being created")
+    return existing, False

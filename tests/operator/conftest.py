@@ -13,16 +13,27 @@ resources and the BookGenQueue CRD (`bookgen.io/v1alpha1/bookgenqueues`, with `s
   `emulator.writes(since=index)`: the write calls after an index into `calls`;
 - `emulator.write_hooks.append(fn(call, body))`: inspect every write; exceptions land in `emulator.hook_errors`.
 
-Every API call seen in this package is also collected for operator/api-calls.json (see test_api_calls.py).
+`kopf_operator` runs the real kopf operator against it; every API call made while it runs is collected
+for operator/api-calls.json (checked by the last test of test_e2e.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import pytest
 import pytest_asyncio
 
 from tests.support.k8s_emulator import K8sEmulator, default_emulator, start_emulator, stop_emulator
+
+# The reconcile timer's interval is fixed when kopf registers it (import time): tick fast in tests.
+os.environ.setdefault("BOOKGEN_RECONCILE_INTERVAL", "1")
 
 BGQ = "bookgen.io/v1alpha1/bookgenqueues"
 
@@ -38,6 +49,88 @@ async def emulator() -> AsyncIterator[K8sEmulator]:
     try:
         yield emu
     finally:
-        for call in emu.calls:
-            OBSERVED_CALLS.add((call.verb, call.group, call.resource, call.subresource or ""))
         await stop_emulator(emu, server)
+
+
+# ---------------------------------------------------------------- the real operator against the emulator
+
+
+
+
+T = TypeVar("T")
+
+
+async def eventually(condition: Callable[[], T | Awaitable[T]], *, timeout: float = 15.0, what: str = "") -> T:
+    """Poll `condition` (sync or async) until truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition!r} (last: {result!r})")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class RunningOperator:
+    emulator: K8sEmulator
+    handlers: Any  # the bookgen_operator.handlers module
+
+    def reconciles(self, uid: str) -> int:
+        from bookgen_operator import opmetrics
+
+        return opmetrics.RECONCILES[uid]
+
+
+def _check_status_writes(call: Any, body: Any) -> None:
+    """Every status write must survive the CRD's structural schema unpruned."""
+    from tests.support.crd_validation import validate_status
+
+    if call.resource == "bookgenqueues" and isinstance(body, dict) and "status" in body:
+        problems = validate_status(body["status"])
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+
+@pytest.fixture
+async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningOperator]:
+    """The real kopf operator (our handlers) running cluster-wide against `emulator`.
+
+    kopf runs in its own thread and event loop: on exit it cancels every task of its loop that it
+    did not start, which would include pytest-asyncio's fixture teardown if it shared the loop.
+    """
+    import kopf
+    from bookgen_operator import handlers
+
+    assert handlers.RECONCILE_INTERVAL <= 2, "import bookgen_operator.handlers only after tests/operator/conftest.py"
+    monkeypatch.setenv("BOOKGEN_KUBE_SERVER", emulator.base_url)
+    handlers.STATES.clear()
+    handlers._discovery = (0.0, frozenset())
+    emulator.write_hooks.append(_check_status_writes)
+    stop, ready = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(kopf.operator(
+                registry=kopf.get_default_registry(), settings=kopf.OperatorSettings(),
+                standalone=True, clusterwide=True, stop_flag=stop, ready_flag=ready,
+            ))
+        except BaseException as exc:  # reported by the fixture, not lost in the thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, name="kopf-operator", daemon=True)
+    thread.start()
+    await eventually(ready.is_set, timeout=10, what="kopf to start")
+    try:
+        yield RunningOperator(emulator, handlers)
+    finally:
+        stop.set()
+        await eventually(lambda: not thread.is_alive(), timeout=20, what="kopf to stop")
+        for call in emulator.calls:
+            OBSERVED_CALLS.add((call.verb, call.group, call.resource, call.subresource or ""))
+    assert not failures, f"the operator crashed: {failures!r}"
+    assert not emulator.hook_errors, f"status writes the API server would prune: {emulator.hook_errors}"
