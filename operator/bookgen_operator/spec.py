@@ -272,6 +272,15 @@ def _is_dns_label(name: str) -> bool:
     return bool(name) and set(name) <= ok and name[0] != "-" and name[-1] != "-"
 
 
+def _url_like(url: str, schemes: tuple[str, ...]) -> bool:
+    """The CRD's pattern `^<scheme>://[^\\s]+$`."""
+    for scheme in schemes:
+        if url.startswith(scheme):
+            rest = url[len(scheme) :]
+            return bool(rest) and not any(c.isspace() for c in rest)
+    return False
+
+
 def _quantity(value: Any, path: str) -> str:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str):
@@ -336,7 +345,7 @@ def _policy_values(r: _Reader, base: AutoscalingSpec | None) -> dict[str, Any]:
 def _autoscaling(spec: _Reader) -> AutoscalingSpec:
     r = spec.obj("autoscaling", ("enabled", "source", "prometheusUrl", *_POLICY_FIELDS))
     url = r.string("prometheusUrl", "", max_len=512)
-    if url and not (url.startswith(("http://", "https://")) and len(url.split("://", 1)[1]) > 0 and " " not in url):
+    if url and not _url_like(url, ("http://", "https://")):
         raise SpecError(f"{r.at('prometheusUrl')} must be an http:// or https:// URL (got {_show(url)})")
     result = AutoscalingSpec(
         enabled=r.boolean("enabled", True),
@@ -392,7 +401,7 @@ def _redis(spec: _Reader) -> RedisSpec:
     r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources"))
     mode = r.choice("mode", "managed", ("managed", "external"))
     url = r.string("url", "", max_len=512)
-    if url and not (url.startswith(("redis://", "rediss://")) and not any(c.isspace() for c in url)):
+    if url and not _url_like(url, ("redis://", "rediss://")):
         raise SpecError(f"{r.at('url')} must start with redis:// or rediss://")
     ref = r.obj("passwordSecretRef", ("name", "key"))
     secret = ref.string("name", "")
