@@ -1,1 +1,176 @@
-"""Placeholder: job orchestration tasks are being written (replace this file)."""
+"""The coordination tasks of a book job (`bookgen.job.*`, routed to high_priority).
+
+Flow: `job.start` validates (VALIDATING) and moves to RUNNING; `advance` then walks the stages
+chapters -> framing (introduction + conclusion) -> checking (validate_complete_biography) ->
+exporting (one task per format, in parallel) -> a terminal state. Content tasks are called by
+name and each carries two callbacks: `job.step_done` (link) and `job.step_failed` (link_error,
+called only after the task's own retries are exhausted). Each callback counts the step once in
+Redis and calls `advance` again, which is level-based: it looks at what is done and sends what is
+due, so a duplicate or late callback is harmless.
+
+Why counting in Redis and not a chord: a chord needs every header task to succeed and keeps its
+state in the result backend, where one failed chapter fails the whole book and a revoked member
+leaves it hanging. Counting ourselves lets one failed chapter end as COMPLETED_WITH_ERRORS.
+
+Why pause holds chapters by a per-job in-flight window (job.parallel, default 16) and not by
+re-queuing chapter tasks: the content tasks belong to the generation module and know nothing of
+jobs; a chapter that checks its job and re-queues itself with a countdown would spin, burn a worker
+slot per poll and hold messages with ETAs (which must stay below the visibility timeout). With a
+window, a paused job simply sends nothing new: at most `parallel` chapters already queued finish
+(and count), no further chapter starts, nothing polls; resume sends the next window. Cancel revokes
+exactly the ids in that window (stored before sending, see store.claim_chapters).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from ..app import bookgen_settings
+from ..config import Settings
+from ..errors import InvalidInput
+from ..queues import transport_priority
+from ..redis_client import get_redis
+from ..tasks.base import bookgen_task
+from . import plan, store
+from .records import (
+    FORMAT_TASKS,
+    STAGE_CHAPTERS,
+    STAGE_CHECKING,
+    STAGE_EXPORTING,
+    STAGE_FRAMING,
+    JobRecord,
+    section_words,
+    validate_inputs,
+)
+from .states import JobState
+
+logger = logging.getLogger(__name__)
+
+STEP_DONE_TASK = "bookgen.job.step_done"
+STEP_FAILED_TASK = "bookgen.job.step_failed"
+
+
+def _send(celery_app: Celery, job: JobRecord, step: str, task_id: str, name: str, *args: Any) -> None:
+    priority = transport_priority(job.priority)
+    callbacks = {
+        "link": celery_app.signature(STEP_DONE_TASK, args=(job.id, step), priority=priority),
+        "link_error": celery_app.signature(STEP_FAILED_TASK, args=(job.id, step), priority=priority),
+    }
+    store.send_step(celery_app, name, args, job.priority, task_id, **callbacks)
+
+
+def export_filename(job: JobRecord) -> str:
+    """Subject plus a short job id: two books on the same subject do not overwrite each other.
+    The export tasks sanitise it and keep it inside the output folder."""
+    return f"{job.subject}-{job.id[:8]}"
+
+
+def advance(celery_app: Celery, settings: Settings, job_id: str) -> None:
+    """Send whatever is due for the job now; a no-op unless it is RUNNING."""
+    job = store.get_job(settings, job_id)
+    if job.state != JobState.RUNNING:
+        return
+    if job.stage == STAGE_CHAPTERS:
+        for number, task_id in store.claim_chapters(settings, job_id):
+            _send(celery_app, job, f"chapter:{number}", task_id, "bookgen.generate_chapter",
+                  job.subject, number, None, job.target_words)
+        job = store.get_job(settings, job_id)
+        if job.chapters_finished < job.chapters:
+            return
+        if job.chapters_done == 0:
+            store.finish_job(settings, job_id, JobState.FAILED, "Failed: no chapter could be written")
+            return
+        ids = store.enter_stage(settings, job_id, STAGE_CHAPTERS, STAGE_FRAMING, ["introduction", "conclusion"],
+                                "Writing the introduction and the conclusion")
+        if ids:
+            titles = plan.chapter_titles(store.step_results(settings, job_id))
+            words = section_words(job.target_words)
+            _send(celery_app, job, "introduction", ids["introduction"], "bookgen.generate_introduction",
+                  job.subject, titles, words)
+            _send(celery_app, job, "conclusion", ids["conclusion"], "bookgen.generate_conclusion",
+                  job.subject, titles, words)
+        return
+    results = store.step_results(settings, job_id)
+    if job.stage == STAGE_FRAMING and {"introduction", "conclusion"} <= results.keys():
+        ids = store.enter_stage(settings, job_id, STAGE_FRAMING, STAGE_CHECKING, ["validate"],
+                                "Validating the complete biography")
+        if ids:
+            _send(celery_app, job, "validate", ids["validate"], "bookgen.validate_complete_biography",
+                  plan.assemble(job, results))
+    elif job.stage == STAGE_CHECKING and "validate" in results:
+        steps = [f"export:{fmt}" for fmt in job.formats]
+        ids = store.enter_stage(settings, job_id, STAGE_CHECKING, STAGE_EXPORTING, steps,
+                                f"Exporting: 0/{len(job.formats)} formats")
+        if ids:
+            biography, filename = plan.assemble(job, results), export_filename(job)
+            for fmt in job.formats:
+                _send(celery_app, job, f"export:{fmt}", ids[f"export:{fmt}"], FORMAT_TASKS[fmt], biography, filename)
+    elif job.stage == STAGE_EXPORTING and all(f"export:{fmt}" in results for fmt in job.formats):
+        end = plan.outcome(job, results)
+        store.finish_job(settings, job_id, end.state, end.status, end.outputs, end.errors)
+
+
+@bookgen_task("job.start")
+def start(self: Any, job_id: str) -> str:
+    """VALIDATING: check the stored request again (jobs may be written by other clients), then RUNNING."""
+    settings = bookgen_settings(self.app)
+    get_redis(settings).hdel(store.tasks_key(settings, job_id), "start")
+    job = store.try_transition(settings, job_id, {JobState.PENDING}, JobState.VALIDATING,
+                               status="Validating the request")
+    if job is None:
+        return "skipped"
+    try:
+        validate_inputs(job.subject, job.chapters, job.target_words, job.formats, job.priority, job.parallel)
+    except InvalidInput as exc:
+        store.try_transition(settings, job_id, {JobState.VALIDATING}, JobState.FAILED,
+                             status=f"Failed: {exc}", errors=(*job.errors, f"validation: {exc}"))
+        return "invalid"
+    store.finish_step(settings, job_id, "start", result={"valid": True})
+    running = store.try_transition(settings, job_id, {JobState.VALIDATING}, JobState.RUNNING,
+                                   status=f"Writing chapters: 0/{job.chapters} done")
+    if running is None:
+        return "held"  # paused or cancelled while validating
+    advance(self.app, settings, job_id)
+    return "running"
+
+
+@bookgen_task("job.advance")
+def advance_task(self: Any, job_id: str) -> None:
+    """Sent on resume: continue a RUNNING job from wherever it stopped."""
+    settings = bookgen_settings(self.app)
+    get_redis(settings).hdel(store.tasks_key(settings, job_id), "advance")
+    advance(self.app, settings, job_id)
+
+
+@bookgen_task("job.step_done")
+def step_done(self: Any, result: Any, job_id: str, step: str) -> None:
+    """Link callback of every content task: count the step, then send what became due."""
+    settings = bookgen_settings(self.app)
+    if store.finish_step(settings, job_id, step, result=result, status=plan.status_line) is not None:
+        advance(self.app, settings, job_id)
+
+
+@bookgen_task("job.step_failed")
+def step_failed(self: Any, failed_task_id: str, job_id: str, step: str) -> None:
+    """Error callback (after the content task's retries): count the step as failed and go on."""
+    settings = bookgen_settings(self.app)
+    error = _failure_message(self.app, failed_task_id)
+    logger.warning("job %s: step %s failed: %s", job_id, step, error)
+    if store.finish_step(settings, job_id, step, error=error, status=plan.status_line) is not None:
+        advance(self.app, settings, job_id)
+
+
+def _failure_message(celery_app: Celery, task_id: str) -> str:
+    try:
+        exc = celery_app.AsyncResult(task_id).result
+    except Exception:  # the message is a courtesy; never lose the count over it
+        exc = None
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {exc}"
+    return "failed after its retries (see `bookgen dlq list`)"
+
+
+__all__ = ["advance", "advance_task", "start", "step_done", "step_failed"]

@@ -1,0 +1,59 @@
+"""Pure decisions of a book job: the assembled biography and how the job ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bookgen_worker.jobs.plan import assemble, outcome, status_line
+from bookgen_worker.jobs.records import STAGE_CHAPTERS, STAGE_EXPORTING, JobRecord
+from bookgen_worker.jobs.states import JobState
+
+
+def job(**fields: Any) -> JobRecord:
+    base: dict[str, Any] = {
+        "id": "j1", "state": JobState.RUNNING, "current": 0, "total": 9, "status": "", "subject": "Ada",
+        "chapters": 3, "target_words": 10, "formats": ("markdown", "pdf"),
+    }
+    return JobRecord(**{**base, **fields})
+
+
+def chapter(number: int, *sources: str) -> dict[str, Any]:
+    return {"ok": True, "result": {"number": number, "title": f"T{number}", "text": "x", "word_count": 1,
+                                   "sources": list(sources)}}
+
+
+def exported(fmt: str) -> dict[str, Any]:
+    return {"ok": True, "result": {"format": fmt, "path": f"/out/a.{fmt}", "bytes": 3}}
+
+
+def test_the_biography_keeps_chapter_order_and_unique_sources_and_skips_failures() -> None:
+    results = {
+        "chapter:2": chapter(2, "B", "A"),
+        "chapter:1": chapter(1, "A"),
+        "chapter:3": {"ok": False, "result": None, "error": "boom"},
+        "introduction": {"ok": True, "result": {"title": "Intro", "text": "i", "word_count": 1}},
+    }
+    biography = assemble(job(), results)
+    assert [c["number"] for c in biography["chapters"]] == [1, 2]
+    assert biography["sources"] == ["A", "B"]
+    assert biography["introduction"]["title"] == "Intro"
+    assert biography["conclusion"] == {"title": "Conclusion", "text": "", "word_count": 0}
+
+
+def test_outcome_completed_with_errors_or_failed() -> None:
+    all_files = {"export:markdown": exported("markdown"), "export:pdf": exported("pdf")}
+    assert outcome(job(), all_files).state == JobState.COMPLETED
+    assert outcome(job(errors=("chapter:2: boom",)), all_files).state == JobState.COMPLETED_WITH_ERRORS
+    one_file = {**all_files, "export:pdf": {"ok": False, "result": None, "error": "x"}}
+    end = outcome(job(errors=("export:pdf: x",)), one_file)
+    assert (end.state, end.outputs) == (JobState.COMPLETED_WITH_ERRORS, {"markdown": "/out/a.markdown"})
+    invalid = {**all_files, "validate": {"ok": True, "result": {"valid": False, "errors": ["no sources"]}}}
+    assert outcome(job(), invalid).errors == ("validation: no sources",)
+    assert outcome(job(), {}).state == JobState.FAILED
+
+
+def test_status_lines_say_where_the_job_is() -> None:
+    assert status_line(job(stage=STAGE_CHAPTERS, chapters_done=1, in_flight=2, chapters_failed=1)) == (
+        "Writing chapters: 1/3 done, 2 in flight, 1 failed"
+    )
+    assert status_line(job(stage=STAGE_EXPORTING, current=8, total=9)) == "Exporting: 1/2 formats"
