@@ -245,7 +245,10 @@ def test_full_spec_overrides_reach_the_manifests() -> None:
         "name": "bookgen-full-flower-login",
         "key": "username",
     }
-    assert flower_env["FLOWER_MAX_TASKS"]["value"] == "5000"
+    flower_command = objects["Deployment/bookgen-full-flower"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert flower_command[:3] == ["python", "-m", "bookgen_worker.flower"]
+    assert flower_command[flower_command.index("--max-tasks") + 1] == "5000"
+    assert "FLOWER_PASSWORD" in flower_env and not any("password" in arg.lower() for arg in flower_command)
     assert generated_secrets(spec) == []  # both Secrets are named by the user
     assert [o["kind"] for o in monitoring_objects(spec, crds_present=False)] == ["ServiceMonitor"]  # always/never
 
@@ -339,3 +342,40 @@ def test_service_monitor_selects_the_metrics_service() -> None:
     assert not any(
         monitor["spec"]["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items() for o in others
     )
+
+
+def _container(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    obj = next(o for o in objects if o["metadata"]["name"] == name)
+    return obj["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_commands_parse_with_the_real_command_lines(which: str) -> None:
+    """The worker and beat commands are accepted by Celery's own CLI, Flower's by bookgen_worker.flower."""
+    from bookgen_worker.app import app
+    from bookgen_worker.flower import build_parser, flower_command
+    from celery.bin.base import CLIContext
+    from celery.bin.beat import beat
+    from celery.bin.worker import worker
+
+    spec = SPECS[which]()
+    objects = desired_objects(spec)
+    cli = CLIContext(app=app, no_color=True, workdir=None, quiet=True)
+    for pool in spec.pools:
+        command = _container(objects, f"{spec.name}-worker-{pool.name}")["command"]
+        assert command[:4] == ["celery", "-A", "bookgen_worker.app", "worker"]
+        params = worker.make_context("worker", command[4:], obj=cli).params
+        assert params["queues"] == list(pool.queues)
+        assert params["concurrency"] == pool.concurrency
+        assert params["hostname"].startswith(f"{pool.name}@")
+    command = _container(objects, f"{spec.name}-beat")["command"]
+    assert beat.make_context("beat", command[4:], obj=cli).params["schedule"].startswith("/tmp/")
+    flower = _container(objects, f"{spec.name}-flower")
+    assert flower["command"][:3] == ["python", "-m", "bookgen_worker.flower"]
+    env = {e["name"]: "secret-value" for e in flower["env"] if "valueFrom" in e} | {
+        e["name"]: e["value"] for e in flower["env"] if "value" in e
+    }
+    args = build_parser().parse_args(flower["command"][3:])
+    run, child_env = flower_command(args, env)
+    assert f"--max_tasks={spec.flower.max_tasks}" in run
+    assert child_env["FLOWER_BASIC_AUTH"] == "secret-value:secret-value"

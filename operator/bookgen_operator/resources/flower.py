@@ -23,20 +23,31 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
+def flower_command(spec: QueueSpec) -> list[str]:
+    """bookgen_worker.flower reads the credentials from FLOWER_USER/FLOWER_PASSWORD (set from the
+    Secret) and hands them to Flower through its environment, never its command line."""
+    return [
+        "python",
+        "-m",
+        "bookgen_worker.flower",
+        "--port",
+        str(FLOWER_PORT),
+        "--max-tasks",
+        str(spec.flower.max_tasks),
+    ]
+
+
 def build_flower_deployment(spec: QueueSpec) -> dict[str, Any]:
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
         "name": "flower",
         "image": spec.image.ref,
         "imagePullPolicy": spec.image.pull_policy,
-        "command": ["python", "-m", "bookgen_worker.flower"],
+        "command": flower_command(spec),
         "env": [
             *app_env(spec),
             _secret_env("FLOWER_USER", spec.flower_secret_name, "username"),
             _secret_env("FLOWER_PASSWORD", spec.flower_secret_name, "password"),
-            {"name": "FLOWER_PORT", "value": str(FLOWER_PORT)},
-            {"name": "FLOWER_MAX_TASKS", "value": str(spec.flower.max_tasks)},
-            {"name": "FLOWER_PERSISTENT", "value": "False"},
         ],
         "ports": [{"name": "http", "containerPort": FLOWER_PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "initialDelaySeconds": 5},

@@ -40,7 +40,7 @@ def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
             "--requirepass",
             "$(REDIS_PASSWORD)",
             "--appendonly",
-            "yes" if r.persistence.enabled else "no",
+            "yes",  # also without a volume: an emptyDir outlives container restarts
             "--appendfsync",
             "everysec",
             "--dir",
