@@ -118,3 +118,27 @@ def test_beat_runs_every_monitoring_task_on_the_monitoring_queue_at_the_configur
     assert tasks[task_name("health_check")]["schedule"] == 300
     assert tasks[task_name("cleanup_expired_results")]["schedule"] == 3600
     assert all(entry["options"]["queue"] == MONITORING for entry in schedule.values())
+
+
+def test_a_pool_whose_workers_stopped_reporting_shows_zero_online(redis_url: str, redis_client: redis.Redis) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings = Settings(redis_url=redis_url)
+    now = time.time()
+    publish(redis_client, settings, WorkerInfo("c@h", "content", "p1", 1, ("content_generation",), 2, 1, now))
+    publish(redis_client, settings, WorkerInfo("e@h", "export", "p2", 2, ("export",), 1, 1, now - 60))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BookGenCollector(redis_client, settings))
+    samples = {
+        (s.name, tuple(s.labels.values())): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert samples[("bookgen_pool_workers_online", ("content",))] == 1
+    assert samples[("bookgen_pool_busy_slots", ("content",))] == 1
+    assert samples[("bookgen_pool_slots", ("content",))] == 2
+    assert samples[("bookgen_pool_workers_online", ("export",))] == 0
+    assert samples[("bookgen_pool_busy_slots", ("export",))] == 0
+    assert samples[("bookgen_queue_workers_online", ("export",))] == 0
+    assert samples[("bookgen_queue_workers_online", ("content_generation",))] == 1
+    assert ("bookgen_pool_workers_online", ("validation",)) not in samples  # never seen: not invented

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..config import Settings
-from ..queues import DEFAULT_POOLS, QUEUES
+from ..queues import QUEUES
 from .keys import SNAPSHOT, TASK_COUNTERS, TASK_RUNTIME, key
 from .measure import Snapshot, measure
 from .signals import KINDS, RUNTIME_BUCKETS, SEPARATOR, bucket_label
-from .workers import WorkerInfo, read_workers
+from .workers import SWEEP_AFTER, WorkerInfo, read_workers
+
+#: A worker counts as online when it reported within this many seconds (it publishes every second).
+ONLINE_MAX_AGE = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +48,8 @@ class BookGenCollector(Collector):  # type: ignore[misc]
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("bookgen_redis_up", "1 when the last scrape could read Redis, else 0")
         try:
-            workers = read_workers(self.client, self.settings)
+            known = read_workers(self.client, self.settings, max_age=SWEEP_AFTER)
+            workers = [w for w in known if time.time() - w.updated_at <= ONLINE_MAX_AGE]
             queues = sorted(set(self.queues) | {q for w in workers for q in w.queues}, key=self._order)
             snapshot = measure(self.client, self.settings, queues)
             counters = self.client.hgetall(key(self.settings, TASK_COUNTERS))
@@ -60,7 +65,7 @@ class BookGenCollector(Collector):  # type: ignore[misc]
         yield up
         self.last_success = max(snapshot.measured_at, _stored_time(stored))
         yield from queue_metrics(snapshot)
-        yield from pool_metrics(workers, queues)
+        yield from pool_metrics(workers, queues, {w.pool for w in known})
         yield from counter_metrics(counters)
         yield runtime_histogram(runtimes)
         yield from self._last_measurement()
@@ -105,14 +110,14 @@ def queue_metrics(snapshot: Snapshot) -> Iterator[Metric]:
     yield from (pending, in_flight, oldest, compat, dead)
 
 
-def pool_metrics(workers: Sequence[WorkerInfo], queues: Sequence[str]) -> Iterator[Metric]:
+def pool_metrics(workers: Sequence[WorkerInfo], queues: Sequence[str], pools: Iterable[str] = ()) -> Iterator[Metric]:
+    """Per pool: the online workers, plus 0 for `pools` seen recently whose workers are all gone."""
     online = GaugeMetricFamily("bookgen_pool_workers_online", "Workers of the pool that reported in the last 10 s",
                                labels=["pool"])
     busy = GaugeMetricFamily("bookgen_pool_busy_slots", "Worker slots running a task", labels=["pool"])
     slots = GaugeMetricFamily("bookgen_pool_slots", "Worker slots (concurrency summed over online workers)",
                               labels=["pool"])
-    pools = sorted({p.name for p in DEFAULT_POOLS} | {w.pool for w in workers})
-    for pool in pools:
+    for pool in sorted(set(pools) | {w.pool for w in workers}):
         members = [w for w in workers if w.pool == pool]
         online.add_metric([pool], len(members))
         busy.add_metric([pool], sum(w.busy for w in members))

@@ -87,7 +87,8 @@ def connect(app: Celery) -> None:
         return app.bookgen_settings  # type: ignore[attr-defined,no-any-return]
 
     def stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
-        if headers is not None and SENT_AT_HEADER not in headers:
+        # Always overwrite: a retry or replay carries the old headers, but it starts waiting now.
+        if headers is not None:
             headers[SENT_AT_HEADER] = time.time()
 
     def on_sent(sender: str | None = None, routing_key: str | None = None, **_: Any) -> None:
