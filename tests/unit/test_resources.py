@@ -379,3 +379,17 @@ def test_commands_parse_with_the_real_command_lines(which: str) -> None:
     run, child_env = flower_command(args, env)
     assert f"--max_tasks={spec.flower.max_tasks}" in run
     assert child_env["FLOWER_BASIC_AUTH"] == "secret-value:secret-value"
+
+
+def test_the_liveness_probe_runs_the_real_heartbeat_check(tmp_path: Path) -> None:
+    """The probe's arguments work with bookgen_worker.heartbeat: fresh file -> 0, missing file -> 1."""
+    from bookgen_worker import heartbeat
+
+    probe = _container(desired_objects(default_spec()), "bq-worker-content")["livenessProbe"]["exec"]["command"]
+    assert probe[:3] == ["python", "-m", "bookgen_worker.heartbeat"]
+    args = probe[3:]
+    file_arg = args.index("--check") + 1
+    fresh = tmp_path / "heartbeat"
+    heartbeat.touch(fresh)
+    assert heartbeat.main([*args[:file_arg], str(fresh), *args[file_arg + 1 :]]) == 0
+    assert heartbeat.main([*args[:file_arg], str(tmp_path / "missing"), *args[file_arg + 1 :]]) == 1
