@@ -1,0 +1,173 @@
+"""Whole-book jobs on a real redis-server and real `celery worker` processes (acceptance 5 and 6)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from bookgen_worker.app import bookgen_settings
+from bookgen_worker.config import Settings
+from bookgen_worker.jobs import store
+from bookgen_worker.jobs.records import JobRecord
+from bookgen_worker.jobs.states import JobState
+from bookgen_worker.queues import CONTENT_GENERATION, EXPORT, HIGH_PRIORITY, VALIDATION, priority_list_keys
+from celery import Celery
+from docx import Document
+from pypdf import PdfReader
+
+from tests.support import blocking_tasks
+from tests.support.waiting import wait_for
+from tests.support.workers import REPO_ROOT, WorkerProcess, start_worker
+
+WORDS = 60  # per chapter: small, so the whole book is quick
+EXTRA_MODULES = ",".join(filter(None, [blocking_tasks.MODULE, os.environ.get("BOOKGEN_JOBS_TEST_MODULES", "")]))
+
+
+def worker(redis_url: str, workdir: Path, name: str, queues: list[str], concurrency: int) -> WorkerProcess:
+    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    return start_worker(
+        redis_url=redis_url, queues=queues, name=name, workdir=workdir, concurrency=concurrency,
+        with_probe_tasks=False,
+        extra_env={"BOOKGEN_EXTRA_TASK_MODULES": EXTRA_MODULES, "PYTHONPATH": pythonpath,
+                   "BOOKGEN_OUTPUT_DIR": str(workdir / "output")},
+    )
+
+
+@pytest.fixture
+def settings(celery_app: Celery) -> Settings:
+    return bookgen_settings(celery_app)
+
+
+@pytest.fixture
+def all_queues_worker(celery_app: Celery, workdir: Path) -> Iterator[WorkerProcess]:
+    process = worker(celery_app.conf.broker_url, workdir, "book", [HIGH_PRIORITY, CONTENT_GENERATION, VALIDATION,
+                                                                   EXPORT], concurrency=4)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def held_content_worker(celery_app: Celery, workdir: Path, redis_client: redis.Redis) -> Iterator[WorkerProcess]:
+    """Coordination/validation/export on one worker; content on a one-slot worker that a blocking
+    task holds until the test sets the release key, so chapters stay queued while we act."""
+    others = worker(celery_app.conf.broker_url, workdir, "coord", [HIGH_PRIORITY, VALIDATION, EXPORT], 2)
+    content = worker(celery_app.conf.broker_url, workdir, "content", [CONTENT_GENERATION], 1)
+    blocking_tasks.block.apply_async(args=("hold",), queue=CONTENT_GENERATION)
+    wait_for(lambda: redis_client.llen(blocking_tasks.STARTED_KEY) == 1, timeout=30, what="the blocker to start")
+    yield content
+    redis_client.set(blocking_tasks.RELEASE_KEY, 1)
+    content.stop()
+    others.stop()
+
+
+def release(redis_client: redis.Redis) -> None:
+    redis_client.set(blocking_tasks.RELEASE_KEY, 1)
+
+
+def pending(redis_client: redis.Redis, settings: Settings, queue: str) -> int:
+    keys = priority_list_keys(queue, settings.priority_steps, settings.priority_separator)
+    return sum(int(redis_client.llen(key)) for key in keys)
+
+
+def watch(settings: Settings, job_id: str, seen: list[int], until: set[JobState], timeout: float = 60) -> JobRecord:
+    def reached() -> JobRecord | None:
+        job = store.get_job(settings, job_id)
+        seen.append(job.current)
+        return job if job.state in until else None
+
+    return wait_for(reached, timeout=timeout, interval=0.01, what=f"job {job_id} to reach {sorted(until)}")
+
+
+def test_a_ten_chapter_job_completes_with_markdown_word_and_pdf(
+    settings: Settings, all_queues_worker: WorkerProcess, workdir: Path
+) -> None:
+    job_id = store.submit_job(settings, "Ada Lovelace", 10, WORDS, "md,docx,pdf", parallel=4)
+    seen: list[int] = []
+    job = watch(settings, job_id, seen, {JobState.COMPLETED, JobState.COMPLETED_WITH_ERRORS, JobState.FAILED})
+
+    assert job.state == JobState.COMPLETED, (job.status, job.errors)
+    assert (job.chapters_done, job.chapters) == (10, 10)
+    assert job.current == job.total == 10 + 4 + 3
+    assert seen == sorted(seen), "progress never goes back"
+    assert len({value for value in seen if 0 < value < job.total}) >= 3, f"intermediate progress: {seen}"
+
+    titles = [chapter["title"] for chapter in
+              sorted((entry["result"] for key, entry in store.step_results(settings, job_id).items()
+                      if key.startswith("chapter:")), key=lambda chapter: chapter["number"])]
+    assert len(titles) == 10
+    output = (workdir / "output").resolve()
+    paths = {fmt: Path(path) for fmt, path in job.outputs.items()}
+    assert {fmt: path.suffix for fmt, path in paths.items()} == {"markdown": ".md", "docx": ".docx", "pdf": ".pdf"}
+    assert all(path.resolve().is_relative_to(output) and path.stat().st_size > 0 for path in paths.values())
+
+    markdown = paths["markdown"].read_text()
+    assert "Ada Lovelace" in markdown
+    assert all(title in markdown for title in titles)
+
+    document = Document(str(paths["docx"]))
+    headings = [p.text for p in document.paragraphs if p.style.name.startswith(("Heading", "Title"))]
+    assert any("Ada Lovelace" in heading for heading in headings), headings
+    assert all(any(title in heading for heading in headings) for title in titles), headings
+    assert any("Introduction" in heading for heading in headings) and any("Conclusion" in h for h in headings)
+
+    reader = PdfReader(str(paths["pdf"]))
+    pages = [page.extract_text() or "" for page in reader.pages]
+    assert "Ada Lovelace" in pages[0]
+    assert len(pages) >= 2
+    for number, text in enumerate(pages, start=1):
+        assert re.search(rf"(?<!\d){number}(?!\d)", text.strip().splitlines()[-1] if text.strip() else ""), (
+            f"page {number} shows no page number at its foot: {text[-200:]!r}"
+        )
+
+
+def test_pause_holds_unsent_chapters_and_resume_finishes_the_book(
+    settings: Settings, held_content_worker: WorkerProcess, redis_client: redis.Redis, celery_app: Celery
+) -> None:
+    job_id = store.submit_job(settings, "Grace Hopper", 6, WORDS, "md", parallel=2)
+    wait_for(lambda: store.get_job(settings, job_id).dispatched == 2, timeout=30, what="the first two chapters")
+
+    assert store.pause_job(settings, job_id).state == JobState.PAUSED
+    release(redis_client)  # the two chapters already queued run and are counted ...
+    paused = wait_for(
+        lambda: (job := store.get_job(settings, job_id)).chapters_done == 2 and job.in_flight == 0 and job,
+        timeout=30, what="the chapters sent before the pause to finish",
+    )
+    # ... and nothing else can start: nothing queued, nothing in flight, and an explicit nudge of the
+    # coordinator while paused sends nothing.
+    nudge = celery_app.signature(store.ADVANCE_TASK, args=(job_id,)).apply_async()
+    nudge.get(timeout=30)
+    paused = store.get_job(settings, job_id)
+    assert (paused.state, paused.dispatched, paused.chapters_done) == (JobState.PAUSED, 2, 2)
+    assert pending(redis_client, settings, CONTENT_GENERATION) == 0
+    assert sorted(store.step_results(settings, job_id)) == ["chapter:1", "chapter:2", "start"]
+
+    assert store.resume_job(settings, job_id).state == JobState.RUNNING
+    done = watch(settings, job_id, [], {JobState.COMPLETED, JobState.COMPLETED_WITH_ERRORS, JobState.FAILED})
+    assert (done.state, done.chapters_done, done.current) == (JobState.COMPLETED, 6, done.total)
+
+
+def test_cancel_revokes_the_queued_chapters_and_ends_cancelled(
+    settings: Settings, held_content_worker: WorkerProcess, redis_client: redis.Redis, celery_app: Celery
+) -> None:
+    job_id = store.submit_job(settings, "Alan Turing", 6, WORDS, "md", parallel=3)
+    wait_for(lambda: store.get_job(settings, job_id).dispatched == 3, timeout=30, what="three chapters to be sent")
+    queued = {step: task_id for step, task_id in store.queued_tasks(settings, job_id).items()
+              if step.startswith("chapter:")}
+    assert len(queued) == 3 and pending(redis_client, settings, CONTENT_GENERATION) == 3
+
+    job, revoked = store.cancel_job(settings, job_id)
+    assert job.state == JobState.CANCELLED
+    assert set(queued.values()) <= set(revoked)
+
+    release(redis_client)  # the content worker now receives the revoked chapters and drops them
+    for task_id in queued.values():
+        wait_for(lambda task_id=task_id: celery_app.AsyncResult(task_id).state == "REVOKED", timeout=30,
+                 what=f"chapter task {task_id} to be revoked")
+    assert pending(redis_client, settings, CONTENT_GENERATION) == 0
+    final = store.get_job(settings, job_id)
+    assert (final.state, final.chapters_done, final.outputs) == (JobState.CANCELLED, 0, {})
+    assert sorted(store.step_results(settings, job_id)) == ["start"]
