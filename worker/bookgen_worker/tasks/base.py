@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 
-from .. import deadletter
+from .. import deadletter, rejected  # noqa: F401  (rejected: connects the dead-lettering of rejects)
 from ..app import app, bookgen_settings
 from ..errors import InvalidInput, PermanentError
 from ..queues import queue_for_task, task_name, task_type_of, transport_priority
@@ -37,6 +37,7 @@ FIRST_SEEN_HEADER = "bookgen_first_seen"
 class BookGenTask(Task):  # type: ignore[misc]
     abstract = True
     typing = False  # we check arguments ourselves, to fail with InvalidInput instead of TypeError
+    Strategy = "bookgen_worker.strategy:guarded"  # malformed messages are dead-lettered, not fatal
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
