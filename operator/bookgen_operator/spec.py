@@ -569,6 +569,17 @@ def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
     )
 
 
+def update_errors(old: QueueSpec, new: QueueSpec) -> list[str]:
+    """What the CRD's transition rules reject when `old` becomes `new` (same messages)."""
+    errors = []
+    if old.redis.managed and new.redis.managed and old.redis.persistence != new.redis.persistence:
+        errors.append(
+            "spec.redis: redis.persistence cannot change once a managed Redis exists: a StatefulSet's volume "
+            "claims are immutable (recreate the BookGenQueue to change it)"
+        )
+    return errors
+
+
 def load_queue_file(path: str | Path) -> QueueSpec:
     """Read a BookGenQueue from a YAML file (the first document of kind BookGenQueue)."""
     import yaml  # local: the operator's hot path never needs it

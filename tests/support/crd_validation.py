@@ -5,9 +5,10 @@ What the API server does and we mimic, in order: prune `null`s of non-nullable f
 schema's defaults (recursively, also inside defaults just applied), validate against the schema,
 then evaluate the CEL rules bottom-up wherever the object has a value. Numbers are typed by the
 schema (a `number` field is a CEL double even when written as `1`), as the API server does.
-Rules that use `oldSelf` are transition rules and are skipped: we only check creation.
+Rules that use `oldSelf` are transition rules: skipped on create, evaluated by validate_update.
 
     validate_object(body) -> list[str]     # a whole BookGenQueue; [] = accepted
+    validate_update(old, new) -> list[str] # an update, with the transition rules
     validate_status(status) -> list[str]   # a status (or status patch) against the status schema
 """
 
@@ -137,23 +138,29 @@ def to_cel(value: Any, schema: Mapping[str, Any]) -> Any:
     return celpy.json_to_cel(value)
 
 
-def cel_messages(value: Any, schema: Mapping[str, Any], path: str = "") -> list[str]:
-    """Evaluate every rule where the object has a value; children first, as the API server reports them."""
+def cel_messages(value: Any, schema: Mapping[str, Any], path: str = "", old: Any = None) -> list[str]:
+    """Evaluate every rule where the object has a value; children first, as the API server reports them.
+
+    `old` is the previous version at the same place (updates only): transition rules (`oldSelf`) run
+    only where it exists. Like the API server, only object properties correlate (not list items)."""
     messages: list[str] = []
     if isinstance(value, dict):
         for key, child in value.items():
             sub = _child_schema(schema, key)
             if sub:
-                messages += cel_messages(child, sub, f"{path}.{key}" if path else key)
+                old_child = old.get(key) if isinstance(old, dict) else None
+                messages += cel_messages(child, sub, f"{path}.{key}" if path else key, old_child)
     elif isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             messages += cel_messages(item, schema["items"], f"{path}[{index}]")
     rules = schema.get("x-kubernetes-validations", [])
     if rules:
         activation = {"self": to_cel(value, schema)}
+        if old is not None:
+            activation["oldSelf"] = to_cel(old, schema)
         for rule in rules:
             expr = rule["rule"]
-            if re.search(r"\boldSelf\b", expr):
+            if re.search(r"\boldSelf\b", expr) and old is None:
                 continue  # a transition rule: only runs on update
             where = path or "<root>"
             try:
@@ -191,6 +198,13 @@ def validate_object(body: Mapping[str, Any]) -> list[str]:
     schema = openapi_schema()
     obj = defaulted(body)
     return schema_messages(obj, schema) + cel_messages(obj, schema)
+
+
+def validate_update(old_body: Mapping[str, Any], new_body: Mapping[str, Any]) -> list[str]:
+    """Messages for an update from `old_body` to `new_body`, transition rules (`oldSelf`) included."""
+    schema = openapi_schema()
+    new, old = defaulted(new_body), defaulted(old_body)
+    return schema_messages(new, schema) + cel_messages(new, schema, "", old)
 
 
 def validate_status(status: Mapping[str, Any]) -> list[str]:

@@ -219,3 +219,19 @@ def test_status_condition_values_are_checked() -> None:
     messages = validate_status(bad)
     assert any("status" in m and "yes" in m for m in messages)
     assert any("lastTransitionTime" in m for m in messages)
+
+
+def test_transition_rule_keeps_redis_persistence_fixed_once_created() -> None:
+    from tests.support.crd_validation import validate_update
+
+    old = {"metadata": {"name": "x"}, "spec": {}}
+    bigger = {"metadata": {"name": "x"}, "spec": {"redis": {"persistence": {"size": "5Gi"}}}}
+    expected = "redis.persistence cannot change once a managed Redis exists"
+    assert validate_object(bigger) == []  # fine on create
+    assert any(expected in m for m in validate_update(old, bigger))
+    assert validate_update(old, {"metadata": {"name": "x"}, "spec": {"beat": {"enabled": False}}}) == []
+    external = {
+        "metadata": {"name": "x"},
+        "spec": {"redis": {"mode": "external", "url": "redis://r:6379/0", "passwordSecretRef": {"name": "s"}}},
+    }
+    assert validate_update(old, external) == []  # leaving managed mode is not a persistence change

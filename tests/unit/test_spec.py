@@ -223,3 +223,23 @@ def test_parse_queue_accepts_exactly_what_the_crd_accepts(spec: dict[str, Any]) 
         assert python_error is not None, f"CRD rejects ({crd_messages}) but parse_queue accepts"
     else:
         assert python_error is None, f"parse_queue rejects ({python_error}) but the CRD accepts"
+
+
+def test_update_errors_match_the_crds_transition_rule() -> None:
+    from bookgen_operator.spec import update_errors
+
+    from tests.support.crd_validation import validate_update
+
+    old_body = body({})
+    for new_spec in (
+        {"redis": {"persistence": {"size": "5Gi"}}},
+        {"redis": {"persistence": {"enabled": False}}},
+        {"redis": {"persistence": {"storageClassName": "fast"}}},
+        {"flower": {"enabled": False}},
+        {"redis": {"mode": "external", "url": "redis://r:6379/0", "passwordSecretRef": {"name": "s"}}},
+    ):
+        python = update_errors(parse_queue(old_body), parse_queue(body(new_spec)))
+        crd = validate_update(old_body, body(new_spec))
+        assert bool(python) == bool(crd), new_spec
+        for message in python:
+            assert any(message.split(": ", 1)[1] in m for m in crd)
