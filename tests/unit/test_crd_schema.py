@@ -235,3 +235,14 @@ def test_transition_rule_keeps_redis_persistence_fixed_once_created() -> None:
         "spec": {"redis": {"mode": "external", "url": "redis://r:6379/0", "passwordSecretRef": {"name": "s"}}},
     }
     assert validate_update(old, external) == []  # leaving managed mode is not a persistence change
+
+
+def test_every_cel_rule_has_an_invalid_case() -> None:
+    """Each rule (except transition rules, tested above) is exercised by a fixture in tests/crd/invalid,
+    which test_spec.py also runs through parse_queue: so every rule exists on both sides."""
+    expectations = [invalid_case(p)[1] for p in INVALID]
+    rules = [r for _p, node in walk(openapi_schema()) for r in node.get("x-kubernetes-validations", [])]
+    uncovered = [
+        r["message"] for r in rules if "oldSelf" not in r["rule"] and not any(e in r["message"] for e in expectations)
+    ]
+    assert uncovered == []

@@ -117,6 +117,7 @@ def test_every_pod_meets_the_restricted_profile(which: str) -> None:
         ),
         (lambda p: p["containers"][0]["securityContext"].update(runAsUser=0), "runAsUser must not be 0"),
         (lambda p: p.update(hostPID=True), "hostPID"),
+        (lambda p: p["containers"][0]["securityContext"].update(windowsOptions={"hostProcess": True}), "hostProcess"),
     ],
 )
 def test_restricted_violations_catches_a_bad_pod(mutate: Any, expected: str) -> None:

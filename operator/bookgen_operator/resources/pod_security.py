@@ -48,6 +48,8 @@ def restricted_violations(pod_spec: Mapping[str, Any]) -> list[str]:
     for host in ("hostNetwork", "hostPID", "hostIPC"):
         if pod_spec.get(host):
             v.append(f"{host} must not be true")
+    if (psc.get("windowsOptions") or {}).get("hostProcess"):
+        v.append("pod: windowsOptions.hostProcess must not be true")
     for sysctl in psc.get("sysctls") or []:
         if sysctl.get("name") not in SAFE_SYSCTLS:
             v.append(f"sysctl {sysctl.get('name')} is not in the safe set")
@@ -84,6 +86,8 @@ def restricted_violations(pod_spec: Mapping[str, Any]) -> list[str]:
         sc: Mapping[str, Any] = c.get("securityContext") or {}
         if sc.get("privileged"):
             v.append(f"{where}: privileged must not be true")
+        if (sc.get("windowsOptions") or {}).get("hostProcess"):
+            v.append(f"{where}: windowsOptions.hostProcess must not be true")
         for port in c.get("ports") or []:
             if port.get("hostPort"):
                 v.append(f"{where}: hostPort {port['hostPort']} is not allowed")
