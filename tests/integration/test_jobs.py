@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +173,20 @@ def test_cancel_revokes_the_queued_chapters_and_ends_cancelled(
     final = store.get_job(settings, job_id)
     assert (final.state, final.chapters_done, final.outputs) == (JobState.CANCELLED, 0, {})
     assert sorted(store.step_results(settings, job_id)) == ["start"]
+
+
+def test_the_cli_submits_waits_and_names_the_files(
+    celery_app: Celery, all_queues_worker: WorkerProcess, workdir: Path
+) -> None:
+    bookgen = str(Path(sys.executable).with_name("bookgen"))
+    env = {**os.environ, "REDIS_URL": celery_app.conf.broker_url}
+    result = subprocess.run(
+        [bookgen, "submit", "Marie Curie", "--chapters", "3", "--words", str(WORDS), "--formats", "md,docx",
+         "--wait"], env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    job_id = result.stdout.splitlines()[0].strip()
+    assert f"{job_id} COMPLETED" in result.stdout
+    written = re.findall(r"^\s+(markdown|docx): (.+)$", result.stdout, flags=re.MULTILINE)
+    assert {fmt for fmt, _ in written} == {"markdown", "docx"}
+    assert all(Path(path).is_file() for _, path in written)
