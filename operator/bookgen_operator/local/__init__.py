@@ -1,0 +1,1 @@
+"""`bookgen up`: the whole system on one machine (Redis, worker pools, beat, Flower, autoscaler)."""
