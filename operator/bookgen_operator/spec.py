@@ -10,11 +10,9 @@ Pure: no I/O except `load_queue_file`, which only reads the file it is given.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from bookgen_operator.autoscaler.policy import Policy
 from bookgen_operator.spec_defaults import (
@@ -25,289 +23,55 @@ from bookgen_operator.spec_defaults import (
     REDIS_LIMITS,
     REDIS_REQUESTS,
 )
+from bookgen_operator.spec_model import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    AutoscalingSpec,
+    BeatSpec,
+    FlowerSpec,
+    ImageSpec,
+    MetricsSpec,
+    PersistenceSpec,
+    PoolSpec,
+    PoolType,
+    QueueSpec,
+    RedisSpec,
+    SpecError,
+    Toggle,
+    WorkerSpec,
+)
+from bookgen_operator.spec_reader import Reader, is_dns_label, quantity, read_resources, show, url_like
 
-GROUP = "bookgen.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "BookGenQueue"
-PLURAL = "bookgenqueues"
-
-PoolType = Literal["prefork", "threads", "solo"]
-Toggle = Literal["auto", "always", "never"]
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "VERSION",
+    "AutoscalingSpec",
+    "BeatSpec",
+    "FlowerSpec",
+    "ImageSpec",
+    "MetricsSpec",
+    "PersistenceSpec",
+    "PoolSpec",
+    "PoolType",
+    "QueueSpec",
+    "RedisSpec",
+    "SpecError",
+    "Toggle",
+    "WorkerSpec",
+    "load_queue_file",
+    "parse_queue",
+    "update_errors",
+]
 
 _NAME_MAX = 40
 _POOL_NAME_MAX = 20
 _QUEUE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-_QUANTITY_SUFFIXES = ("m", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E")
-
-
-class SpecError(ValueError):
-    """The BookGenQueue cannot work as written; the message says which field and why, in one line."""
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    repository: str = "ghcr.io/bookgen/bookgen-queue"
-    tag: str = "0.1.0"
-    pull_policy: str = "IfNotPresent"
-
-    @property
-    def ref(self) -> str:
-        return f"{self.repository}:{self.tag}"
-
-
-@dataclass(frozen=True)
-class PersistenceSpec:
-    enabled: bool = True
-    size: str = "1Gi"
-    storage_class: str = ""
-
-
-@dataclass(frozen=True)
-class RedisSpec:
-    mode: Literal["managed", "external"] = "managed"
-    url: str = ""
-    #: Empty in managed mode = the operator generates `<cr>-redis` (see QueueSpec.redis_secret_name).
-    password_secret_name: str = ""
-    password_secret_key: str = "password"
-    image: str = "redis:7.2.5-alpine"
-    persistence: PersistenceSpec = field(default_factory=PersistenceSpec)
-    resources: Mapping[str, Mapping[str, str]] = field(
-        default_factory=lambda: {"requests": dict(REDIS_REQUESTS), "limits": dict(REDIS_LIMITS)}
-    )
-
-    @property
-    def managed(self) -> bool:
-        return self.mode == "managed"
-
-
-@dataclass(frozen=True)
-class BeatSpec:
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class FlowerSpec:
-    enabled: bool = True
-    #: Empty = the operator generates `<cr>-flower-auth` (keys username, password).
-    auth_secret_name: str = ""
-    max_tasks: int = 10000
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    soft_time_limit: int = 3000
-    time_limit: int = 3600
-    visibility_timeout: int = 7200
-    prefetch_multiplier: int = 1
-    max_tasks_per_child: int = 1000
-
-
-@dataclass(frozen=True)
-class MetricsSpec:
-    port: int = 9808
-    service_monitor: Toggle = "auto"
-    prometheus_rule: Toggle = "auto"
-
-
-@dataclass(frozen=True)
-class AutoscalingSpec:
-    """spec.autoscaling: the loop's global settings and the policy defaults every pool inherits."""
-
-    enabled: bool = True
-    source: Literal["auto", "prometheus", "endpoint", "redis"] = "auto"
-    prometheus_url: str = ""
-    poll_interval: float = 1.0
-    target_per_slot: float = 5.0
-    target_oldest_age: float | None = None
-    scale_up_window: float = 0.0
-    scale_down_window: float = 60.0
-    max_step: int | None = None
-    activation_threshold: int = 1
-    tolerance: float = 0.1
-    fallback_replicas: int | None = None
-    stale_after: float = 30.0
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    name: str
-    queues: tuple[str, ...]
-    concurrency: int
-    pool_type: PoolType
-    resources: Mapping[str, Mapping[str, str]]
-    min_replicas: int
-    max_replicas: int
-    policy: Policy
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    name: str
-    namespace: str
-    uid: str
-    image: ImageSpec
-    queues: tuple[str, ...]
-    pools: tuple[PoolSpec, ...]
-    redis: RedisSpec
-    beat: BeatSpec
-    flower: FlowerSpec
-    worker: WorkerSpec
-    metrics: MetricsSpec
-    autoscaling: AutoscalingSpec
-    generation: int = 0
-
-    @property
-    def redis_secret_name(self) -> str:
-        return self.redis.password_secret_name or f"{self.name}-redis"
-
-    @property
-    def redis_secret_generated(self) -> bool:
-        """True when the operator must create the Redis password Secret (create-if-absent)."""
-        return self.redis.managed and not self.redis.password_secret_name
-
-    @property
-    def flower_secret_name(self) -> str:
-        return self.flower.auth_secret_name or f"{self.name}-flower-auth"
-
-    @property
-    def flower_secret_generated(self) -> bool:
-        return self.flower.enabled and not self.flower.auth_secret_name
-
-    def pool(self, name: str) -> PoolSpec:
-        for pool in self.pools:
-            if pool.name == name:
-                return pool
-        raise KeyError(name)
-
-
-# ------------------------------------------------------------------------------------------ reading
-
-
-class _Reader:
-    """Typed access to one object of the body, with its path for messages."""
-
-    def __init__(self, value: Any, path: str, known: Sequence[str]) -> None:
-        if value is None:
-            value = {}
-        if not isinstance(value, Mapping):
-            raise SpecError(f"{path} must be an object (got {_show(value)})")
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise SpecError(f"{path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        # A null is an unset field, as on the API server (nulls of non-nullable fields are pruned).
-        self.value = {k: v for k, v in value.items() if v is not None}
-        self.path = path
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}"
-
-    def has(self, key: str) -> bool:
-        return key in self.value
-
-    def obj(self, key: str, known: Sequence[str]) -> _Reader:
-        return _Reader(self.value.get(key), self.at(key), known)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.value.get(key, default)
-        if not isinstance(value, bool):
-            raise SpecError(f"{self.at(key)} must be true or false (got {_show(value)})")
-        return value
-
-    def string(self, key: str, default: str, *, max_len: int = 253, min_len: int = 0) -> str:
-        value = self.value.get(key, default)
-        if not isinstance(value, str):
-            raise SpecError(f"{self.at(key)} must be a string (got {_show(value)})")
-        if not min_len <= len(value) <= max_len:
-            raise SpecError(f"{self.at(key)} must have {min_len} to {max_len} characters (got {len(value)})")
-        return value
-
-    def choice(self, key: str, default: str, choices: Sequence[str]) -> Any:
-        value = self.value.get(key, default)
-        if value not in choices:
-            raise SpecError(f"{self.at(key)} must be one of {', '.join(choices)} (got {_show(value)})")
-        return value
-
-    def integer(self, key: str, default: int | None, lo: int, hi: int | None = None) -> Any:
-        if key not in self.value:
-            return default
-        value = self.value[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{self.at(key)} must be a whole number (got {_show(value)})")
-        if value < lo or (hi is not None and value > hi):
-            bound = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
-            raise SpecError(f"{self.at(key)} must be {bound} (got {value})")
-        return value
-
-    def number(
-        self, key: str, default: float | None, lo: float, hi: float | None = None, *, above: bool = False
-    ) -> Any:
-        if key not in self.value:
-            return default
-        value = self.value[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise SpecError(f"{self.at(key)} must be a number (got {_show(value)})")
-        if (value <= lo if above else value < lo) or (hi is not None and value > hi):
-            low = f"above {lo:g}" if above else f"at least {lo:g}"
-            bound = f"{low} and at most {hi:g}" if hi is not None else low
-            raise SpecError(f"{self.at(key)} must be {bound} (got {value:g})")
-        return float(value)
-
-    def string_list(self, key: str, default: Sequence[str], *, max_items: int) -> tuple[str, ...]:
-        value = self.value.get(key, default)
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
-            raise SpecError(f"{self.at(key)} must be a list of names (got {_show(value)})")
-        if not 1 <= len(value) <= max_items:
-            raise SpecError(f"{self.at(key)} must list 1 to {max_items} items (got {len(value)})")
-        return tuple(value)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _is_dns_label(name: str) -> bool:
-    ok = set("abcdefghijklmnopqrstuvwxyz0123456789-")
-    return bool(name) and set(name) <= ok and name[0] != "-" and name[-1] != "-"
-
-
-def _url_like(url: str, schemes: tuple[str, ...]) -> bool:
-    """The CRD's pattern `^<scheme>://[^\\s]+$`."""
-    for scheme in schemes:
-        if url.startswith(scheme):
-            rest = url[len(scheme) :]
-            return bool(rest) and not any(c.isspace() for c in rest)
-    return False
-
-
-def _quantity(value: Any, path: str) -> str:
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str):
-        raise SpecError(f"{path} must be a quantity such as 500m, 2 or 1Gi (got {_show(value)})")
-    number = text
-    for suffix in sorted(_QUANTITY_SUFFIXES, key=len, reverse=True):
-        if text.endswith(suffix):
-            number = text[: -len(suffix)]
-            break
-    whole, _, frac = number.partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()) or (number.endswith(".")):
-        raise SpecError(f"{path} must be a quantity such as 500m, 2 or 1Gi (got {_show(value)})")
-    return text
-
-
-def _resources(
-    reader: _Reader, key: str, requests: Mapping[str, str], limits: Mapping[str, str]
-) -> dict[str, dict[str, str]]:
-    res = reader.obj(key, ("requests", "limits"))
-    out: dict[str, dict[str, str]] = {}
-    for part, default in (("requests", requests), ("limits", limits)):
-        raw = res.value.get(part, default)
-        if not isinstance(raw, Mapping):
-            raise SpecError(f"{res.at(part)} must be an object like {{cpu: 500m, memory: 1Gi}} (got {_show(raw)})")
-        out[part] = {str(k): _quantity(v, f"{res.at(part)}.{k}") for k, v in raw.items()}
-    return out
-
 
 # ------------------------------------------------------------------------------------------ parsing
 
@@ -325,7 +89,7 @@ _POLICY_FIELDS = (
 )
 
 
-def _policy_values(r: _Reader, base: AutoscalingSpec | None) -> dict[str, Any]:
+def _policy_values(r: Reader, base: AutoscalingSpec | None) -> dict[str, Any]:
     """The policy knobs of an autoscaling block; unset ones come from `base` (None = CRD defaults)."""
     b = base or AutoscalingSpec()
     return {
@@ -342,11 +106,11 @@ def _policy_values(r: _Reader, base: AutoscalingSpec | None) -> dict[str, Any]:
     }
 
 
-def _autoscaling(spec: _Reader) -> AutoscalingSpec:
+def _autoscaling(spec: Reader) -> AutoscalingSpec:
     r = spec.obj("autoscaling", ("enabled", "source", "prometheusUrl", *_POLICY_FIELDS))
     url = r.string("prometheusUrl", "", max_len=512)
-    if url and not _url_like(url, ("http://", "https://")):
-        raise SpecError(f"{r.at('prometheusUrl')} must be an http:// or https:// URL (got {_show(url)})")
+    if url and not url_like(url, ("http://", "https://")):
+        raise SpecError(f"{r.at('prometheusUrl')} must be an http:// or https:// URL (got {show(url)})")
     result = AutoscalingSpec(
         enabled=r.boolean("enabled", True),
         source=r.choice("source", "auto", ("auto", "prometheus", "endpoint", "redis")),
@@ -359,7 +123,7 @@ def _autoscaling(spec: _Reader) -> AutoscalingSpec:
 
 
 def _pool(raw: Any, path: str, scaling: AutoscalingSpec) -> PoolSpec:
-    r = _Reader(
+    r = Reader(
         raw,
         path,
         ("name", "queues", "concurrency", "poolType", "resources", "minReplicas", "maxReplicas", "autoscaling"),
@@ -368,14 +132,14 @@ def _pool(raw: Any, path: str, scaling: AutoscalingSpec) -> PoolSpec:
         if not r.has(required):
             raise SpecError(f"{path}: {required} is required")
     name = r.string("name", "", min_len=1, max_len=_POOL_NAME_MAX)
-    if not _is_dns_label(name):
+    if not is_dns_label(name):
         raise SpecError(f"{r.at('name')} must contain only lower-case letters, digits and '-' (got {name!r})")
     queues = r.string_list("queues", (), max_items=32)
     if len(set(queues)) != len(queues):
         raise SpecError(f"{r.at('queues')}: a pool must not list a queue twice")
     concurrency = r.integer("concurrency", 1, 1, 64)
     pool_type = r.choice("poolType", "prefork", ("prefork", "threads", "solo"))
-    resources = _resources(r, "resources", POOL_REQUESTS, POOL_LIMITS)
+    resources = read_resources(r, "resources", POOL_REQUESTS, POOL_LIMITS)
     min_replicas = r.integer("minReplicas", 1, 0, 100)
     max_replicas = r.integer("maxReplicas", 10, 1, 100)
     if min_replicas > max_replicas:
@@ -397,11 +161,11 @@ def _pool(raw: Any, path: str, scaling: AutoscalingSpec) -> PoolSpec:
     return PoolSpec(name, queues, concurrency, pool_type, resources, min_replicas, max_replicas, policy)
 
 
-def _redis(spec: _Reader) -> RedisSpec:
+def _redis(spec: Reader) -> RedisSpec:
     r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources"))
     mode = r.choice("mode", "managed", ("managed", "external"))
     url = r.string("url", "", max_len=512)
-    if url and not _url_like(url, ("redis://", "rediss://")):
+    if url and not url_like(url, ("redis://", "rediss://")):
         raise SpecError(f"{r.at('url')} must start with redis:// or rediss://")
     ref = r.obj("passwordSecretRef", ("name", "key"))
     secret = ref.string("name", "")
@@ -409,10 +173,10 @@ def _redis(spec: _Reader) -> RedisSpec:
     image = r.string("image", "redis:7.2.5-alpine", min_len=1, max_len=256)
     p = r.obj("persistence", ("enabled", "size", "storageClassName"))
     size = p.string("size", "1Gi")
-    if size.endswith("m") or _quantity(size, p.at("size")) != size:
+    if size.endswith("m") or quantity(size, p.at("size")) != size:
         raise SpecError(f"{p.at('size')} must be a size such as 1Gi (got {size!r})")
     persistence = PersistenceSpec(p.boolean("enabled", True), size, p.string("storageClassName", ""))
-    resources = _resources(r, "resources", REDIS_REQUESTS, REDIS_LIMITS)
+    resources = read_resources(r, "resources", REDIS_REQUESTS, REDIS_LIMITS)
     if mode == "external" and not url:
         raise SpecError("spec.redis: redis.url is required when redis.mode is external")
     if mode == "external" and not secret:
@@ -433,7 +197,7 @@ def _redis(spec: _Reader) -> RedisSpec:
     return RedisSpec(mode, url, secret, key, image, persistence, resources)
 
 
-def _worker(spec: _Reader) -> WorkerSpec:
+def _worker(spec: Reader) -> WorkerSpec:
     r = spec.obj(
         "worker",
         (
@@ -475,7 +239,7 @@ def _metadata(body: Mapping[str, Any]) -> tuple[str, str, str, int]:
         raise SpecError(
             "metadata.name must be at most 40 characters, so that child names such as <name>-redis-headless stay valid"
         )
-    if not (_is_dns_label(name) and name[0].isalpha()):
+    if not (is_dns_label(name) and name[0].isalpha()):
         raise SpecError(
             "metadata.name must start with a letter and contain only lower-case letters, digits and '-', "
             "because it names Services"
@@ -488,15 +252,15 @@ def _metadata(body: Mapping[str, Any]) -> tuple[str, str, str, int]:
 def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
     """A BookGenQueue body (dict as from the API or a YAML file) -> QueueSpec, or SpecError."""
     if not isinstance(body, Mapping):
-        raise SpecError(f"a BookGenQueue must be an object (got {_show(body)})")
+        raise SpecError(f"a BookGenQueue must be an object (got {show(body)})")
     kind = body.get("kind")
     if kind is not None and kind != KIND:
-        raise SpecError(f"expected kind {KIND} (got {_show(kind)})")
+        raise SpecError(f"expected kind {KIND} (got {show(kind)})")
     api_version = body.get("apiVersion")
     if api_version is not None and api_version != API_VERSION:
-        raise SpecError(f"expected apiVersion {API_VERSION} (got {_show(api_version)})")
+        raise SpecError(f"expected apiVersion {API_VERSION} (got {show(api_version)})")
     name, namespace, uid, generation = _metadata(body)
-    spec = _Reader(
+    spec = Reader(
         body.get("spec"),
         "spec",
         ("image", "queues", "pools", "redis", "beat", "flower", "worker", "metrics", "autoscaling"),
@@ -519,7 +283,7 @@ def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
     scaling = _autoscaling(spec)
     raw_pools = spec.value.get("pools", DEFAULT_POOLS)
     if not isinstance(raw_pools, list | tuple) or not 1 <= len(raw_pools) <= 16:
-        raise SpecError(f"spec.pools must be a list of 1 to 16 pools (got {_show(raw_pools)})")
+        raise SpecError(f"spec.pools must be a list of 1 to 16 pools (got {show(raw_pools)})")
     pools = tuple(_pool(raw, f"spec.pools[{i}]", scaling) for i, raw in enumerate(raw_pools))
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
