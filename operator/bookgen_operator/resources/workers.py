@@ -151,6 +151,15 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+                    # Spread a pool over nodes when possible, so one node loss takes few workers.
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector(spec, COMPONENT, pool)},
+                        }
+                    ],
                     "containers": [container],
                     "volumes": [tmp_volume(), {"name": "output", "emptyDir": {"sizeLimit": "1Gi"}}],
                 },
