@@ -33,11 +33,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Header carrying the time of the first attempt, so dead letters can say how long a task struggled.
 FIRST_SEEN_HEADER = "bookgen_first_seen"
 
+#: Checks run in the worker just before any BookGen task starts; one may raise Ignore to drop the
+#: task (acknowledged, no result, no callbacks). The book-job layer registers one to hold chapters
+#: of a paused job and to drop those of a cancelled job (jobs/gate.py).
+ADMISSION_CHECKS: list[Callable[[Task], None]] = []
+
 
 class BookGenTask(Task):  # type: ignore[misc]
     abstract = True
     typing = False  # we check arguments ourselves, to fail with InvalidInput instead of TypeError
     Strategy = "bookgen_worker.strategy:guarded"  # malformed messages are dead-lettered, not fatal
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        for check in ADMISSION_CHECKS:
+            check(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
