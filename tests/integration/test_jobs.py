@@ -46,24 +46,32 @@ def settings(celery_app: Celery) -> Settings:
 
 @pytest.fixture
 def all_queues_worker(celery_app: Celery, workdir: Path) -> Iterator[WorkerProcess]:
-    process = worker(celery_app.conf.broker_url, workdir, "book", [HIGH_PRIORITY, CONTENT_GENERATION, VALIDATION,
-                                                                   EXPORT], concurrency=4)
+    queues = [HIGH_PRIORITY, CONTENT_GENERATION, VALIDATION, EXPORT]
+    process = worker(celery_app.conf.broker_url, workdir, "book", queues, concurrency=4)
     yield process
     process.stop()
 
 
 @pytest.fixture
-def held_content_worker(celery_app: Celery, workdir: Path, redis_client: redis.Redis) -> Iterator[WorkerProcess]:
-    """Coordination/validation/export on one worker; content on a one-slot worker that a blocking
-    task holds until the test sets the release key, so chapters stay queued while we act."""
-    others = worker(celery_app.conf.broker_url, workdir, "coord", [HIGH_PRIORITY, VALIDATION, EXPORT], 2)
+def coordinator(celery_app: Celery, workdir: Path) -> Iterator[WorkerProcess]:
+    """Job steps, validation and export; chapters go to content workers the tests start themselves."""
+    process = worker(celery_app.conf.broker_url, workdir, "coord", [HIGH_PRIORITY, VALIDATION, EXPORT], 2)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def held_content_worker(
+    celery_app: Celery, workdir: Path, redis_client: redis.Redis, coordinator: WorkerProcess
+) -> Iterator[WorkerProcess]:
+    """A one-slot content worker that a blocking task holds until the test sets the release key,
+    so the job's chapters stay queued while the test acts on the job."""
     content = worker(celery_app.conf.broker_url, workdir, "content", [CONTENT_GENERATION], 1)
     blocking_tasks.block.apply_async(args=("hold",), queue=CONTENT_GENERATION)
     wait_for(lambda: redis_client.llen(blocking_tasks.STARTED_KEY) == 1, timeout=30, what="the blocker to start")
     yield content
-    redis_client.set(blocking_tasks.RELEASE_KEY, 1)
+    release(redis_client)
     content.stop()
-    others.stop()
 
 
 def release(redis_client: redis.Redis) -> None:
@@ -73,6 +81,11 @@ def release(redis_client: redis.Redis) -> None:
 def pending(redis_client: redis.Redis, settings: Settings, queue: str) -> int:
     keys = priority_list_keys(queue, settings.priority_steps, settings.priority_separator)
     return sum(int(redis_client.llen(key)) for key in keys)
+
+
+def settled(redis_client: redis.Redis, settings: Settings) -> bool:
+    """Nothing waits in the content queue and nothing is delivered-but-unacknowledged anywhere."""
+    return pending(redis_client, settings, CONTENT_GENERATION) == 0 and redis_client.hlen("unacked") == 0
 
 
 def watch(settings: Settings, job_id: str, seen: list[int], until: set[JobState], timeout: float = 60) -> JobRecord:
@@ -126,30 +139,30 @@ def test_a_ten_chapter_job_completes_with_markdown_word_and_pdf(
         )
 
 
-def test_pause_holds_unsent_chapters_and_resume_finishes_the_book(
+def test_pause_stops_chapters_from_starting_and_resume_finishes_the_book(
     settings: Settings, held_content_worker: WorkerProcess, redis_client: redis.Redis, celery_app: Celery
 ) -> None:
-    job_id = store.submit_job(settings, "Grace Hopper", 6, WORDS, "md", parallel=2)
-    wait_for(lambda: store.get_job(settings, job_id).dispatched == 2, timeout=30, what="the first two chapters")
+    job_id = store.submit_job(settings, "Grace Hopper", 6, WORDS, "md", parallel=3)
+    wait_for(lambda: store.get_job(settings, job_id).dispatched == 3, timeout=30, what="three chapters to be sent")
+    assert pending(redis_client, settings, CONTENT_GENERATION) == 3
 
     assert store.pause_job(settings, job_id).state == JobState.PAUSED
-    release(redis_client)  # the two chapters already queued run and are counted ...
-    paused = wait_for(
-        lambda: (job := store.get_job(settings, job_id)).chapters_done == 2 and job.in_flight == 0 and job,
-        timeout=30, what="the chapters sent before the pause to finish",
-    )
-    # ... and nothing else can start: nothing queued, nothing in flight, and an explicit nudge of the
-    # coordinator while paused sends nothing.
-    nudge = celery_app.signature(store.ADVANCE_TASK, args=(job_id,)).apply_async()
-    nudge.get(timeout=30)
+    release(redis_client)  # the worker now reaches the queued chapters: each is held, none runs
+    wait_for(lambda: store.get_job(settings, job_id).held == (1, 2, 3), timeout=30, what="the chapters to be held")
+    wait_for(lambda: settled(redis_client, settings), timeout=30, what="the content queue to settle")
+    # An explicit nudge of the coordinator while paused sends nothing either.
+    celery_app.signature(store.ADVANCE_TASK, args=(job_id,)).apply_async().get(timeout=30)
     paused = store.get_job(settings, job_id)
-    assert (paused.state, paused.dispatched, paused.chapters_done) == (JobState.PAUSED, 2, 2)
+    assert (paused.state, paused.chapters_done, paused.in_flight, paused.dispatched) == (JobState.PAUSED, 0, 0, 3)
     assert pending(redis_client, settings, CONTENT_GENERATION) == 0
-    assert sorted(store.step_results(settings, job_id)) == ["chapter:1", "chapter:2", "start"]
+    assert sorted(store.step_results(settings, job_id)) == ["start"]
+    assert "holding chapter:1" in held_content_worker.log()
 
     assert store.resume_job(settings, job_id).state == JobState.RUNNING
     done = watch(settings, job_id, [], {JobState.COMPLETED, JobState.COMPLETED_WITH_ERRORS, JobState.FAILED})
-    assert (done.state, done.chapters_done, done.current) == (JobState.COMPLETED, 6, done.total)
+    assert (done.state, done.chapters_done, done.current, done.held) == (JobState.COMPLETED, 6, done.total, ())
+    assert sorted(int(key.split(":")[1]) for key in store.step_results(settings, job_id)
+                  if key.startswith("chapter:")) == [1, 2, 3, 4, 5, 6]
 
 
 def test_cancel_revokes_the_queued_chapters_and_ends_cancelled(
@@ -169,7 +182,26 @@ def test_cancel_revokes_the_queued_chapters_and_ends_cancelled(
     for task_id in queued.values():
         wait_for(lambda task_id=task_id: celery_app.AsyncResult(task_id).state == "REVOKED", timeout=30,
                  what=f"chapter task {task_id} to be revoked")
-    assert pending(redis_client, settings, CONTENT_GENERATION) == 0
+    wait_for(lambda: settled(redis_client, settings), timeout=30, what="the content queue to settle")
+    final = store.get_job(settings, job_id)
+    assert (final.state, final.chapters_done, final.outputs) == (JobState.CANCELLED, 0, {})
+    assert sorted(store.step_results(settings, job_id)) == ["start"]
+
+
+def test_a_worker_started_after_the_cancel_drops_the_jobs_chapters(
+    settings: Settings, coordinator: WorkerProcess, redis_client: redis.Redis, celery_app: Celery, workdir: Path
+) -> None:
+    """Revokes live in the memory of the workers that heard them; a newcomer (autoscaled) did not."""
+    job_id = store.submit_job(settings, "Alan Turing", 6, WORDS, "md", parallel=3)
+    wait_for(lambda: store.get_job(settings, job_id).dispatched == 3, timeout=30, what="three chapters to be sent")
+    store.cancel_job(settings, job_id)
+
+    late = worker(celery_app.conf.broker_url, workdir, "late", [CONTENT_GENERATION], 1)
+    try:
+        wait_for(lambda: settled(redis_client, settings), timeout=30, what="the late worker to take the chapters")
+        assert late.log().count("dropping chapter:") == 3
+    finally:
+        late.stop()
     final = store.get_job(settings, job_id)
     assert (final.state, final.chapters_done, final.outputs) == (JobState.CANCELLED, 0, {})
     assert sorted(store.step_results(settings, job_id)) == ["start"]

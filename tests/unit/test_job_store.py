@@ -104,3 +104,28 @@ def test_an_unknown_job_is_a_clear_error(settings: Settings) -> None:
         store.get_job(settings, "nope")
     with pytest.raises(store.JobNotFound):
         store.pause_job(settings, "nope")
+
+
+def test_a_paused_job_holds_chapters_at_their_start_and_sends_them_first_on_resume(settings: Settings) -> None:
+    job_id = running_job(settings, chapters=5, parallel=2)
+    claimed = dict(store.claim_chapters(settings, job_id))
+    assert store.admit_step(settings, job_id, "chapter:1", claimed[1]) == store.RUN
+    store.pause_job(settings, job_id)
+    assert store.admit_step(settings, job_id, "chapter:2", claimed[2]) == store.HOLD
+    assert store.admit_step(settings, job_id, "chapter:2", claimed[2]) == store.DROP  # a duplicate copy
+    job = store.get_job(settings, job_id)
+    assert (job.held, job.in_flight, job.dispatched) == ((2,), 1, 2)
+    assert "chapter:2" not in store.queued_tasks(settings, job_id)
+
+    store.finish_step(settings, job_id, "chapter:1", result={})  # started before the pause: counts
+    store.resume_job(settings, job_id)
+    assert [number for number, _ in store.claim_chapters(settings, job_id)] == [2, 3]
+    assert store.get_job(settings, job_id).held == ()
+
+
+def test_a_cancelled_job_drops_its_tasks_at_their_start(settings: Settings) -> None:
+    job_id = running_job(settings, chapters=3, parallel=3)
+    claimed = dict(store.claim_chapters(settings, job_id))
+    assert store.admit_step(settings, job_id, "chapter:1", "some-stale-copy") == store.DROP
+    store.cancel_job(settings, job_id)
+    assert {store.admit_step(settings, job_id, f"chapter:{n}", claimed[n]) for n in claimed} == {store.DROP}

@@ -12,13 +12,15 @@ Why counting in Redis and not a chord: a chord needs every header task to succee
 state in the result backend, where one failed chapter fails the whole book and a revoked member
 leaves it hanging. Counting ourselves lets one failed chapter end as COMPLETED_WITH_ERRORS.
 
-Why pause holds chapters by a per-job in-flight window (job.parallel, default 16) and not by
-re-queuing chapter tasks: the content tasks belong to the generation module and know nothing of
-jobs; a chapter that checks its job and re-queues itself with a countdown would spin, burn a worker
-slot per poll and hold messages with ETAs (which must stay below the visibility timeout). With a
-window, a paused job simply sends nothing new: at most `parallel` chapters already queued finish
-(and count), no further chapter starts, nothing polls; resume sends the next window. Cancel revokes
-exactly the ids in that window (stored before sending, see store.claim_chapters).
+Why pause works at the start of each chapter (jobs/gate.py) plus a per-job in-flight window
+(job.parallel, default 16), and not by chapter tasks re-queuing themselves with a countdown: the
+content tasks belong to the generation module and know nothing of jobs, and a task that polls its
+job by re-queuing spins, holds messages with ETAs (which must stay below the visibility timeout)
+and shows up as demand to the autoscaler. Instead a paused job sends nothing new, and a chapter
+that reaches a worker while its job is paused is put back on the job's `held` list and dropped;
+resume sends the held chapters first. The window bounds how many chapters a cancel must revoke
+(their ids are stored before sending, see store.claim_chapters) and keeps one big book from
+flooding the queue ahead of other jobs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..errors import InvalidInput
 from ..queues import transport_priority
 from ..redis_client import get_redis
 from ..tasks.base import bookgen_task
-from . import plan, store
+from . import gate, plan, store  # noqa: F401  (gate registers the admission check in every worker)
 from .records import (
     FORMAT_TASKS,
     STAGE_CHAPTERS,
@@ -49,8 +51,8 @@ from .states import JobState
 
 logger = logging.getLogger(__name__)
 
-STEP_DONE_TASK = "bookgen.job.step_done"
-STEP_FAILED_TASK = "bookgen.job.step_failed"
+STEP_DONE_TASK = store.STEP_DONE_TASK
+STEP_FAILED_TASK = store.STEP_FAILED_TASK
 
 
 def _send(celery_app: Celery, job: JobRecord, step: str, task_id: str, name: str, *args: Any) -> None:

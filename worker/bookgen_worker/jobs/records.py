@@ -146,6 +146,7 @@ class JobRecord:
     chapters_done: int = 0
     chapters_failed: int = 0
     paused_from: str = ""
+    held: tuple[int, ...] = ()  # chapters a pause stopped at their start; sent again first on resume
     outputs: Mapping[str, str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     created_at: float = 0.0
@@ -192,6 +193,7 @@ class JobRecord:
             chapters_done=int(number("chapters_done")),
             chapters_failed=int(number("chapters_failed")),
             paused_from=data.get("paused_from", ""),
+            held=tuple(json.loads(data.get("held") or "[]")),
             outputs=json.loads(data.get("outputs") or "{}"),
             errors=tuple(json.loads(data.get("errors") or "[]")),
             created_at=number("created_at"),
@@ -216,6 +218,7 @@ class JobRecord:
             "chapters_done": str(self.chapters_done),
             "chapters_failed": str(self.chapters_failed),
             "paused_from": self.paused_from,
+            "held": json.dumps(list(self.held)),
             "outputs": json.dumps(dict(self.outputs)),
             "errors": json.dumps(list(self.errors)),
             "error": self.error,

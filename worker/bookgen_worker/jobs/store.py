@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 JOBS_INDEX = "bookgen:jobs"
 START_TASK = "bookgen.job.start"
 ADVANCE_TASK = "bookgen.job.advance"
+STEP_DONE_TASK = "bookgen.job.step_done"
+STEP_FAILED_TASK = "bookgen.job.step_failed"
+
+# What the admission check (jobs/gate.py) answers for a job's task about to start.
+RUN, HOLD, DROP = "run", "hold", "drop"
 
 
 class JobNotFound(BookGenError):
@@ -179,10 +184,8 @@ def submit_job(
 
 
 def pause_job(settings: Settings, job_id: str) -> JobRecord:
-    """Hold the job: no chapter or step that is not yet sent will be sent until it is resumed.
-
-    Steps already queued or running finish and are counted (see orchestration for why).
-    """
+    """Hold the job: nothing new is sent, and queued chapters are held as they reach a worker
+    (jobs/gate.py). Chapters already running finish and are counted."""
 
     def decide(record: JobRecord, _pipe: Pipeline) -> Change:
         check_transition(record.state, JobState.PAUSED)
@@ -250,20 +253,44 @@ def try_transition(settings: Settings, job_id: str, expected: Iterable[JobState]
 def claim_chapters(settings: Settings, job_id: str) -> list[tuple[int, str]]:
     """Reserve the next chapters to send, up to the job's in-flight limit, with their task ids.
 
-    Only a RUNNING job in its chapter stage gets any; the ids are stored in the same transaction,
-    so a cancel that follows sees (and revokes) them.
+    Chapters a pause held back go first. Only a RUNNING job in its chapter stage gets any; the ids
+    are stored in the same transaction, so a cancel that follows sees (and revokes) them.
     """
 
     def decide(record: JobRecord, _pipe: Pipeline) -> Change:
         if record.state != JobState.RUNNING or record.stage != STAGE_CHAPTERS:
             return Change(value=[])
-        room = min(record.parallel - record.in_flight, record.chapters - record.dispatched)
-        if room <= 0:
+        room = record.parallel - record.in_flight
+        again = record.held[: max(room, 0)]
+        fresh = max(min(room - len(again), record.chapters - record.dispatched), 0)
+        numbers = [*again, *range(record.dispatched + 1, record.dispatched + fresh + 1)]
+        if not numbers:
             return Change(value=[])
-        claimed = [(number, uuid.uuid4().hex) for number in range(record.dispatched + 1, record.dispatched + room + 1)]
+        claimed = [(number, uuid.uuid4().hex) for number in numbers]
         mapping = {f"chapter:{number}": task_id for number, task_id in claimed}
-        updated = replace(record, dispatched=record.dispatched + room, in_flight=record.in_flight + room)
+        updated = replace(record, held=record.held[len(again):], dispatched=record.dispatched + fresh,
+                          in_flight=record.in_flight + len(numbers))
         return Change(updated, [lambda p: p.hset(tasks_key(settings, job_id), mapping=mapping)], claimed)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def admit_step(settings: Settings, job_id: str, step: str, task_id: str) -> str:
+    """Decide, as a job's task is about to start, whether it runs (RUN), waits for a resume (HOLD:
+    a chapter of a paused job goes back to `held`, its slot is freed) or is dropped (DROP: the job
+    is over, or this is a stale copy of a step that was done or sent again under another id)."""
+
+    def decide(record: JobRecord, pipe: Pipeline) -> Change:
+        if is_terminal(record.state) or pipe.hexists(results_key(settings, job_id), step):
+            return Change(value=DROP)
+        registered = pipe.hget(tasks_key(settings, job_id), step)
+        if registered is None or registered.decode() != task_id:
+            return Change(value=DROP)
+        if record.state != JobState.PAUSED or not step.startswith("chapter:"):
+            return Change(value=RUN)
+        number = int(step.split(":", 1)[1])
+        held = replace(record, held=tuple(sorted({*record.held, number})), in_flight=max(record.in_flight - 1, 0))
+        return Change(held, [lambda p: p.hdel(tasks_key(settings, job_id), step)], HOLD)
 
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
 
