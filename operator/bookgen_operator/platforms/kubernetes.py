@@ -1,0 +1,221 @@
+"""The Kubernetes platform: a pool's replicas are `spec.replicas` of Deployment `<cr>-worker-<pool>`.
+
+The autoscaler is the only writer of that field (reconcile leaves it alone once the Deployment
+exists). Before a scale-in, busy pods get `controller.kubernetes.io/pod-deletion-cost` high and
+idle ones lose any earlier mark, so the ReplicaSet controller removes idle pods; the target never
+goes below the number of busy workers, so no running task is killed by scaling. Removed pods get
+SIGTERM (warm shutdown) with a grace period covering the hard time limit (resources/workers.py).
+
+Busy pods come from the worker registry in Redis (pods whose worker reports busy > 0). When Redis
+cannot be read, busy workers are unknown and the loop treats every worker as busy (no scale-in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from bookgen_operator.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded
+from bookgen_operator.platforms.base import BusyUnknown, PlatformError
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENTS = RESOURCES[("apps/v1", "Deployment")]
+PODS = RESOURCES[("v1", "Pod")]
+SECRETS = RESOURCES[("v1", "Secret")]
+BGQ = RESOURCES[("bookgen.io/v1alpha1", "BookGenQueue")]
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+#: Busy pods are removed last; int32 range, far above the default 0 of unmarked pods.
+BUSY_COST = "1000000"
+POOL_LABEL = "bookgen.io/pool"
+
+#: Returns the worker registry: (pool, pod, busy slots) of every live worker.
+RegistryReader = Callable[[], Awaitable[Sequence[tuple[str, str, int]]]]
+
+
+class KubernetesPlatform:
+    def __init__(self, kube: Kube, namespace: str, queue: str, registry: RegistryReader | None) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.queue = queue
+        self.registry = registry
+
+    def deployment(self, pool: str) -> str:
+        return f"{self.queue}-worker-{pool}"
+
+    def pod_selector(self, pool: str) -> str:
+        return (f"app.kubernetes.io/name=bookgen,app.kubernetes.io/instance={self.queue},"
+                f"app.kubernetes.io/component=worker,{POOL_LABEL}={pool}")
+
+    async def replicas(self, pool: str) -> int:
+        try:
+            obj = await self.kube.get(DEPLOYMENTS, self.namespace, self.deployment(pool))
+        except (KubeError, OSError) as exc:
+            raise PlatformError(f"cannot read Deployment {self.deployment(pool)}: {exc}") from exc
+        if obj is None:
+            raise PlatformError(f"Deployment {self.deployment(pool)} does not exist yet")
+        value = (obj.get("spec") or {}).get("replicas")
+        return 1 if value is None else int(value)  # the API server's default
+
+    async def busy_workers(self, pool: str) -> list[str]:
+        if self.registry is None:
+            raise BusyUnknown("no worker registry")
+        try:
+            workers = await self.registry()
+        except Exception as exc:
+            raise BusyUnknown(f"cannot read the worker registry: {exc}") from exc
+        return sorted({pod for p, pod, busy in workers if p == pool and busy > 0})
+
+    async def mark_pods(self, pool: str, busy: Sequence[str]) -> None:
+        """Busy pods: high deletion cost; idle pods: no mark. Writes only pods whose mark differs."""
+        busy_set = set(busy)
+        for pod in await self.kube.list(PODS, self.namespace, self.pod_selector(pool)):
+            meta = pod.get("metadata") or {}
+            have = (meta.get("annotations") or {}).get(DELETION_COST)
+            want = BUSY_COST if meta.get("name") in busy_set else None
+            if have == want:
+                continue
+            try:
+                patch = {"metadata": {"annotations": {DELETION_COST: want}}}
+                await self.kube.patch(PODS, self.namespace, meta["name"], patch)
+            except KubeError as exc:
+                if exc.code != 404:  # a pod that just went away needs no mark
+                    raise
+
+    async def scale(self, pool: str, replicas: int, busy: Sequence[str]) -> None:
+        target = max(replicas, len(busy))  # never below the busy workers, whatever the caller says
+        try:
+            if target < await self.replicas(pool):
+                await self.mark_pods(pool, busy)
+            await self.kube.patch(DEPLOYMENTS, self.namespace, self.deployment(pool), {"spec": {"replicas": target}})
+        except (KubeError, OSError) as exc:
+            raise PlatformError(f"cannot scale Deployment {self.deployment(pool)}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------- the operator's entry point
+
+
+async def _redis_url(spec: Any, kube: Kube) -> str:
+    from bookgen_worker.config import settings_from_env
+
+    secret = await kube.get(SECRETS, spec.namespace, spec.redis_secret_name)
+    password = decoded(secret, spec.redis.password_secret_key) if secret else None
+    if password is None:
+        raise BusyUnknown(f"Secret {spec.redis_secret_name} has no key {spec.redis.password_secret_key}")
+    url = spec.redis.url if not spec.redis.managed else f"redis://{spec.name}-redis.{spec.namespace}.svc:6379/0"
+    return settings_from_env({"REDIS_URL": url, "REDIS_PASSWORD": password}).redis_url
+
+
+class RedisAccess:
+    """A lazily connected Redis client for the worker registry (and the redis source)."""
+
+    def __init__(self, spec: Any, kube: Kube) -> None:
+        self.spec, self.kube = spec, kube
+        self.client: Any = None
+        self.settings: Any = None
+
+    async def connect(self) -> tuple[Any, Any]:
+        if self.client is None:
+            import redis
+            from bookgen_worker.config import settings_from_env
+
+            url = await _redis_url(self.spec, self.kube)
+            self.settings = settings_from_env({"REDIS_URL": url})
+            self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        return self.client, self.settings
+
+    async def registry(self) -> list[tuple[str, str, int]]:
+        from bookgen_worker.metrics.workers import read_workers
+
+        client, settings = await self.connect()
+        try:
+            workers = await asyncio.to_thread(read_workers, client, settings)
+        except Exception:
+            self.client = None  # reconnect (and re-read the password) next time
+            raise
+        return [(w.pool, w.pod, w.busy) for w in workers]
+
+
+def status_reporter(spec: Any, kube: Kube, *, min_interval: float = 5.0,
+                    clock: Callable[[], float] = time.monotonic) -> Callable[[PoolStatus], Awaitable[None]]:
+    """on_decision for the operator: an Event per scaling, a status patch when something changed."""
+    from bookgen_operator import events
+
+    owner = {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
+             "metadata": {"name": spec.name, "namespace": spec.namespace, "uid": spec.uid}}
+    written: dict[str, tuple[Mapping[str, Any], float]] = {}
+    latest: dict[str, PoolStatus] = {}
+
+    async def report(status: PoolStatus) -> None:
+        latest[status.pool] = status
+        if status.scaled:
+            events.normal(owner, "Scaled", status.reason)
+        elif status.error:
+            events.warning(owner, "ScalingFailed", status.reason)
+        block = status.to_status()
+        comparable = {k: v for k, v in block.items() if k != "observationAgeSeconds"}
+        before = written.get(status.pool)
+        now = clock()
+        if before and before[0] == comparable and not status.scaled:
+            return
+        if before and not status.scaled and now - before[1] < min_interval:
+            return  # demand moves every second under load; the status need not
+        patch: dict[str, Any] = {"pools": {status.pool: block}}
+        known = [s for s in latest.values() if s.pending is not None]
+        if known:
+            patch["pending"] = sum(s.pending or 0 for s in known)
+            patch["inFlight"] = sum(s.in_flight or 0 for s in known)
+        try:
+            await kube.patch(BGQ, spec.namespace, spec.name, {"status": patch}, subresource="status")
+            written[status.pool] = (comparable, now)
+        except (KubeError, OSError) as exc:
+            log.info("could not write autoscaling status of %s: %s", spec.name, exc)
+
+    return report
+
+
+async def run_queue_autoscaler(spec: Any, kube: Kube, stopped: Any) -> None:
+    """Run the autoscaler of one BookGenQueue (called by the kopf daemon) until `stopped` is set."""
+    from bookgen_operator.metrics_sources.redis_source import RedisSource
+    from bookgen_operator.metrics_sources.select import make_source
+
+    access = RedisAccess(spec, kube)
+
+    class LazyRedisSource:
+        async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
+            try:
+                client, settings = await access.connect()
+            except Exception as exc:
+                log.warning("cannot connect to Redis for metrics: %s", exc)
+                return {p.name: None for p in pools}
+            return await RedisSource(client, settings).observe(pools)
+
+        async def close(self) -> None:
+            return None
+
+    scaling = spec.autoscaling
+    source = make_source(
+        scaling.source, prometheus_url=scaling.prometheus_url, labels={"namespace": spec.namespace},
+        endpoint_url=f"http://{spec.name}-metrics.{spec.namespace}.svc:{spec.metrics.port}/metrics",
+        redis=LazyRedisSource,
+    )
+    platform = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
+    autoscaler = Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
+    stop = asyncio.Event()
+
+    async def relay() -> None:  # bridge kopf's DaemonStopped to the loop's asyncio.Event
+        await stopped.wait()
+        stop.set()
+
+    watcher = asyncio.create_task(relay())
+    try:
+        await autoscaler.run(stop)
+    finally:
+        watcher.cancel()
+        await source.close()
+        if access.client is not None:
+            access.client.close()
