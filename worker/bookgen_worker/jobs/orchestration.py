@@ -151,8 +151,10 @@ def advance_task(self: Any, job_id: str) -> None:
 def step_done(self: Any, result: Any, job_id: str, step: str) -> None:
     """Link callback of every content task: count the step, then send what became due."""
     settings = bookgen_settings(self.app)
-    if store.finish_step(settings, job_id, step, result=result, status=plan.status_line) is not None:
-        advance(self.app, settings, job_id)
+    store.finish_step(settings, job_id, step, result=result, status=plan.status_line)
+    # Always advance, even for a step counted before: this callback may be a redelivery after its
+    # worker died between counting and sending the next steps (advance is idempotent).
+    advance(self.app, settings, job_id)
 
 
 @bookgen_task("job.step_failed")
@@ -161,8 +163,8 @@ def step_failed(self: Any, failed_task_id: str, job_id: str, step: str) -> None:
     settings = bookgen_settings(self.app)
     error = _failure_message(self.app, failed_task_id)
     logger.warning("job %s: step %s failed: %s", job_id, step, error)
-    if store.finish_step(settings, job_id, step, error=error, status=plan.status_line) is not None:
-        advance(self.app, settings, job_id)
+    store.finish_step(settings, job_id, step, error=error, status=plan.status_line)
+    advance(self.app, settings, job_id)
 
 
 def _failure_message(celery_app: Celery, task_id: str) -> str:
