@@ -1,0 +1,274 @@
+"""`bookgen up`, `bookgen demo` and `bookgen render`: the BookGenQueue spec on one machine, or as manifests.
+
+Registered into the `bookgen` command by bookgen_worker.cli (COMMAND_MODULES). User mistakes (bad
+spec, missing redis-server, a taken port) raise SpecError/LocalError: one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bookgen_operator.spec import QueueSpec, load_queue_file, parse_queue
+
+DEFAULT_NAME = "bookgen"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    up = subparsers.add_parser("up", help="run the whole system on this machine (Redis, pools, autoscaler)")
+    up.add_argument("-f", "--file", type=Path, help="a BookGenQueue YAML (default: the default spec)")
+    up.add_argument("--state-dir", type=Path, default=Path(".bookgen"),
+                    help="Redis data, passwords, logs (default ./.bookgen); reuse it to keep queued tasks")
+    up.add_argument("--no-view", action="store_true", help="print one line per change instead of a live table")
+    up.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    _runtime_options(up, redis_port=6380, flower_port=5555)
+    up.set_defaults(handler=cmd_up)
+
+    demo = subparsers.add_parser("demo", help="bring the system up, write one biography, show the files, stop")
+    demo.add_argument("--chapters", type=int, default=8, help="chapters of the demo book (default 8)")
+    demo.add_argument("--subject", default="Ada Lovelace")
+    demo.add_argument("--words", type=int, default=300, help="target words per chapter (default 300)")
+    demo.add_argument("--state-dir", type=Path, help="default: a temporary folder, removed afterwards")
+    demo.add_argument("--output-dir", type=Path, help="where the book goes (default $BOOKGEN_OUTPUT_DIR or ./output)")
+    demo.add_argument("--no-view", action="store_true", help="print lines instead of a live view")
+    demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    _runtime_options(demo, redis_port=0, flower_port=0)
+    demo.set_defaults(handler=cmd_demo)
+
+    render = subparsers.add_parser("render", help="print the Kubernetes manifests the operator would create")
+    render.add_argument("-f", "--file", type=Path, required=True, help="a BookGenQueue YAML")
+    render.set_defaults(handler=cmd_render)
+
+
+def _runtime_options(parser: argparse.ArgumentParser, *, redis_port: int, flower_port: int) -> None:
+    for name, default in (("--redis-port", redis_port), ("--flower-port", flower_port)):
+        parser.add_argument(name, type=int, default=default, help=f"0 = any free port (default {default})")
+    parser.add_argument("--metrics-port", type=int, help="default: the spec's metrics.port; 0 = any free port")
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="seconds a stopping worker gets to finish its task before it is killed (default 60)")
+
+
+def load_spec(path: Path | None) -> QueueSpec:
+    if path is None:
+        return parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
+                            "metadata": {"name": DEFAULT_NAME}, "spec": {}})
+    return load_queue_file(path)
+
+
+def _options(args: argparse.Namespace, state_dir: Path, output_dir: Path | None = None) -> Any:
+    from bookgen_operator.local.runtime import UpOptions
+
+    return UpOptions(state_dir=state_dir, redis_port=args.redis_port, flower_port=args.flower_port,
+                     metrics_port=args.metrics_port, grace=args.grace, output_dir=output_dir)
+
+
+def _echo(text: str) -> None:
+    print(text, flush=True)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+def _serve(runtime: Any, *, view: bool, duration: float | None = None,
+           extra: Callable[[], Any] | None = None, done: Callable[[], bool] | None = None) -> str:
+    """Start the runtime, loop until a signal / duration / `done()`, stop everything. Returns why it stopped."""
+    from bookgen_operator.local import view as views
+
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    why = "finished"
+    try:
+        try:
+            runtime.start()
+        except _Interrupted as exc:
+            return f"interrupted by {exc} while starting"
+        endpoints = runtime.endpoints
+        flower = [f"flower {endpoints.flower} (login in {endpoints.flower_auth_file})"] if endpoints.flower else []
+        for line in [f"state folder {runtime.state_dir}", f"redis {endpoints.redis}", *flower,
+                     f"metrics {endpoints.metrics}", f"output {endpoints.output_dir}", *endpoints.notes]:
+            _echo(line)
+        why = asyncio.run(_loop(runtime, view, duration, extra, done, views))
+    except _Interrupted as exc:
+        why = f"interrupted by {exc}"
+    finally:
+        for s in previous:
+            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the warm shutdown short
+        _echo(f"stopping ({why}): workers finish their running tasks (up to {runtime.options.grace:g} s)")
+        killed = runtime.shutdown()
+        if killed:
+            _echo(f"killed after the grace period: {', '.join(killed)}")
+        _echo("stopped; queued tasks stay in Redis for the next `bookgen up` with this state folder"
+              if runtime.spec.redis.managed else "stopped")
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return why
+
+
+async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callable[[], Any] | None,
+                done: Callable[[], bool] | None, views: Any) -> str:
+    stop = asyncio.Event()
+    reason = {"why": "duration reached" if duration is not None else "finished"}
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        reason["why"] = f"interrupted by {sig.name}"
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    reporter = views.LineReporter(_echo)
+    live = None
+    if view:
+        from rich.live import Live
+
+        live = Live(views.screen(runtime.pool_rows(), runtime.endpoints, str(runtime.state_dir)),
+                    refresh_per_second=4, transient=False)
+        live.start()
+
+    def tick() -> None:
+        rows = runtime.pool_rows()
+        if live is not None:
+            live.update(views.screen(rows, runtime.endpoints, str(runtime.state_dir), extra() if extra else None))
+        else:
+            reporter.update(rows)
+            if extra is not None:
+                extra()
+        if done is not None and done():
+            reason["why"] = "done"
+            stop.set()
+
+    try:
+        await runtime.run(stop, duration=duration, on_tick=tick)
+    finally:
+        if live is not None:
+            live.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return reason["why"]
+
+
+def _logging(view: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if view else logging.INFO, format="bookgen up: %(message)s")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from bookgen_operator.local.runtime import LocalRuntime
+
+    spec = load_spec(args.file)
+    view = not args.no_view and sys.stdout.isatty()
+    _logging(view)
+    runtime = LocalRuntime(spec, _options(args, args.state_dir), echo=_echo)
+    why = _serve(runtime, view=view, duration=args.duration)
+    return 0 if not why.startswith("interrupted by SIGINT") else 130
+
+
+# ------------------------------------------------------------------------------------------ demo
+
+
+def demo_spec() -> QueueSpec:
+    """The default spec, tuned so a short book makes the pools visibly scale: one task per slot, and
+    idle workers leave after 10 s instead of 60."""
+    return parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "metadata": {"name": "demo"},
+                        "spec": {"autoscaling": {"targetPerSlot": 1, "scaleDownWindowSeconds": 10},
+                                 "flower": {"enabled": True}, "beat": {"enabled": True}}})
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    from bookgen_worker.app import app, configure_app
+    from bookgen_worker.jobs import store
+    from bookgen_worker.jobs.records import validate_inputs
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bookgen_operator.local.runtime import LocalRuntime
+
+    validate_inputs(args.subject, args.chapters, args.words, "md,docx,pdf", 5, 16)  # bad input: one line, exit 2
+    temp = args.state_dir is None
+    state_dir = Path(tempfile.mkdtemp(prefix="bookgen-demo-")) if temp else args.state_dir
+    output = (args.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or "output")).resolve()
+    view = not args.no_view and sys.stdout.isatty()
+    _logging(view)
+    runtime = LocalRuntime(demo_spec(), _options(args, state_dir, output), echo=_echo)
+    job: dict[str, Any] = {"id": None, "record": None, "printed": None}
+    deadline = time.monotonic() + args.timeout
+    progress = Progress(TextColumn("[bold]{task.fields[state]:<10}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.description}"))
+    bar = progress.add_task("submitting", total=1, state="PENDING")
+
+    def extra() -> Any:
+        if job["id"] is None:
+            configure_app(app, runtime.settings)
+            job["id"] = store.submit_job(runtime.settings, args.subject, args.chapters, args.words, "md,docx,pdf",
+                                         celery_app=app)
+            _echo(f"submitted job {job['id']}: a {args.chapters}-chapter biography of {args.subject}")
+        record = store.get_job(runtime.settings, job["id"])
+        job["record"] = record
+        progress.update(bar, total=record.total, completed=record.current, description=record.status,
+                        state=str(record.state))
+        if not view:
+            line = f"job {record.state} {record.current}/{record.total}: {record.status}"
+            if line != job["printed"]:
+                job["printed"] = line
+                _echo(line)
+        return progress
+
+    def done() -> bool:
+        if time.monotonic() > deadline:
+            _echo(f"the demo did not finish within {args.timeout:g} s")
+            return True
+        return job["record"] is not None and job["record"].terminal
+
+    try:
+        _serve(runtime, view=view, extra=extra, done=done)
+    finally:
+        if temp:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    record = job["record"]
+    if record is None:
+        return 1
+    _echo(f"job {record.id} {record.state}: {record.status}")
+    for fmt, path in record.outputs.items():
+        _echo(f"  {fmt}: {path}")
+    for problem in record.errors:
+        _echo(f"  problem: {problem}")
+    return 0 if str(record.state) == "COMPLETED" else 1
+
+
+# ------------------------------------------------------------------------------------------ render
+
+
+def render_manifests(spec: QueueSpec) -> str:
+    import yaml
+
+    from bookgen_operator.resources import desired_objects, generated_secrets, monitoring_objects
+
+    secrets = generated_secrets(spec)
+    docs = [
+        f"# Manifests the BookGen operator creates for BookGenQueue {spec.namespace}/{spec.name}.\n"
+        "# The Secrets below hold freshly generated random values (the operator creates them once and keeps\n"
+        "# them); rendering again gives new ones. ServiceMonitor/PrometheusRule (metrics.*: auto) appear only\n"
+        "# when the Prometheus Operator CRDs exist, so they are included here only if set to `always`.\n"
+    ]
+    for obj in [*secrets, *desired_objects(spec), *monitoring_objects(spec, crds_present=False)]:
+        obj = {**obj, "metadata": {**obj["metadata"], "namespace": spec.namespace}}
+        docs.append(yaml.safe_dump(obj, sort_keys=False))
+    return docs[0] + "---\n" + "---\n".join(docs[1:])
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    sys.stdout.write(render_manifests(load_spec(args.file)))
+    return 0
