@@ -86,8 +86,7 @@ def configure_app(app: Celery, settings: Settings) -> None:
 
 def _forget_connections(app: Celery) -> None:
     """Drop cached broker pools and result backends so the next send uses the new settings."""
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # Not force_close_all(): kombu shares pools per URL process-wide, and a closed one stays cached.
     app._after_fork()  # Celery's own reset of the connection and producer pools
     app._backend_cache = None
     app._local.__dict__.pop("backend", None)
