@@ -5,6 +5,7 @@ strict: unknown fields are errors), every pod meets the "restricted" Pod Securit
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +395,16 @@ def test_the_liveness_probe_runs_the_real_heartbeat_check(tmp_path: Path) -> Non
     heartbeat.touch(fresh)
     assert heartbeat.main([*args[:file_arg], str(fresh), *args[file_arg + 1 :]]) == 0
     assert heartbeat.main([*args[:file_arg], str(tmp_path / "missing"), *args[file_arg + 1 :]]) == 1
+
+
+def test_the_operators_prometheus_rule_is_the_canonical_alert_file_scoped_to_its_queue() -> None:
+    from bookgen_operator.resources.monitoring import build_prometheus_rule, canonical_alert_rules
+
+    spec = parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
+                        "metadata": {"name": "books", "namespace": "team-a"}, "spec": {}})
+    rules = build_prometheus_rule(spec)["spec"]["groups"][0]["rules"]
+    assert [rule["alert"] for rule in rules] == [rule["alert"] for rule in canonical_alert_rules()]
+    for rule in rules:
+        selectors = re.findall(r"\b(?:bookgen|celery)_[a-z_]+\{[^}]*\}", rule["expr"])
+        assert selectors, rule["expr"]
+        assert all('namespace="team-a",service="books-metrics"' in selector for selector in selectors)

@@ -4,7 +4,11 @@ a PrometheusRule with the BookGen alerts. Built here; the kopf layer decides whe
 
 from __future__ import annotations
 
+import re
+from importlib import resources
 from typing import Any
+
+import yaml
 
 from bookgen_operator.resources.labels import metadata, selector
 from bookgen_operator.spec import QueueSpec, Toggle
@@ -26,56 +30,32 @@ def build_service_monitor(spec: QueueSpec) -> dict[str, Any]:
     }
 
 
+#: A metric selector in PromQL: a BookGen metric name, then its label matchers if any.
+_SELECTOR = re.compile(r"\b((?:bookgen|celery)_[a-z_]+)\b(\{[^}]*\})?")
+
+
+def scope_expr(expr: str, matchers: str) -> str:
+    """Add label matchers to every BookGen metric selector of a PromQL expression."""
+
+    def scoped(match: re.Match[str]) -> str:
+        name, labels = match.group(1), (match.group(2) or "{}")[1:-1].strip()
+        return f"{name}{{{matchers}{',' + labels if labels else ''}}}"
+
+    return _SELECTOR.sub(scoped, expr)
+
+
+def canonical_alert_rules() -> list[dict[str, Any]]:
+    """The alert rules of the product's one PrometheusRule file (also shipped by the Helm chart)."""
+    text = resources.files("bookgen_worker.metrics").joinpath("assets/alerts.yaml").read_text()
+    document = yaml.safe_load(text)
+    return [rule for group in document["spec"]["groups"] for rule in group["rules"]]
+
+
 def alert_rules(spec: QueueSpec) -> list[dict[str, Any]]:
-    """The alerts, scoped to this BookGenQueue's namespace and metrics Service."""
+    """The canonical alerts, scoped to this BookGenQueue's namespace and metrics Service, so two
+    queues in a cluster never fire each other's alerts."""
     scope = f'namespace="{spec.namespace}",service="{spec.name}-metrics"'
-    return [
-        {
-            "alert": "BookGenQueueBacklogGrowing",
-            "expr": f"max by (queue) (bookgen_queue_oldest_pending_age_seconds{{{scope}}}) > 900",
-            "for": "10m",
-            "labels": {"severity": "warning"},
-            "annotations": {
-                "summary": "BookGen queue {{ $labels.queue }} has had a task waiting for over 15 minutes",
-                "description": "Workers are not keeping up; check the pool's maxReplicas and worker health.",
-            },
-        },
-        {
-            "alert": "BookGenDeadLetters",
-            "expr": f"max(bookgen_dead_letter_queue_size{{{scope}}}) > 0",
-            "for": "15m",
-            "labels": {"severity": "warning"},
-            "annotations": {
-                "summary": "{{ $value }} BookGen tasks failed permanently and wait in the dead-letter queue",
-                "description": "Inspect them with `bookgen dlq list`; retry or purge.",
-            },
-        },
-        {
-            "alert": "BookGenRedisDown",
-            "expr": f"max(bookgen_redis_up{{{scope}}}) == 0",
-            "for": "2m",
-            "labels": {"severity": "critical"},
-            "annotations": {"summary": "The BookGen exporter cannot reach Redis; no task is being delivered"},
-        },
-        {
-            "alert": "BookGenMetricsMissing",
-            "expr": f"absent(bookgen_last_measurement_timestamp_seconds{{{scope}}}) or time() - max(bookgen_last_measurement_timestamp_seconds{{{scope}}}) > 120",  # noqa: E501
-            "for": "5m",
-            "labels": {"severity": "warning"},
-            "annotations": {"summary": "No fresh BookGen queue measurements; autoscaling falls back to its defaults"},
-        },
-        {
-            "alert": "BookGenTaskFailureRateHigh",
-            "expr": (
-                f"sum by (queue) (rate(bookgen_tasks_failed_total{{{scope}}}[10m])) "
-                f"/ clamp_min(sum by (queue) (rate(bookgen_tasks_succeeded_total{{{scope}}}[10m])"
-                f" + rate(bookgen_tasks_failed_total{{{scope}}}[10m])), 1e-9) > 0.1"
-            ),
-            "for": "10m",
-            "labels": {"severity": "warning"},
-            "annotations": {"summary": "Over 10% of BookGen tasks on {{ $labels.queue }} fail"},
-        },
-    ]
+    return [{**rule, "expr": scope_expr(str(rule["expr"]), scope)} for rule in canonical_alert_rules()]
 
 
 def build_prometheus_rule(spec: QueueSpec) -> dict[str, Any]:
