@@ -128,14 +128,11 @@ async def _api_groups() -> frozenset[str]:
 
 
 def _desired(spec: QueueSpec, body: Mapping[str, Any], groups: frozenset[str]) -> list[dict[str, Any]]:
-    from bookgen_operator.resources import desired_objects  # built by the resources package
+    from bookgen_operator.resources import desired_objects, monitoring_objects
 
-    wanted = []
-    for obj in desired_objects(spec):
-        if obj["apiVersion"].startswith(MONITORING_GROUP + "/") and MONITORING_GROUP not in groups:
-            continue  # Prometheus Operator CRDs are not installed: nothing could watch these objects
-        wanted.append(adopt(obj, body))
-    return wanted
+    # ServiceMonitor/PrometheusRule only where the Prometheus Operator's CRDs exist (or "always").
+    objects = desired_objects(spec) + monitoring_objects(spec, MONITORING_GROUP in groups)
+    return [adopt(obj, body) for obj in objects]
 
 
 def _autoscaling_condition(spec: QueueSpec, state: QueueState) -> Condition:
@@ -169,8 +166,10 @@ async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[st
     for obj in desired:
         actual[key_of(obj)] = await KUBE.get(resource_for(obj["apiVersion"], obj["kind"]), spec.namespace,
                                              obj["metadata"]["name"])
-    actions = plan(desired, actual)
-    for action in actions:
+    from bookgen_operator.resources import autoscaler_owns_replicas
+
+    actions = plan(desired, actual, autoscaler_owns_replicas=autoscaler_owns_replicas(spec))
+    for action in list(actions):
         res = resource_for(action.api_version, action.kind)
         try:
             if action.verb == "create":
@@ -182,6 +181,11 @@ async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[st
         except KubeError as exc:
             if exc.code == 409 and action.verb == "create":
                 continue  # created concurrently; the next reconcile compares it
+            if exc.code == 404 and action.api_version.startswith(MONITORING_GROUP + "/"):
+                actions.remove(action)  # asked for "always", but the Prometheus Operator is not installed
+                missing = f"cannot create {action.kind} {action.name}: the {MONITORING_GROUP} CRDs are not installed"
+                events.warning(body, "PrometheusOperatorMissing", missing)
+                continue
             raise
         opmetrics.count_write(action.verb, action.kind)
     if actions:
@@ -332,29 +336,60 @@ kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)(_child_changed)
 kopf.on.event("apps", "v1", "statefulsets", labels=MANAGED_BY)(_child_changed)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
-async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """Run the pool autoscaler of this queue for as long as the queue exists (body stays live)."""
-    state = STATES.setdefault(body["metadata"]["uid"], QueueState())
+def _autoscaler_entry() -> Any:
+    """The Kubernetes autoscaler entry point, or None when this build has none (or it is turned off)."""
+    if os.environ.get("BOOKGEN_AUTOSCALER", "on").lower() in ("off", "0", "false", "no"):
+        return None
     try:
-        spec = parse_queue(plain(body))
-    except SpecError:
-        return  # reported by reconcile; the daemon restarts with the object's next version
-    if not spec.autoscaling.enabled:
-        return
-    try:
-        from bookgen_operator.autoscaler.loop import Autoscaler  # noqa: F401  (another helper's part)
         from bookgen_operator.platforms import kubernetes as k8s_platform
     except ImportError:
-        state.autoscaling = Condition("Autoscaling", False, "AutoscalerUnavailable",
-                                      "this operator build has no autoscaler; worker replicas stay as they are")
-        await stopped.wait()
-        return
-    run = getattr(k8s_platform, "run_queue_autoscaler", None)
-    if run is None:
-        state.autoscaling = Condition("Autoscaling", False, "AutoscalerUnavailable",
-                                      "the Kubernetes autoscaler platform has no run_queue_autoscaler entry point")
-        await stopped.wait()
-        return
-    state.autoscaling = Condition("Autoscaling", True, "Active", "the autoscaler watches the queues of every pool")
-    await run(spec, KUBE, stopped)
+        return None
+    return getattr(k8s_platform, "run_queue_autoscaler", None)
+
+
+async def _pause(stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Sleep until `seconds` pass or the daemon is asked to stop. Plain sleeps: kopf cancels async
+    daemons on exit, and a cancelled sleep leaves nothing behind (unlike `await stopped.wait(n)`)."""
+    deadline = time.monotonic() + seconds
+    while not stopped and time.monotonic() < deadline:
+        await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
+async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Run the pool autoscaler of this queue for as long as the queue exists. kopf keeps `body` live;
+    a new generation of the spec restarts the autoscaler with the new pools and policy."""
+    state = STATES.setdefault(body["metadata"]["uid"], QueueState())
+    while not stopped:
+        generation = body["metadata"].get("generation")
+        try:
+            spec: QueueSpec | None = parse_queue(plain(body))
+        except SpecError:
+            spec = None  # reconcile reports it
+        run = _autoscaler_entry()
+        if spec is None or not spec.autoscaling.enabled or run is None:
+            if spec is not None and spec.autoscaling.enabled:
+                state.autoscaling = Condition(
+                    "Autoscaling", False, "AutoscalerUnavailable",
+                    "the autoscaler is not available in this operator; replicas stay as they are")
+            while not stopped and body["metadata"].get("generation") == generation:
+                await _pause(stopped, 1.0)
+            continue
+        state.autoscaling = Condition("Autoscaling", True, "Active", "the autoscaler watches the queues of every pool")
+        inner = asyncio.Event()
+        task = asyncio.create_task(run(spec, KUBE, inner))
+        try:
+            while not stopped and body["metadata"].get("generation") == generation and not task.done():
+                await _pause(stopped, 1.0)
+            ended_by_itself = task.done()
+            inner.set()
+            await asyncio.wait_for(task, 10)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        except Exception as exc:  # the autoscaler failed: say so in status, retry after a pause
+            log.warning("autoscaler of %s failed: %s", spec.name, exc)
+            state.autoscaling = Condition("Autoscaling", False, "AutoscalerFailed", f"the autoscaler stopped: {exc}")
+            ended_by_itself = True
+        if ended_by_itself:
+            await _pause(stopped, 10.0)  # never a hot restart loop

@@ -8,6 +8,7 @@ Request bodies are never logged (they may carry Secrets); errors name the object
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import ssl
@@ -139,28 +140,30 @@ class Kube:
     def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0) -> None:
         self._credentials = credentials
         self._timeout = timeout
-        self._client: httpx.AsyncClient | None = None
-        self._client_for: tuple[Any, ...] | None = None
-        self._retired: list[httpx.AsyncClient] = []
+        #: One HTTP client per (event loop, endpoint and TLS identity): clients cannot cross loops.
+        self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
 
     def _session(self) -> tuple[httpx.AsyncClient, dict[str, str]]:
         info = self._credentials()
         if info is None:
             raise KubeError(401, "NoCredentials", "kopf has not logged in to the cluster yet")
-        ident = (info.server, getattr(info, "ca_path", None), getattr(info, "ca_data", None),
-                 getattr(info, "insecure", None), getattr(info, "certificate_path", None))
-        if self._client is None or self._client_for != ident:
-            if self._client is not None:  # credentials moved: close the old one later (requests may be in flight)
-                self._retired.append(self._client)
-            self._client = httpx.AsyncClient(base_url=info.server.rstrip("/"), verify=_ssl_context(info),
-                                             timeout=self._timeout)
-            self._client_for = ident
-        return self._client, _headers(info)
+        ident = (id(asyncio.get_running_loop()), info.server, getattr(info, "ca_path", None),
+                 getattr(info, "ca_data", None), getattr(info, "insecure", None),
+                 getattr(info, "certificate_path", None))
+        client = self._clients.get(ident)
+        if client is None:
+            client = httpx.AsyncClient(base_url=info.server.rstrip("/"), verify=_ssl_context(info),
+                                       timeout=self._timeout)
+            self._clients[ident] = client
+        return client, _headers(info)
 
     async def close(self) -> None:
-        for client in [*self._retired, *([self._client] if self._client else [])]:
-            await client.aclose()
-        self._client, self._retired = None, []
+        """Close this loop's clients; forget those of loops that are gone (they cannot be closed now)."""
+        loop_id = id(asyncio.get_running_loop())
+        clients, self._clients = self._clients, {}
+        for ident, client in clients.items():
+            if ident[0] == loop_id:
+                await client.aclose()
 
     async def _request(self, method: str, path: str, *, body: Any = None, content_type: str | None = None,
                        params: Mapping[str, str] | None = None) -> JSON:

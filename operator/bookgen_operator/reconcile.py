@@ -134,7 +134,7 @@ def _drop(obj: JSON, path: Sequence[str]) -> None:
         node.pop(path[-1], None)
 
 
-def comparable(desired: Mapping[str, Any], *, existing: bool) -> JSON:
+def comparable(desired: Mapping[str, Any], *, existing: bool, autoscaler_owns_replicas: bool = True) -> JSON:
     """The part of a desired manifest we enforce on an existing object."""
     body = copy.deepcopy(dict(desired))
     body.pop("status", None)
@@ -143,13 +143,20 @@ def comparable(desired: Mapping[str, Any], *, existing: bool) -> JSON:
     if existing:
         for path in IMMUTABLE.get(body.get("kind", ""), ()):
             _drop(body, path)
-        if body.get("kind") == "Deployment" and meta.get("labels", {}).get(COMPONENT_LABEL) == "worker":
+        is_worker = body.get("kind") == "Deployment" and meta.get("labels", {}).get(COMPONENT_LABEL) == "worker"
+        if is_worker and autoscaler_owns_replicas:
             _drop(body, ("spec", "replicas"))  # the autoscaler's field once the Deployment exists
     return body
 
 
-def plan(desired: Sequence[Mapping[str, Any]], actual: Mapping[ObjectKey, Mapping[str, Any] | None]) -> list[Action]:
-    """Writes that make `actual` contain `desired`; [] when nothing differs (no write at all)."""
+def plan(
+    desired: Sequence[Mapping[str, Any]],
+    actual: Mapping[ObjectKey, Mapping[str, Any] | None],
+    *,
+    autoscaler_owns_replicas: bool = True,
+) -> list[Action]:
+    """Writes that make `actual` contain `desired`; [] when nothing differs (no write at all).
+    With autoscaling disabled, worker replicas are the spec's (minReplicas) and are enforced."""
     actions: list[Action] = []
     for want in desired:
         key = key_of(want)
@@ -157,7 +164,7 @@ def plan(desired: Sequence[Mapping[str, Any]], actual: Mapping[ObjectKey, Mappin
         if have is None:
             actions.append(Action("create", key[0], key[1], key[2], copy.deepcopy(dict(want)), "missing"))
             continue
-        enforced = comparable(want, existing=True)
+        enforced = comparable(want, existing=True, autoscaler_owns_replicas=autoscaler_owns_replicas)
         if not contains(have, enforced):
             actions.append(Action("patch", key[0], key[1], key[2], enforced, "drifted"))
     return actions

@@ -23,6 +23,7 @@ import asyncio
 import os
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -107,6 +108,9 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch) 
 
     assert handlers.RECONCILE_INTERVAL <= 2, "import bookgen_operator.handlers only after tests/operator/conftest.py"
     monkeypatch.setenv("BOOKGEN_KUBE_SERVER", emulator.base_url)
+    # The autoscaler (its own writer of replicas and pool status) is off unless a test turns it on,
+    # so reconcile's behaviour (e.g. "no writes") is observed alone.
+    monkeypatch.setenv("BOOKGEN_AUTOSCALER", "off")
     handlers.STATES.clear()
     handlers._discovery = (0.0, frozenset())
     emulator.write_hooks.append(_check_status_writes)
@@ -132,5 +136,5 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch) 
         await eventually(lambda: not thread.is_alive(), timeout=20, what="kopf to stop")
         for call in emulator.calls:
             OBSERVED_CALLS.add((call.verb, call.group, call.resource, call.subresource or ""))
-    assert not failures, f"the operator crashed: {failures!r}"
+    assert not failures, "the operator crashed: " + "".join(traceback.format_exception(failures[0]))
     assert not emulator.hook_errors, f"status writes the API server would prune: {emulator.hook_errors}"

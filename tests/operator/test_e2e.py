@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
 from pathlib import Path
 from typing import Any
 
-from tests.operator.conftest import BGQ, RunningOperator, eventually
+import pytest
+
+from tests.operator.conftest import BGQ, OBSERVED_CALLS, RunningOperator, eventually
 
 NS = "books"
 DEPLOY, STS = "apps/v1/deployments", "apps/v1/statefulsets"
@@ -49,3 +54,207 @@ async def test_invalid_spec_is_reported_and_not_retried(kopf_operator: RunningOp
     first = kopf_operator.reconciles(created["metadata"]["uid"])
     await asyncio.sleep(2.5)
     assert kopf_operator.reconciles(created["metadata"]["uid"]) == first
+
+
+POOLS = [
+    {"name": "content", "queues": ["content_generation", "high_priority"], "concurrency": 2},
+    {"name": "monitoring", "queues": ["monitoring", "default", "validation", "export"], "concurrency": 1},
+]
+
+
+def expected_children(name: str = "demo", spec: dict[str, Any] | None = None) -> set[tuple[str, str]]:
+    from bookgen_operator.resources import desired_objects
+    from bookgen_operator.spec import parse_queue
+
+    parsed = parse_queue({**queue(name, spec), "metadata": {"name": name, "namespace": NS, "uid": "x"}})
+    return {(o["kind"], o["metadata"]["name"]) for o in desired_objects(parsed)} | {
+        ("Secret", f"{name}-redis"), ("Secret", f"{name}-flower-auth")}
+
+
+RESOURCE_OF = {"Service": "v1/services", "Secret": "v1/secrets", "Deployment": DEPLOY, "StatefulSet": STS,
+               "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
+               "NetworkPolicy": "networking.k8s.io/v1/networkpolicies",
+               "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
+               "PrometheusRule": "monitoring.coreos.com/v1/prometheusrules"}
+
+
+def existing_children(op: RunningOperator) -> dict[tuple[str, str], dict[str, Any]]:
+    found = {}
+    for kind, resource in RESOURCE_OF.items():
+        if kind in ("ServiceMonitor", "PrometheusRule") and not any(r.plural == resource.rsplit("/", 1)[1]
+                                                                    for r in op.emulator.resources):
+            continue
+        for obj in op.emulator.objects_of(resource, NS):
+            found[(kind, obj["metadata"]["name"])] = obj
+    return found
+
+
+async def make_ready(op: RunningOperator) -> None:
+    """Play the kubelet and controllers: every workload reports its pods ready."""
+    for resource in (DEPLOY, STS):
+        for obj in op.emulator.objects_of(resource, NS):
+            replicas = obj["spec"].get("replicas", 1)
+            await op.emulator.patch_object(resource, NS, obj["metadata"]["name"],
+                                           {"status": {"replicas": replicas, "readyReplicas": replicas}},
+                                           subresource="status")
+
+
+async def test_new_queue_gets_every_child_and_becomes_ready_then_makes_no_writes(
+    kopf_operator: RunningOperator,
+) -> None:
+    emu = kopf_operator.emulator
+    created = await emu.create_object(BGQ, queue())
+    uid = created["metadata"]["uid"]
+    wanted = expected_children()
+    await eventually(lambda: wanted <= existing_children(kopf_operator).keys(), what="every child")
+    children = existing_children(kopf_operator)
+    assert set(children) == wanted, "no unexpected children"
+    for obj in children.values():
+        (ref,) = obj["metadata"]["ownerReferences"]
+        assert ref["uid"] == uid and ref["controller"] is True
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
+    ready = await eventually(lambda: conditions(kopf_operator).get("Ready"), what="a Ready condition")
+    assert ready["status"] == "False"
+
+    await make_ready(kopf_operator)
+    await eventually(lambda: conditions(kopf_operator).get("Ready", {}).get("status") == "True", what="Ready=True")
+    conds = conditions(kopf_operator)
+    assert all(conds[t]["status"] == "True" for t in ("RedisReady", "WorkersReady", "FlowerReady"))
+    status = emu.get_object(BGQ, NS, "demo")["status"]
+    assert status["observedGeneration"] == 1 and status["workers"] == 4
+    assert {"replicas": 1, "readyReplicas": 1}.items() <= status["pools"]["content"].items()
+    events = [e for e in emu.objects_of("v1/events", NS) if e["involvedObject"]["name"] == "demo"]
+    assert {"Created", "SecretsGenerated"} <= {e["reason"] for e in events}
+    assert not any("password" in json.dumps(e).lower() and "data" in e for e in events)
+
+    # Settled: further reconciles (timer, at least two) must not write anything at all.
+    settled = kopf_operator.reconciles(uid)
+    await eventually(lambda: kopf_operator.reconciles(uid) > settled, what="one reconcile after Ready")
+    mark, runs = len(emu.calls), kopf_operator.reconciles(uid)
+    await eventually(lambda: kopf_operator.reconciles(uid) >= runs + 2, what="two more reconciles")
+    assert emu.writes(mark) == [], [c for c in emu.writes(mark)]
+
+
+async def test_deleted_or_edited_children_are_restored_and_spec_changes_roll_out(
+    kopf_operator: RunningOperator,
+) -> None:
+    emu = kopf_operator.emulator
+    await emu.create_object(BGQ, queue(spec={"pools": POOLS}))
+    name = "demo-worker-content"
+    first = await eventually(lambda: emu.get_object(DEPLOY, NS, name), what="the content pool")
+
+    await emu.delete_object(DEPLOY, NS, name)
+    again = await eventually(lambda: emu.get_object(DEPLOY, NS, name), what="the deleted Deployment back")
+    assert again["metadata"]["uid"] != first["metadata"]["uid"]
+
+    container = again["spec"]["template"]["spec"]["containers"][0]
+    tampered = {**container, "command": ["sleep", "infinity"]}
+    await emu.patch_object(DEPLOY, NS, name, {"spec": {"template": {"spec": {"containers": [tampered]}}}})
+
+    def command() -> list[str]:
+        return emu.get_object(DEPLOY, NS, name)["spec"]["template"]["spec"]["containers"][0]["command"]
+
+    await eventually(lambda: command()[0] == "celery", what="the hand edit reverted")
+
+    # The autoscaler owns replicas: reconcile must leave a scaled Deployment alone.
+    await emu.patch_object(DEPLOY, NS, name, {"spec": {"replicas": 5}})
+    uid = emu.get_object(BGQ, NS, "demo")["metadata"]["uid"]
+    runs = kopf_operator.reconciles(uid)
+    await eventually(lambda: kopf_operator.reconciles(uid) >= runs + 2, what="two more reconciles")
+    assert emu.get_object(DEPLOY, NS, name)["spec"]["replicas"] == 5
+
+    changed = [{**POOLS[0], "concurrency": 4}, POOLS[1]]
+    await emu.patch_object(BGQ, NS, "demo", {"spec": {"pools": changed}})
+    await eventually(lambda: command()[command().index("-c") + 1] == "4", what="concurrency 4 rolled out")
+    assert emu.get_object(DEPLOY, NS, name)["spec"]["replicas"] == 5
+    await eventually(lambda: emu.get_object(BGQ, NS, "demo")["status"].get("observedGeneration") == 2,
+                     what="observedGeneration 2")
+
+
+async def test_hand_edits_of_every_kind_of_child_are_reverted(kopf_operator: RunningOperator) -> None:
+    emu = kopf_operator.emulator
+    await emu.create_object(BGQ, queue())
+    wanted = expected_children()
+    await eventually(lambda: wanted <= existing_children(kopf_operator).keys(), what="every child")
+    label = "app.kubernetes.io/part-of"
+    for kind, name in wanted:
+        if kind != "Secret":  # Secrets are created once and never patched: their values are the user's now
+            await emu.patch_object(RESOURCE_OF[kind], NS, name, {"metadata": {"labels": {label: "tampered"}}})
+
+    def tampered() -> list[tuple[str, str]]:
+        return [key for key, obj in existing_children(kopf_operator).items()
+                if obj["metadata"]["labels"].get(label) == "tampered"]
+
+    await eventually(lambda: not tampered(), what="every tampered label restored")
+
+
+async def test_deleting_the_queue_removes_every_child(kopf_operator: RunningOperator) -> None:
+    emu = kopf_operator.emulator
+    await emu.create_object(BGQ, queue())
+    wanted = expected_children()
+    await eventually(lambda: wanted <= existing_children(kopf_operator).keys(), what="every child")
+    await emu.delete_object(BGQ, NS, "demo")
+    await eventually(lambda: emu.get_object(BGQ, NS, "demo") is None, what="the queue gone (finalizer released)")
+    await eventually(lambda: not existing_children(kopf_operator), what="children garbage-collected")
+
+
+async def test_monitoring_objects_appear_only_with_the_prometheus_operator(kopf_operator: RunningOperator) -> None:
+    emu = kopf_operator.emulator
+    emu.declare("monitoring.coreos.com/v1/servicemonitors", kind="ServiceMonitor")
+    emu.declare("monitoring.coreos.com/v1/prometheusrules", kind="PrometheusRule")
+    await emu.create_object(BGQ, queue())
+    monitoring = {("ServiceMonitor", "demo"), ("PrometheusRule", "demo")}
+    await eventually(lambda: monitoring <= existing_children(kopf_operator).keys(),
+                     what="ServiceMonitor and PrometheusRule")
+    for kind, name in monitoring:  # they are repaired like every other child
+        await emu.patch_object(RESOURCE_OF[kind], NS, name, {"metadata": {"labels": {"app.kubernetes.io/name": "x"}}})
+    await eventually(lambda: all(existing_children(kopf_operator)[key]["metadata"]["labels"]["app.kubernetes.io/name"]
+                                 == "bookgen" for key in monitoring), what="monitoring objects repaired")
+
+
+async def test_the_autoscaler_daemon_scales_a_pool_from_real_queue_depth(
+    kopf_operator: RunningOperator, redis_server: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon runs the autoscaler per queue: real Redis (external mode), Deployments in the emulator."""
+    monkeypatch.setenv("BOOKGEN_AUTOSCALER", "on")
+    emu = kopf_operator.emulator
+    password = base64.b64encode(redis_server.password.encode()).decode()
+    await emu.create_object("v1/secrets", {"metadata": {"name": "redis-pass", "namespace": NS},
+                                           "data": {"password": password}})
+    redis_client.lpush("content_generation", *[f"task-{i}" for i in range(12)])
+    spec = {
+        "redis": {"mode": "external", "url": f"redis://127.0.0.1:{redis_server.port}/0",
+                  "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
+        "autoscaling": {"source": "redis", "pollIntervalSeconds": 0.2, "targetPerSlot": 2},
+        "pools": [{**POOLS[0], "maxReplicas": 4}, POOLS[1]],
+    }
+    await emu.create_object(BGQ, queue(spec=spec))
+    name = "demo-worker-content"
+    await eventually(lambda: (emu.get_object(DEPLOY, NS, name) or {}).get("spec", {}).get("replicas") == 3,
+                     what="content scaled to ceil(12 / (2 per slot x 2 slots)) = 3")
+    await eventually(lambda: conditions(kopf_operator).get("Autoscaling", {}).get("reason") == "Active",
+                     what="Autoscaling=Active")
+    pools = await eventually(lambda: emu.get_object(BGQ, NS, "demo")["status"].get("pools", {}).get("content", {})
+                             .get("pending") == 12 and emu.get_object(BGQ, NS, "demo")["status"]["pools"],
+                             what="the content pool's pending count in status")
+    assert pools["content"]["desiredReplicas"] == 3
+
+
+def _observed() -> list[dict[str, Any]]:
+    return [{"verb": v, "group": g, "resource": r, "subresource": s or None} for v, g, r, s in sorted(OBSERVED_CALLS)]
+
+
+def test_api_calls_file_lists_every_call_the_operator_made(request: pytest.FixtureRequest) -> None:
+    """operator/api-calls.json = the (verb, group, resource, subresource) of every call above; the chart's
+    RBAC is checked against it. Regenerate with BOOKGEN_UPDATE_API_CALLS=1."""
+    ran = {item.name for item in request.session.items if item.module is request.module}
+    if len(ran) < len([n for n in dir(request.module) if n.startswith("test_")]) or not OBSERVED_CALLS:
+        pytest.skip("needs the whole e2e module in this session")
+    observed = _observed()
+    if os.environ.get("BOOKGEN_UPDATE_API_CALLS") == "1":
+        API_CALLS_FILE.write_text(json.dumps(observed, indent=2) + "\n")
+    recorded = json.loads(API_CALLS_FILE.read_text()) if API_CALLS_FILE.exists() else None
+    assert recorded == observed, (
+        "operator/api-calls.json differs from the API calls the operator made in these tests; regenerate it "
+        "with BOOKGEN_UPDATE_API_CALLS=1 .venv/bin/python -m pytest tests/operator/test_e2e.py and review the diff"
+    )
