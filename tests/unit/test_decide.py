@@ -70,9 +70,12 @@ def test_scale_to_zero_wakes_only_at_the_activation_threshold() -> None:
 
 
 def test_oldest_age_boost_adds_workers_when_tasks_wait_too_long() -> None:
-    policy = Policy(target_per_slot=100, target_oldest_age=30, max_replicas=20)
-    d = decide(obs(10, 0, current=3, age=60), policy, History(), NOW)
-    assert d.desired == 6 and "oldest task waits 60 s > target 30 s" in d.reason
+    policy = Policy(target_per_slot=10, target_oldest_age=30, max_replicas=40)
+    d = decide(obs(100, 0, current=3, age=45), policy, History(), NOW)
+    assert d.desired == 15 and "oldest task waits 45 s > target 30 s" in d.reason  # 10 x 1.5
+    capped = decide(obs(100, 0, current=3, age=600), policy, History(), NOW)
+    assert capped.desired == 30  # at most three times what demand asks for, however old the task
+    assert decide(obs(100, 0, current=3, age=29), policy, History(), NOW).desired == 10
 
 
 def test_stale_metrics_fall_back_and_missing_ones_hold() -> None:

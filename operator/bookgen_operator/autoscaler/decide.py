@@ -23,8 +23,8 @@ from bookgen_operator.autoscaler.history import History
 from bookgen_operator.autoscaler.observation import Decision, Observation
 from bookgen_operator.autoscaler.policy import Policy
 
-#: The oldest-age boost multiplies the current replicas by at most this per decision.
-MAX_AGE_BOOST = 2.0
+#: The oldest-age boost multiplies the demand-based recommendation by at most this.
+MAX_AGE_BOOST = 3.0
 
 
 def _num(x: float) -> str:
@@ -43,7 +43,9 @@ def raw_recommendation(obs: Observation, policy: Policy) -> tuple[int, list[str]
     raw = math.ceil(demand / per_worker)
     age_target = policy.target_oldest_age
     if age_target and obs.oldest_age is not None and (obs.demand_pending or 0) > 0 and obs.oldest_age > age_target:
-        boost = math.ceil(max(obs.current_replicas, 1) * min(obs.oldest_age / age_target, MAX_AGE_BOOST))
+        # Relative to what demand asks for, not to the current count: a boost on the current count
+        # would compound every poll while the old task waits for a worker to start.
+        boost = math.ceil(max(raw, 1) * min(obs.oldest_age / age_target, MAX_AGE_BOOST))
         if boost > raw:
             raw = boost
             notes.append(f"oldest task waits {_num(round(obs.oldest_age, 1))} s > target {_num(age_target)} s")

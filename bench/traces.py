@@ -1,0 +1,90 @@
+"""Load traces for bench/simulate.py: deterministic (seeded) task arrivals with durations and priorities.
+
+A task's public priority decides its kombu list (DESIGN.md §3): 10..8 land in the base list, the
+default 5 in `queue\\x06\\x163`, lower ones further down. The mix below is what a BookGen content
+pool sees: mostly default-priority chapters, some urgent regenerations, some low-priority backfill.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: (public priority, share of tasks)
+PRIORITY_MIX = ((10, 0.10), (8, 0.20), (5, 0.50), (2, 0.20))
+MEDIAN_DURATION = 20.0  # seconds; lognormal, so a few tasks run minutes
+DURATION_SIGMA = 0.7
+MAX_DURATION = 600.0
+
+
+@dataclass(frozen=True)
+class Arrival:
+    at: float
+    duration: float
+    priority: int
+
+
+def _task(rng: random.Random, at: float) -> Arrival:
+    duration = min(MAX_DURATION, rng.lognormvariate(math.log(MEDIAN_DURATION), DURATION_SIGMA))
+    pick, acc = rng.random(), 0.0
+    chosen = PRIORITY_MIX[-1][0]
+    for priority, share in PRIORITY_MIX:
+        acc += share
+        if pick < acc:
+            chosen = priority
+            break
+    return Arrival(at, duration, chosen)
+
+
+def _poisson(rng: random.Random, rate: Callable[[float], float], start: float, end: float,
+             peak: float) -> list[Arrival]:
+    """Non-homogeneous Poisson arrivals by thinning (rate(t) <= peak)."""
+    out, t = [], start
+    while True:
+        t += rng.expovariate(peak)
+        if t >= end:
+            return out
+        if rng.random() < rate(t) / peak:
+            out.append(_task(rng, t))
+
+
+def _burst(rng: random.Random, at: float, count: int, spread: float) -> list[Arrival]:
+    return [_task(rng, at + rng.random() * spread) for _ in range(count)]
+
+
+def steady(rng: random.Random) -> list[Arrival]:
+    return _poisson(rng, lambda t: 0.5, 0, 3600, 0.5)
+
+
+def bursty(rng: random.Random) -> list[Arrival]:
+    """A trickle, and every 10 minutes a user submits a batch of books: 300 chapters within 10 s."""
+    tasks = _poisson(rng, lambda t: 0.05, 0, 3600, 0.05)
+    for start in range(120, 3600, 600):
+        tasks += _burst(rng, start, 300, 10)
+    return tasks
+
+
+def diurnal(rng: random.Random) -> list[Arrival]:
+    """A day compressed into two hours: from 0.02 to 1.5 tasks/s and back."""
+    def rate(t: float) -> float:
+        return 0.02 + 1.48 * (1 - math.cos(2 * math.pi * t / 7200)) / 2
+    return _poisson(rng, rate, 0, 7200, 1.5)
+
+
+def spike_to_zero(rng: random.Random) -> list[Arrival]:
+    """One spike of 500 tasks, then nothing for an hour (the pool should go back to zero)."""
+    return _burst(rng, 60, 500, 5)
+
+
+TRACES: dict[str, Callable[[random.Random], list[Arrival]]] = {
+    "steady": steady,
+    "bursty": bursty,
+    "diurnal": diurnal,
+    "spike-to-zero": spike_to_zero,
+}
+
+
+def make(name: str, seed: int) -> list[Arrival]:
+    return sorted(TRACES[name](random.Random(f"{name}:{seed}")), key=lambda a: a.at)
