@@ -12,6 +12,7 @@ import collections
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import Counter, Histogram, start_http_server
 
@@ -54,5 +55,6 @@ def count_error(reason: str) -> None:
     RECONCILE_ERRORS.labels(reason=reason).inc()
 
 
-def start_server(port: int, addr: str = "0.0.0.0") -> None:  # all interfaces: an in-cluster scrape target
-    start_http_server(port, addr=addr)
+def start_server(port: int, addr: str = "0.0.0.0") -> Any:  # all interfaces: an in-cluster scrape target
+    """Serve /metrics in a background thread; returns prometheus_client's (server, thread)."""
+    return start_http_server(port, addr=addr)

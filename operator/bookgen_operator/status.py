@@ -125,7 +125,9 @@ def desired_status(old_status: Mapping[str, Any], *, generation: int | None, con
     if generation is not None:
         status["observedGeneration"] = generation
     if pools is not None:
-        status["pools"] = {p.name: {"replicas": p.replicas, "readyReplicas": p.ready} for p in pools}
+        current: dict[str, Any] = {p.name: {"replicas": p.replicas, "readyReplicas": p.ready} for p in pools}
+        gone = {name: None for name in (old_status.get("pools") or {}) if name not in current}
+        status["pools"] = {**current, **gone}  # None: a merge patch removes pools no longer in the spec
         status["workers"] = sum(p.ready for p in pools)
     return status
 
@@ -138,7 +140,9 @@ def status_patch(old_status: Mapping[str, Any], new_status: Mapping[str, Any]) -
         if key == "pools" and isinstance(value, Mapping):
             old_pools = old if isinstance(old, Mapping) else {}
             pools_patch = {name: fields for name, fields in value.items()
-                           if any((old_pools.get(name) or {}).get(k) != v for k, v in fields.items())}
+                           if (fields is None and name in old_pools)
+                           or (fields is not None
+                               and any((old_pools.get(name) or {}).get(k) != v for k, v in fields.items()))}
             if pools_patch:
                 patch["pools"] = pools_patch
         elif old != value:

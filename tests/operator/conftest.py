@@ -79,6 +79,7 @@ async def eventually(condition: Callable[[], T | Awaitable[T]], *, timeout: floa
 class RunningOperator:
     emulator: K8sEmulator
     handlers: Any  # the bookgen_operator.handlers module
+    liveness_url: str
 
     def reconciles(self, uid: str) -> int:
         from bookgen_operator import opmetrics
@@ -114,6 +115,9 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch) 
     handlers.STATES.clear()
     handlers._discovery = (0.0, frozenset())
     emulator.write_hooks.append(_check_status_writes)
+    from tests.support.redis_server import free_port
+
+    liveness_url = f"http://127.0.0.1:{free_port()}/healthz"
     stop, ready = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
@@ -121,7 +125,7 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch) 
         try:
             asyncio.run(kopf.operator(
                 registry=kopf.get_default_registry(), settings=kopf.OperatorSettings(),
-                standalone=True, clusterwide=True, stop_flag=stop, ready_flag=ready,
+                standalone=True, clusterwide=True, stop_flag=stop, ready_flag=ready, liveness_endpoint=liveness_url,
             ))
         except BaseException as exc:  # reported by the fixture, not lost in the thread
             failures.append(exc)
@@ -130,7 +134,7 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch) 
     thread.start()
     await eventually(ready.is_set, timeout=10, what="kopf to start")
     try:
-        yield RunningOperator(emulator, handlers)
+        yield RunningOperator(emulator, handlers, liveness_url)
     finally:
         stop.set()
         await eventually(lambda: not thread.is_alive(), timeout=20, what="kopf to stop")

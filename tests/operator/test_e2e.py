@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.operator.conftest import BGQ, OBSERVED_CALLS, RunningOperator, eventually
@@ -126,6 +127,9 @@ async def test_new_queue_gets_every_child_and_becomes_ready_then_makes_no_writes
     events = [e for e in emu.objects_of("v1/events", NS) if e["involvedObject"]["name"] == "demo"]
     assert {"Created", "SecretsGenerated"} <= {e["reason"] for e in events}
     assert not any("password" in json.dumps(e).lower() and "data" in e for e in events)
+
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(kopf_operator.liveness_url)).status_code == 200
 
     # Settled: further reconciles (timer, at least two) must not write anything at all.
     settled = kopf_operator.reconciles(uid)

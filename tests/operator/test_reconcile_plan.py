@@ -86,3 +86,11 @@ def test_condition_transition_time_changes_only_with_status() -> None:
     by_type = {c["type"]: c for c in later["conditions"]}
     assert by_type["Ready"]["status"] == "True" and by_type["Ready"]["lastTransitionTime"] == "2026-01-01T00:02:00Z"
     assert by_type["RedisReady"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+
+
+def test_pools_removed_from_the_spec_leave_the_status() -> None:
+    auto = Condition("Autoscaling", False, "Disabled", "off")
+    old = {"pools": {"gone": {"replicas": 1, "busyWorkers": 0}, "kept": {"replicas": 1, "readyReplicas": 1}}}
+    new = desired_status(old, generation=2, conditions=[auto], pools=[PoolState("kept", True, 1, 1, 1)], now="t")
+    patch = status_patch(old, new)
+    assert patch is not None and patch["pools"] == {"gone": None}
