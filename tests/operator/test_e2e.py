@@ -43,6 +43,15 @@ async def test_missing_external_secret_is_reported_without_a_hot_loop(kopf_opera
     assert kopf_operator.reconciles(uid) - first <= 1
     assert not emu.objects_of(DEPLOY, NS), "nothing is rolled out while the Redis password is missing"
 
+    # The user creates the Secret: the next retry (after the 30 s backoff) rolls the queue out.
+    await emu.create_object("v1/secrets", {"metadata": {"name": "absent", "namespace": NS},
+                                           "stringData": {"password": "s3cret"}})
+    await eventually(lambda: emu.get_object(DEPLOY, NS, "demo-worker-content"), timeout=45,
+                     what="the rollout after the Secret appeared")
+    ready = await eventually(lambda: conditions(kopf_operator)["Ready"]["reason"] != "SecretNotFound" and
+                             conditions(kopf_operator)["Ready"], what="Ready no longer SecretNotFound")
+    assert ready["reason"] == "PoolsNotReady"
+
 
 async def test_invalid_spec_is_reported_and_not_retried(kopf_operator: RunningOperator) -> None:
     emu = kopf_operator.emulator

@@ -94,3 +94,17 @@ def test_pools_removed_from_the_spec_leave_the_status() -> None:
     new = desired_status(old, generation=2, conditions=[auto], pools=[PoolState("kept", True, 1, 1, 1)], now="t")
     patch = status_patch(old, new)
     assert patch is not None and patch["pools"] == {"gone": None}
+
+
+def test_without_autoscaling_the_spec_owns_worker_replicas() -> None:
+    desired = [adopt(worker(replicas=2), OWNER)]
+    stored = as_stored(adopt(worker(replicas=7), OWNER))
+    (action,) = plan(desired, {key_of(desired[0]): stored}, autoscaler_owns_replicas=False)
+    assert action.verb == "patch" and action.body["spec"]["replicas"] == 2
+
+
+def test_immutable_fields_are_never_patched() -> None:
+    desired = adopt(worker(), OWNER)
+    stored = as_stored(desired)
+    stored["spec"]["selector"] = {"matchLabels": {"other": "selector"}}
+    assert plan([desired], {key_of(desired): stored}) == []
