@@ -41,7 +41,7 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
 # Optional monitoring objects, created when the prometheus-operator CRDs exist.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
-  verbs: [get, create]
+  verbs: [get, create, patch]
 {{- end }}
 
 {{/* Cluster-scoped rules: kopf discovers CRDs (ours and prometheus-operator's) in every mode. */}}
