@@ -80,14 +80,17 @@ async def test_a_step_scales_and_reports_every_pool() -> None:
     assert status["lastScaleTime"].endswith("Z")
 
 
-async def test_unknown_busy_workers_allow_growth_but_never_shrinking() -> None:
+async def test_unknown_busy_workers_allow_growth_but_shrinking_only_when_nothing_runs() -> None:
     platform = FakePlatform({"a": 6}, busy_unknown=True)
-    scaler = Autoscaler([Pool("a")], FakeSource({"a": metrics(0)}), platform, clock=lambda: NOW)
+    scaler = Autoscaler([Pool("a")], FakeSource({"a": metrics(0, 3)}), platform, clock=lambda: NOW)
     await scaler.step()
-    assert platform.scaled == []  # demand says 1, but any of the 6 may be running a task
+    assert platform.scaled == []  # demand says 1, but any of the 6 may be running one of the 3 tasks
     scaler.source = FakeSource({"a": metrics(100)})
     await scaler.step()
     assert platform.scaled == [("a", 20, [])]
+    scaler.source = FakeSource({"a": metrics(0, 0, busy_slots=0)})
+    await scaler.step()  # nothing in flight anywhere: no worker can be busy, scaling in is safe
+    assert platform.scaled[-1] == ("a", 1, [])
 
 
 async def test_busy_slots_from_metrics_count_as_busy_workers() -> None:

@@ -7,8 +7,8 @@ and a status patch; the local runtime into its live view). `run(stop)` repeats i
 interval (the shortest of the pools' policies) without drift, until `stop` is set.
 
 Safety: if the platform cannot tell which workers are busy, every current worker counts as busy, so
-the pool can grow but never shrink; a failed observation is "unknown", which decide() holds or
-falls back on, never zero.
+the pool can grow but only shrinks once fresh metrics show no task in flight; a failed observation
+is "unknown", which decide() holds or falls back on, never zero.
 """
 
 from __future__ import annotations
@@ -123,7 +123,12 @@ class Autoscaler:
                 busy_pods = sorted(set(busy_pods) | set(metrics.busy_pods))
             busy = busy_floor(busy_pods, metrics, pool.concurrency)
         except BusyUnknown:
-            busy_pods, busy = [], current  # cannot tell: every worker counts as busy (grow, never shrink)
+            # Cannot tell which workers are busy: every worker counts as busy (grow, never shrink) unless
+            # fresh metrics show nothing in flight at all (no unacked message: no task runs anywhere).
+            now = self.clock()
+            idle = (metrics is not None and metrics.in_flight == 0 and not metrics.busy_slots
+                    and now - metrics.observed_at <= pool.policy.stale_after)
+            busy_pods, busy = [], 0 if idle else current
         now = self.clock()
         obs = Observation(pool.name, metrics.pending if metrics else None, metrics.in_flight if metrics else None,
                           metrics.oldest_age if metrics else None, current, busy, pool.concurrency,
