@@ -1,0 +1,50 @@
+"""The PDF rendering (reportlab platypus): title page, headings, paragraphs, "Page N" footers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import cm
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import ListFlowable, ListItem, PageBreak, Paragraph, SimpleDocTemplate, Spacer
+
+from .biography import Book
+
+
+def _footer(canvas: Canvas, document: SimpleDocTemplate) -> None:
+    canvas.saveState()
+    canvas.setFont("Helvetica", 9)
+    canvas.drawCentredString(A4[0] / 2, 1.5 * cm, f"Page {document.page}")
+    canvas.restoreState()
+
+
+def write_pdf(book: Book, path: Path) -> None:
+    styles = getSampleStyleSheet()
+    # Paragraph() reads a small markup language: user text is escaped so "<" or "&" cannot break it.
+    story: list = [
+        Spacer(1, 8 * cm),
+        Paragraph(escape(book.subject), styles["Title"]),
+        Paragraph("A biography", styles["Heading3"]),
+        PageBreak(),
+    ]
+
+    def part(heading: str, paragraphs: list[str]) -> None:
+        story.append(Paragraph(escape(heading), styles["Heading1"]))
+        story.extend(Paragraph(escape(text), styles["BodyText"]) for text in paragraphs)
+
+    if book.introduction:
+        part(book.introduction.title, book.introduction.paragraphs)
+    for chapter in book.chapters:
+        part(chapter.heading, chapter.paragraphs)
+    if book.conclusion:
+        part(book.conclusion.title, book.conclusion.paragraphs)
+    if book.sources:
+        story.append(Paragraph("Sources", styles["Heading1"]))
+        items = [ListItem(Paragraph(escape(source), styles["BodyText"])) for source in book.sources]
+        story.append(ListFlowable(items, bulletType="1"))
+    document = SimpleDocTemplate(str(path), pagesize=A4, title=book.subject, author="BookGen",
+                                 topMargin=2 * cm, bottomMargin=2.5 * cm)
+    document.build(story, onFirstPage=_footer, onLaterPages=_footer)
