@@ -29,7 +29,7 @@ from bookgen_worker.metrics.workers import WorkerInfo, publish, read_workers
 from bookgen_worker.queues import priority_list_keys
 from celery import Celery
 
-from tests.operator.conftest import BGQ, OBSERVED_CALLS, eventually
+from tests.operator.conftest import BGQ, OBSERVED_CALLS, _check_status_writes, eventually
 from tests.support.k8s_emulator import K8sEmulator
 
 NS, CR, POOL = "books", "bq", "content"
@@ -103,6 +103,7 @@ def deployment_patches(emulator: K8sEmulator) -> list[Any]:
 async def test_a_burst_is_answered_in_one_patch_and_scale_in_spares_busy_pods(
         emulator: K8sEmulator, celery_app: Celery, redis_client: redis.Redis) -> None:
     settings = bookgen_settings(celery_app)
+    emulator.write_hooks.append(_check_status_writes)  # status patches must survive the CRD schema
     await emulator.create_object("apps/v1/deployments", deployment(POLICY.min_replicas))
     await emulator.create_object(BGQ, {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
                                        "metadata": {"name": CR, "namespace": NS}, "spec": {}})
@@ -180,6 +181,7 @@ async def test_a_burst_is_answered_in_one_patch_and_scale_in_spares_busy_pods(
         assert order == ["pods"] * len(BUSY) + ["deployments"]
         victims = replicaset_victims(pods, FULL_TARGET - len(BUSY))
         assert not set(victims) & set(BUSY), "the ReplicaSet would remove a busy pod"
+        assert not emulator.hook_errors, f"status writes the API server would prune: {emulator.hook_errors}"
     finally:
         stop.set()
         await asyncio.wait_for(loop_task, 10)
