@@ -11,8 +11,11 @@ Failure policy (never a hot loop, never a crash):
 - a referenced Secret is missing -> Ready=False/SecretNotFound; retried with backoff (>= 30 s);
 - API errors -> kopf retries the handler with its own backoff; the timer tries again later.
 
-Deletion relies on owner references (the API server's garbage collector removes every child), so
-no finalizer is needed: nothing we create lives outside the queue's namespace or the cluster.
+Deletion relies on owner references: every child (Secrets included) is owned by the queue, in
+its namespace, so the API server's garbage collector removes them; we register no deletion
+handler. The only finalizer is kopf's own (`bookgen.io/finalizer`), which kopf adds because the
+queue has a timer and a daemon: it lets kopf stop them before the object goes, then releases it.
+Redis data volumes (StatefulSet claims) are kept by Kubernetes' default retention, on purpose.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class QueueState:
     retry_at: float = 0.0
     retry_delay: float = SECRET_RETRY_SECONDS
     autoscaling: Condition | None = None
+    warned_generation: int | None = None
 
 
 STATES: dict[str, QueueState] = {}
@@ -127,12 +131,17 @@ async def _api_groups() -> frozenset[str]:
     return groups
 
 
-def _desired(spec: QueueSpec, body: Mapping[str, Any], groups: frozenset[str]) -> list[dict[str, Any]]:
+def _desired(
+    spec: QueueSpec, body: Mapping[str, Any], groups: frozenset[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every child, adopted; and the monitoring objects asked for ("always") that cannot exist here."""
     from bookgen_operator.resources import desired_objects, monitoring_objects
 
-    # ServiceMonitor/PrometheusRule only where the Prometheus Operator's CRDs exist (or "always").
-    objects = desired_objects(spec) + monitoring_objects(spec, MONITORING_GROUP in groups)
-    return [adopt(obj, body) for obj in objects]
+    present = MONITORING_GROUP in groups
+    monitoring = monitoring_objects(spec, present)
+    impossible = [] if present else [f"{o['kind']} {o['metadata']['name']}" for o in monitoring]
+    objects = desired_objects(spec) + (monitoring if present else [])
+    return [adopt(obj, body) for obj in objects], impossible
 
 
 def _autoscaling_condition(spec: QueueSpec, state: QueueState) -> Condition:
@@ -169,7 +178,7 @@ async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[st
     from bookgen_operator.resources import autoscaler_owns_replicas
 
     actions = plan(desired, actual, autoscaler_owns_replicas=autoscaler_owns_replicas(spec))
-    for action in list(actions):
+    for action in actions:
         res = resource_for(action.api_version, action.kind)
         try:
             if action.verb == "create":
@@ -181,17 +190,16 @@ async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[st
         except KubeError as exc:
             if exc.code == 409 and action.verb == "create":
                 continue  # created concurrently; the next reconcile compares it
-            if exc.code == 404 and action.api_version.startswith(MONITORING_GROUP + "/"):
-                actions.remove(action)  # asked for "always", but the Prometheus Operator is not installed
-                missing = f"cannot create {action.kind} {action.name}: the {MONITORING_GROUP} CRDs are not installed"
-                events.warning(body, "PrometheusOperatorMissing", missing)
-                continue
             raise
         opmetrics.count_write(action.verb, action.kind)
+    created = [a for a in actions if a.verb == "create"]
+    patched = [a for a in actions if a.verb == "patch"]
+    if created:
+        fresh = len(created) == len(desired)  # nothing existed: a new queue, not a repair
+        events.normal(body, "Created" if fresh else "Restored", "; ".join(a.describe() for a in created))
+    if patched:
+        events.normal(body, "Updated", "; ".join(a.describe() for a in patched))
     if actions:
-        first = not any(v for k, v in actual.items() if k not in {(a.api_version, a.kind, a.name) for a in actions})
-        reason = "Created" if first else "Repaired"
-        events.normal(body, reason, "; ".join(a.describe() for a in actions))
         log.info("%s/%s: %s", spec.namespace, spec.name, ", ".join(a.describe() for a in actions))
     return actual
 
@@ -225,7 +233,11 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
         state.retry_at, state.retry_delay = 0.0, SECRET_RETRY_SECONDS
         if created:
             events.normal(body, "SecretsGenerated", f"generated Secrets {', '.join(created)}")
-        desired = _desired(spec, body, await _api_groups())
+        desired, impossible = _desired(spec, body, await _api_groups())
+        if impossible and state.warned_generation != meta.get("generation"):
+            state.warned_generation = meta.get("generation")
+            events.warning(body, "PrometheusOperatorMissing", f"not creating {', '.join(impossible)}: the "
+                           f"{MONITORING_GROUP} CRDs are not installed (install the Prometheus Operator)")
         actual = await _apply(body, spec, desired)
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
