@@ -253,6 +253,16 @@ async def test_the_autoscaler_daemon_scales_a_pool_from_real_queue_depth(
     assert pools["content"]["desiredReplicas"] == 3
 
 
+async def test_monitoring_always_without_the_prometheus_operator_warns_once(kopf_operator: RunningOperator) -> None:
+    emu = kopf_operator.emulator
+    created = await emu.create_object(BGQ, queue(spec={"metrics": {"serviceMonitor": {"enabled": "always"}}}))
+    await eventually(lambda: expected_children() <= existing_children(kopf_operator).keys(), what="every child")
+    uid, runs = created["metadata"]["uid"], kopf_operator.reconciles(created["metadata"]["uid"])
+    await eventually(lambda: kopf_operator.reconciles(uid) >= runs + 2, what="two more reconciles")
+    warnings = [e for e in emu.objects_of("v1/events", NS) if e["reason"] == "PrometheusOperatorMissing"]
+    assert len(warnings) == 1 and "ServiceMonitor demo" in warnings[0]["message"]
+
+
 def _observed() -> list[dict[str, Any]]:
     return [{"verb": v, "group": g, "resource": r, "subresource": s or None} for v, g, r, s in sorted(OBSERVED_CALLS)]
 
