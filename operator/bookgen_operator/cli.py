@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--no-view", action="store_true", help="print lines instead of a live view")
     demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
     _runtime_options(demo, redis_port=0, flower_port=0)
-    demo.set_defaults(handler=cmd_demo)
+    demo.set_defaults(handler=cmd_demo, metrics_port=0)
 
     render = subparsers.add_parser("render", help="print the Kubernetes manifests the operator would create")
     render.add_argument("-f", "--file", type=Path, required=True, help="a BookGenQueue YAML")
@@ -232,11 +232,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return True
         return job["record"] is not None and job["record"].terminal
 
+    completed = False
     try:
         _serve(runtime, view=view, extra=extra, done=done)
+        completed = job["record"] is not None and str(job["record"].state) == "COMPLETED"
     finally:
-        if temp:
+        if temp and completed:
             shutil.rmtree(state_dir, ignore_errors=True)
+        elif temp:
+            _echo(f"kept the state folder for a look at the logs: {state_dir / 'logs'}")
     record = job["record"]
     if record is None:
         return 1
