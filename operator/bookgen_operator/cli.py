@@ -83,8 +83,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise _Interrupted(signal.Signals(signum).name)
 
 
-def _serve(runtime: Any, *, view: bool, duration: float | None = None,
-           extra: Callable[[], Any] | None = None, done: Callable[[], bool] | None = None) -> str:
+def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Callable[[], Any] | None = None,
+           done: Callable[[], bool] | None = None, keeps_state: bool = True) -> str:
     """Start the runtime, loop until a signal / duration / `done()`, stop everything. Returns why it stopped."""
     from bookgen_operator.local import view as views
 
@@ -111,7 +111,7 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None,
         if killed:
             _echo(f"killed after the grace period: {', '.join(killed)}")
         _echo("stopped; queued tasks stay in Redis for the next `bookgen up` with this state folder"
-              if runtime.spec.redis.managed else "stopped")
+              if runtime.spec.redis.managed and keeps_state else "stopped")
         for s, handler in previous.items():
             signal.signal(s, handler)
     return why
@@ -234,7 +234,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     completed = False
     try:
-        _serve(runtime, view=view, extra=extra, done=done)
+        _serve(runtime, view=view, extra=extra, done=done, keeps_state=not temp)
         completed = job["record"] is not None and str(job["record"].state) == "COMPLETED"
     finally:
         if temp and completed:
