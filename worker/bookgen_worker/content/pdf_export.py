@@ -9,12 +9,21 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import ListFlowable, ListItem, PageBreak, Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Frame,
+    ListFlowable,
+    ListItem,
+    PageBreak,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+)
 
 from .biography import Book
 
 
-def _footer(canvas: Canvas, document: SimpleDocTemplate) -> None:
+def _footer(canvas: Canvas, document: BaseDocTemplate) -> None:
     canvas.saveState()
     canvas.setFont("Helvetica", 9)
     canvas.drawCentredString(A4[0] / 2, 1.5 * cm, f"Page {document.page}")
@@ -45,6 +54,10 @@ def write_pdf(book: Book, path: Path) -> None:
         story.append(Paragraph("Sources", styles["Heading1"]))
         items = [ListItem(Paragraph(escape(source), styles["BodyText"])) for source in book.sources]
         story.append(ListFlowable(items, bulletType="1"))
-    document = SimpleDocTemplate(str(path), pagesize=A4, title=book.subject, author="BookGen",
-                                 topMargin=2 * cm, bottomMargin=2.5 * cm)
-    document.build(story, onFirstPage=_footer, onLaterPages=_footer)
+    document = BaseDocTemplate(str(path), pagesize=A4, title=book.subject, author="BookGen",
+                               topMargin=2 * cm, bottomMargin=2.5 * cm)
+    frame = Frame(document.leftMargin, document.bottomMargin, document.width, document.height, id="body")
+    # onPageEnd rather than onPage: the footer is drawn after the page's text, so text extraction
+    # (pypdf, search indexes, screen readers) finds "Page N" at the foot of each page, where it is shown.
+    document.addPageTemplates([PageTemplate(id="page", frames=[frame], onPageEnd=_footer)])
+    document.build(story)
