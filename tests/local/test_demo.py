@@ -33,7 +33,7 @@ def test_demo_writes_a_valid_book_and_stops_everything(tmp_path: Path) -> None:
     reader = pypdf.PdfReader(paths["pdf"])
     assert len(reader.pages) >= 1 and "Grace" in "".join(page.extract_text() for page in reader.pages)
 
-    assert "stopped;" in result.stdout
+    assert re.search(r"^stopped$", result.stdout, re.M)
     assert "killed after the grace period" not in result.stdout
     # The temporary state folder (Redis data, passwords) is removed after a successful demo.
     folder = re.search(r"^state folder (.+)$", result.stdout, re.M).group(1)  # type: ignore[union-attr]
