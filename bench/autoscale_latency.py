@@ -7,7 +7,7 @@ worker consumes them), the real RedisSource (one pipelined measurement), decide(
 Kubernetes platform patching `<cr>-worker-content` through the Kubernetes API emulator over HTTP.
 Each round starts a fresh autoscaler on a pool at 2 replicas, waits a random fraction of a poll
 interval (so the burst lands at a random phase of the loop), publishes the burst and times the
-emulator's receipt of the patch that reaches the policy's full target.
+emulator's receipt of the patch that reaches the policy's full target (within its tolerance band).
 
 The baseline is KEDA's default behaviour worked out from its and the HPA's documented defaults
 (the same rules as bench/simulate.py), since no KEDA runs here.
@@ -76,7 +76,7 @@ def deployment() -> dict[str, Any]:
                                   "spec": {"containers": [{"name": "worker", "image": "bookgen"}]}}}}
 
 
-async def measure_rounds(redis_url: str, rounds: int, tasks: int, seed: int) -> list[tuple[float, float, int]]:
+async def measure_rounds(redis_url: str, rounds: int, tasks: int, seed: int) -> list[tuple[float, float, int, int]]:
     configure_app(app, settings_from_env({"REDIS_URL": redis_url}))
     settings = bookgen_settings(app)
     client = __import__("redis").Redis.from_url(redis_url)
@@ -95,9 +95,15 @@ async def measure_rounds(redis_url: str, rounds: int, tasks: int, seed: int) -> 
             await emulator.patch_object("apps/v1/deployments", NS, DEPLOYMENT, {"spec": {"replicas": START}})
             patches.clear()
             stepped = asyncio.Event()
+            rounds_done = [0]
+
+            def on_decision(_status: Any, ev: asyncio.Event = stepped, count: list[int] = rounds_done) -> None:
+                count[0] += 1
+                ev.set()
+
             autoscaler = Autoscaler([Pool(POOL, ("content_generation",), CONCURRENCY, POLICY)],
                                     RedisSource(client, settings), KubernetesPlatform(kube, NS, CR, None),
-                                    on_decision=lambda _status, ev=stepped: ev.set())
+                                    on_decision=on_decision)
             stop = asyncio.Event()
             loop = asyncio.create_task(autoscaler.run(stop))
             await asyncio.wait_for(stepped.wait(), 10)
@@ -106,13 +112,19 @@ async def measure_rounds(redis_url: str, rounds: int, tasks: int, seed: int) -> 
             await asyncio.to_thread(lambda: [app.send_task("bookgen.generate_chapter", args=["Ada", n])
                                              for n in range(tasks)])
             published = time.perf_counter()
+            # "At target": within the policy's tolerance band of the full target (a poll that saw the burst
+            # half-published may have asked for slightly fewer, and the band then holds that count).
+            at_target = math.ceil(target * (1 - POLICY.tolerance))
             deadline = published + 30
-            while not any(body == {"spec": {"replicas": target}} for _, body in patches):
+            while not any(body["spec"]["replicas"] >= at_target for _, body in patches):
                 if time.perf_counter() > deadline:
-                    raise SystemExit(f"no patch to {target} replicas within 30 s (patches: {patches})")
+                    raise SystemExit(f"no patch to {at_target}+ replicas within 30 s (patches: {patches})")
                 await asyncio.sleep(0.01)
-            at = next(t for t, body in patches if body == {"spec": {"replicas": target}})
-            results.append((at - published, published - started, len(patches)))
+            at = next(t for t, b in patches if b["spec"]["replicas"] >= at_target)
+            seen = rounds_done[0]
+            while rounds_done[0] < seen + 2:  # two more polls, to show any further patch
+                await asyncio.sleep(0.01)
+            results.append((at - published, published - started, len(patches), patches[-1][1]["spec"]["replicas"]))
             stop.set()
             await loop
     finally:
@@ -140,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"burst of {args.tasks} tasks, pool of {START} workers x {CONCURRENCY} slots, target "
           f"{POLICY.target_per_slot:g} per slot -> {target} replicas; poll {POLICY.poll_interval:g} s; "
           f"{args.rounds} rounds")
-    for n, (latency, publish, count) in enumerate(results, 1):
-        print(f"  round {n}: publishing took {publish:.2f} s; full-target patch {latency:.2f} s after the last "
-              f"message; {count} Deployment patch(es)")
+    for n, (latency, publish, count, final) in enumerate(results, 1):
+        print(f"  round {n}: publishing took {publish:.2f} s; at-target patch {latency:.2f} s after the last "
+              f"message; {count} Deployment patch(es), ending at {final} replicas")
     print(f"{'':34}{'ours':>12}{'KEDA defaults':>16}")
-    print(f"  {'to the full target, median (s)':<32}{statistics.median(latencies):>12.2f}{mean:>16.1f}")
-    print(f"  {'to the full target, worst (s)':<32}{max(latencies):>12.2f}{worst:>16.1f}")
+    print(f"  {'to the target, median (s)':<32}{statistics.median(latencies):>12.2f}{mean:>16.1f}")
+    print(f"  {'to the target, worst (s)':<32}{max(latencies):>12.2f}{worst:>16.1f}")
     from_first = [r[0] + r[1] for r in results]
     print(f"  {'... from the FIRST message (s)':<32}{statistics.median(from_first):>12.2f}{mean:>16.1f}")
     print(f"  {'Deployment patches':<32}{max(r[2] for r in results):>12}{steps:>16}")
