@@ -33,8 +33,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def missing_credentials() -> str | None:
+    """A one-line explanation when no way to reach a cluster is configured, else None."""
+    if os.environ.get("BOOKGEN_KUBE_SERVER") or os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        return None
+    paths = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    if any(os.path.exists(path) for path in paths.split(os.pathsep) if path):
+        return None
+    return (f"no Kubernetes credentials: no service account token, no kubeconfig at {paths}; run in a pod, "
+            "set KUBECONFIG, or set BOOKGEN_KUBE_SERVER to an API URL such as `kubectl proxy`'s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = missing_credentials()
+    if problem:
+        print(f"bookgen-operator: {problem}", file=sys.stderr)
+        return 2
     if args.metrics_port:
         os.environ["BOOKGEN_OPERATOR_METRICS_PORT"] = str(args.metrics_port)
     else:
