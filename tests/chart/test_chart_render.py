@@ -207,10 +207,22 @@ def test_minimal_renders_only_the_operator(render: Render) -> None:
 def test_default_queue_is_a_valid_bookgenqueue(render: Render) -> None:
     objects = render([VARIANTS["namespaced"]])
     (queue,) = by_kind(objects, "BookGenQueue")
-    assert queue["metadata"] == {**queue["metadata"], "name": "books", "namespace": "bookgen-system"}
+    assert queue["metadata"] == {**queue["metadata"], "name": "books", "namespace": "team-a"}
     assert [p["name"] for p in queue["spec"]["pools"]] == ["content", "rest"]
     assert validate_object(queue) == []
     assert by_kind(render(), "BookGenQueue") == []  # off by default
+
+
+def test_default_queue_outside_the_watched_namespaces_is_refused(helm: str) -> None:
+    with pytest.raises(HelmError, match="defaultQueue: namespace bookgen-system is not in watchNamespaces"):
+        run_helm(helm, "template", "bookgen", str(CHART), "-n", "bookgen-system", "--set", "defaultQueue.create=true",
+                 "--set-json", 'watchNamespaces=["team-a"]')
+
+
+def test_kube_version_floor(helm: str) -> None:
+    run_helm(helm, "template", "bookgen", str(CHART), "--kube-version", "v1.27.3-eks-1234")  # pre-release suffix ok
+    with pytest.raises(HelmError, match="chart requires kubeVersion"):
+        run_helm(helm, "template", "bookgen", str(CHART), "--kube-version", "1.26.9")
 
 
 def test_crd_in_crds_dir_is_the_project_crd(render: Render) -> None:
