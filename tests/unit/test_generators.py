@@ -22,6 +22,8 @@ from bookgen_worker.content.generators import (
 )
 from bookgen_worker.content.llm import OpenAIGenerator, split_sources
 from bookgen_worker.errors import InvalidInput, PermanentError, TransientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 OFFLINE = OfflineGenerator()
 
@@ -193,3 +195,35 @@ def test_llm_unreachable_is_transient() -> None:
 def test_split_sources_without_a_sources_block() -> None:
     assert split_sources("Just prose.\n").sources == ()
     assert split_sources("Text\n**Sources:**\n1. A, B (2000). C").sources == ("A, B (2000). C",)
+
+
+# --- properties and the task layer ----------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(subject=st.text(min_size=1, max_size=80).filter(lambda s: s.strip()), target=st.integers(60, 3000),
+       number=st.integers(1, 50))
+def test_any_subject_gives_a_deterministic_chapter_near_the_target(subject: str, target: int, number: int) -> None:
+    chapter = write_chapter(OFFLINE, subject, number, None, target)
+    assert abs(chapter["word_count"] - target) <= 0.1 * target
+    assert chapter == write_chapter(OFFLINE, subject, number, None, target)
+    assert validation.sources(chapter["sources"])["valid"]
+
+
+def test_tasks_turn_a_bad_generator_setting_into_a_permanent_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bookgen_worker.app import app
+    from bookgen_worker.tasks import generation
+
+    monkeypatch.setattr(app, "bookgen_settings", Settings(generator="magic"))
+    with pytest.raises(PermanentError, match="BOOKGEN_GENERATOR"):
+        generation.generate_chapter("Ada Lovelace", 1)
+
+
+def test_batch_checks_everything_before_sending_anything() -> None:
+    from bookgen_worker.tasks import generation
+
+    with pytest.raises(InvalidInput, match="titles has 1 entries but chapter_count is 2"):
+        generation.batch_generate_chapters("Ada Lovelace", 2, 500, ["Only one"])
+    with pytest.raises(InvalidInput, match="chapter_count"):
+        generation.batch_generate_chapters("Ada Lovelace", 0)
+    with pytest.raises(InvalidInput, match="chapter_count must be at most"):
+        generation.batch_generate_chapters("Ada Lovelace", 10_000)

@@ -47,6 +47,13 @@ CLOSERS = (
     "long before it became fashionable", "with a seriousness that surprised many", "despite frequent setbacks",
     "and the effects lasted for years", "though the record is incomplete", "without much public notice",
 )
+#: Short sentences that close the gap to the target when no full sentence fits any more.
+FILLERS = (
+    "It mattered.", "Much remained uncertain.", "The record is thin here.", "Few people knew it then.",
+    "Not everyone agreed, of course.", "Others saw it quite differently at first.", "The work went on.",
+    "It was, in many ways, a turning point.", "Little of this was easy.", "The consequences would take years to show.",
+    "Some of it was luck.", "Time would tell.", "That was only the beginning.", "Nothing about it was simple.",
+)
 AUTHORS = (
     "Margaret Ellison", "David Okafor", "Helen Marsh", "Tomas Reyes", "Anna Lindqvist", "Robert Chen",
     "Claire Dubois", "Samuel Adeyemi", "Julia Novak", "Peter Hargreaves", "Laura Bianchi", "Michael Torres",
@@ -101,6 +108,10 @@ class OfflineGenerator:
             used.add(sentence)
             sentences.append(sentence)
             total += length
+        for filler in sorted(FILLERS, key=lambda f: (-count_words(f), f)):  # longest that fits first
+            if 0 < count_words(filler) <= target - total:
+                sentences.insert(rng.randint(1, len(sentences)) if sentences else 0, filler)
+                total += count_words(filler)
         return self._paragraphs(rng, sentences)
 
     def _lead_sentences(self, request: TextRequest) -> list[str]:
