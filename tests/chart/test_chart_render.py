@@ -295,6 +295,18 @@ def test_notes_render_for_every_variant(helm: str, tmp_path: Path) -> None:
     assert "Grafana" not in notes["minimal"]
 
 
+def test_packaged_chart_holds_what_helm_needs_and_no_tooling(helm: str, tmp_path: Path) -> None:
+    import tarfile
+
+    run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("bookgen-operator-*.tgz")
+    with tarfile.open(package) as archive:
+        names = {n.split("/", 1)[1] for n in archive.getnames()}
+    assert {"Chart.yaml", "values.yaml", "values.schema.json", "README.md", "crds/bookgenqueue.yaml",
+            "files/dashboard.json", "files/alerts.yaml", "templates/NOTES.txt"} <= names
+    assert not [n for n in names if n.startswith("hack/")]
+
+
 def test_chart_metadata() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
