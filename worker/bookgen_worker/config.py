@@ -72,7 +72,7 @@ class Settings:
     generator: str = "offline"
     llm_base_url: str = ""
     llm_model: str = ""
-    llm_api_key: str = ""
+    llm_api_key: str = field(default="", repr=False)  # never printed with the settings
     llm_timeout: float = 60.0
     queue_stats_interval: float = 5.0
     heartbeat_file: Path | None = None
