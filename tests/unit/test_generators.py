@@ -93,7 +93,7 @@ def test_generator_selection() -> None:
     configured = Settings(generator="openai", llm_base_url="http://x/v1", llm_model="m", llm_api_key="sk-zzz")
     openai = get_generator(configured)
     assert isinstance(openai, OpenAIGenerator)
-    assert "sk-zzz" not in repr(openai)
+    assert "sk-zzz" not in repr(openai) and "sk-zzz" not in repr(configured)
     with pytest.raises(ConfigError, match="BOOKGEN_GENERATOR"):
         get_generator(Settings(generator="magic"))
     with pytest.raises(ConfigError, match="BOOKGEN_LLM_BASE_URL"):
