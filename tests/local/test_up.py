@@ -139,3 +139,14 @@ def test_invalid_spec_is_one_line_with_exit_status_2(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "bookgen: error: spec.pools[0].concurrency must be from 1 to 64 (got 0)"]
     assert not (tmp_path / "s" / "redis.conf").exists()  # nothing was started
+
+
+def test_even_a_sigkilled_bookgen_up_leaves_no_orphans(up_factory: Any) -> None:
+    # The kernel sends its children SIGTERM (PR_SET_PDEATHSIG): a warm shutdown, not an orphan.
+    up: Up = up_factory(spec_yaml())
+    up.wait_ready(2)
+    groups = list(_recorded_pids(up).values())
+    assert len(groups) == 3  # redis + two workers
+    up.process.kill()
+    up.process.wait(timeout=10)
+    wait_for(lambda: not [pid for pid in groups if _group_alive(pid)], timeout=30, what="every child group to exit")
