@@ -26,7 +26,7 @@ from tests.support.waiting import wait_for
 from tests.support.workers import REPO_ROOT, WorkerProcess, start_worker
 
 WORDS = 60  # per chapter: small, so the whole book is quick
-EXTRA_MODULES = ",".join(filter(None, [blocking_tasks.MODULE, os.environ.get("BOOKGEN_JOBS_TEST_MODULES", "")]))
+EXTRA_MODULES = blocking_tasks.MODULE
 
 
 def worker(redis_url: str, workdir: Path, name: str, queues: list[str], concurrency: int) -> WorkerProcess:
