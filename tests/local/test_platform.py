@@ -84,3 +84,20 @@ def test_an_unreadable_registry_means_busy_unknown_and_no_scale_in(platform: Any
         asyncio.run(platform.busy_workers("content"))
     asyncio.run(platform.scale("content", 1))
     assert asyncio.run(platform.replicas("content")) == 2
+
+
+def test_a_pool_whose_workers_keep_crashing_backs_off(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path)
+
+    def crashing(pool: Any, index: int, serve_metrics: bool) -> tuple[list[str], dict[str, str]]:
+        return [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ)
+
+    p = LocalPlatform(sup, [Pool("content")], crashing, dict, events_path=tmp_path / "events.jsonl")
+    asyncio.run(p.scale("content", 1))
+    for _ in range(10):
+        wait_for(lambda: all(not c.running for c in p.all_workers()), timeout=10, what="the worker to crash")
+        p.housekeep()
+    starts = [e for e in read_events(p.events_path) if e["event"] == "start"]
+    assert len(starts) == 3  # CRASH_LIMIT crashes, then no new worker within the window
+    assert asyncio.run(p.replicas("content")) == 0
+    sup.stop_all(1)

@@ -10,7 +10,9 @@ replicas, busy_workers, scale). Local rules, mirroring what a Deployment does:
   (the autoscaler asks again next poll). Stopping is SIGTERM to the worker's process group: Celery's
   warm shutdown lets a task that started in the instant since the registry was read finish, and
   hands prefetched messages back to Redis. After `grace` seconds a worker still running is killed.
-- Like a ReplicaSet, a worker that dies on its own is replaced to keep the desired count.
+- Like a ReplicaSet, a worker that dies on its own is replaced to keep the desired count; like a
+  CrashLoopBackOff, a pool whose workers keep dying (CRASH_LIMIT in CRASH_WINDOW seconds) gets no new
+  worker until the window has passed, so a broken environment does not spawn processes in a loop.
 
 Every start/stop/exit is appended to `<state>/events.jsonl` (what the tests and `bookgen up`'s view
 read to prove that no busy worker was stopped).
@@ -23,6 +25,7 @@ import json
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +50,10 @@ Launcher = Callable[[Any, int, bool], tuple[list[str], dict[str, str]]]
 BusyReader = Callable[[], Mapping[str, int]]
 
 
+CRASH_LIMIT = 3
+CRASH_WINDOW = 30.0
+
+
 def pod_name(pool: str, index: int) -> str:
     return f"local-{pool}-{index}"
 
@@ -63,6 +70,8 @@ class LocalPlatform:
         self.events_path = events_path
         self.desired: dict[str, int] = {}
         self.crashes = 0
+        self._crash_times: dict[str, deque[float]] = {}
+        self._backoff_logged: dict[str, float] = {}
 
     # ------------------------------------------------------------------ queries
 
@@ -104,6 +113,8 @@ class LocalPlatform:
         current = self.workers(pool)
         if replicas > len(current):
             for _ in range(replicas - len(current)):
+                if not self._may_start(pool):
+                    break
                 self._start(pool)
         elif replicas < len(current):
             fresh = await asyncio.to_thread(self._read_busy)
@@ -166,13 +177,30 @@ class LocalPlatform:
             pool, pod = child.labels["pool"], child.labels["pod"]
             if child.stopping_since is None:
                 self.crashes += 1
+                self._crash_times.setdefault(pool, deque()).append(time.monotonic())
                 log.warning("worker %s exited unexpectedly (%s); replacing it", pod, _describe(child.returncode))
                 self._event("crash", pool, pod, pid=child.pid, returncode=child.returncode)
             else:
                 self._event("exit", pool, pod, pid=child.pid, returncode=child.returncode)
         for pool, want in self.desired.items():
             for _ in range(want - len(self.workers(pool))):
+                if not self._may_start(pool):
+                    break
                 self._start(pool)
+
+    def _may_start(self, pool: str) -> bool:
+        """False while the pool's workers keep crashing (see the module docstring)."""
+        times = self._crash_times.get(pool)
+        now = time.monotonic()
+        while times and now - times[0] > CRASH_WINDOW:
+            times.popleft()
+        if not times or len(times) < CRASH_LIMIT:
+            return True
+        if now - self._backoff_logged.get(pool, -CRASH_WINDOW) >= CRASH_WINDOW:
+            self._backoff_logged[pool] = now
+            log.warning("pool %s: %d workers crashed within %g s; no new worker until %g s after the last crash "
+                        "(see %s)", pool, len(times), CRASH_WINDOW, CRASH_WINDOW, self.supervisor.log_dir)
+        return False
 
     async def start_pools(self, initial: Mapping[str, int]) -> None:
         for pool, count in initial.items():
