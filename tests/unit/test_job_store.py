@@ -129,3 +129,11 @@ def test_a_cancelled_job_drops_its_tasks_at_their_start(settings: Settings) -> N
     assert store.admit_step(settings, job_id, "chapter:1", "some-stale-copy") == store.DROP
     store.cancel_job(settings, job_id)
     assert {store.admit_step(settings, job_id, f"chapter:{n}", claimed[n]) for n in claimed} == {store.DROP}
+
+
+def test_a_finished_job_ages_out_while_a_running_one_stays(settings: Settings, redis_client: redis.Redis) -> None:
+    running = running_job(settings)
+    cancelled = running_job(settings)
+    store.cancel_job(settings, cancelled)
+    assert redis_client.ttl(store.job_key(settings, running)) == -1
+    assert 0 < redis_client.ttl(store.job_key(settings, cancelled)) <= store.JOB_RETENTION_SECONDS

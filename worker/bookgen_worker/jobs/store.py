@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from redis.client import Pipeline
 
 JOBS_INDEX = "bookgen:jobs"
+#: How long a finished job (and its chapter texts) stays readable; its outputs are files and stay.
+JOB_RETENTION_SECONDS = 7 * 86400
 START_TASK = "bookgen.job.start"
 ADVANCE_TASK = "bookgen.job.advance"
 STEP_DONE_TASK = "bookgen.job.step_done"
@@ -96,6 +98,9 @@ def _mutate(settings: Settings, job_id: str, decide: Callable[[JobRecord, Pipeli
         pipe.multi()
         if change.record is not None and change.record != before:
             pipe.hset(key, mapping=replace(change.record, updated_at=time.time()).to_hash())
+            if is_terminal(change.record.state) and not is_terminal(before.state):
+                for finished in watched:  # a finished job ages out instead of filling Redis
+                    pipe.expire(finished, JOB_RETENTION_SECONDS)
         for write in change.writes:
             write(pipe)
         return change.value
@@ -178,6 +183,7 @@ def submit_job(
     pipe.hset(job_key(settings, job_id), mapping=record.to_hash())
     pipe.hset(tasks_key(settings, job_id), "start", start_id)
     pipe.zadd(index_key(settings), {job_id: now})
+    pipe.zremrangebyscore(index_key(settings), "-inf", now - 2 * JOB_RETENTION_SECONDS)  # long-expired ids
     pipe.execute()
     send_step(celery_app, START_TASK, (job_id,), inputs.priority, start_id)
     return job_id
