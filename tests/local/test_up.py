@@ -152,3 +152,24 @@ def test_even_a_sigkilled_bookgen_up_leaves_no_orphans(up_factory: Any) -> None:
     up.process.kill()
     up.process.wait(timeout=10)
     wait_for(lambda: not [pid for pid in groups if _group_alive(pid)], timeout=30, what="every child group to exit")
+
+
+def test_a_task_running_when_everything_died_at_once_runs_on_the_next_up_without_waiting(up_factory: Any) -> None:
+    up: Up = up_factory(spec_yaml(content_max=1))
+    up.wait_ready(2)
+    up.send_probes(["interrupted"], 5.0)
+    wait_for(lambda: [e for e in up.probe_events() if e["label"] == "interrupted"], timeout=30,
+             what="the task to start")
+    assert up.client.hlen("unacked") == 1  # delivered, not acknowledged (acks late)
+    # Power loss: every process dies at once, nothing shuts down warm.
+    for pid in _recorded_pids(up).values():
+        os.killpg(pid, signal.SIGKILL)
+    up.process.kill()
+    up.process.wait(timeout=10)
+
+    again: Up = up_factory(spec_yaml(content_max=1), name="again")
+    again.wait_ready(2)
+    # The visibility timeout is the default 2 hours: only the requeue at start makes this finish now.
+    wait_for(lambda: again.done().get("interrupted") == 1, timeout=60, interval=0.2, what="the interrupted task")
+    assert "requeued 1 task(s)" in again.output()
+    assert again.stop() == 0

@@ -31,6 +31,7 @@ from bookgen_worker.config import Settings, redact, settings_from_env
 from bookgen_worker.metrics.workers import read_workers
 
 from bookgen_operator.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.local.recovery import requeue_unacked
 from bookgen_operator.local.redis import (
     DEFAULT_PORT,
     LocalError,
@@ -149,6 +150,10 @@ class LocalRuntime:
             self._client.ping()
         except redis_py.exceptions.RedisError as exc:
             raise LocalError(f"cannot reach Redis at {redact(self.redis_url)}: {exc}") from None
+        if self.redis is not None:  # our own Redis: no consumer of a previous run can be alive now
+            requeued = requeue_unacked(self.settings)
+            if requeued:
+                self.echo(f"requeued {requeued} task(s) a previous run left delivered but unacknowledged")
 
     def _start_services(self) -> None:
         python = sys.executable
