@@ -283,6 +283,7 @@ class LocalRuntime:
                 "min": pool.min_replicas, "max": pool.max_replicas,
                 "pending": status.pending if status else None, "in_flight": status.in_flight if status else None,
                 "busy": status.busy_workers if status else None, "decision": status.reason if status else "",
+                "scaled_ago": time.time() - status.last_scale_time if status and status.last_scale_time else None,
             })
         return rows
 

@@ -31,8 +31,12 @@ def pools_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
         if row.get("stopping"):
             replicas += f" (+{row['stopping']} stopping)"
         replicas += f"  [{row['min']}..{row['max']}]"
-        table.add_row(row["pool"], replicas, _num(row.get("busy")), _num(row.get("pending")),
-                      _num(row.get("in_flight")), row.get("decision") or "")
+        decision = row.get("decision") or ""
+        if row.get("scaled_ago") is not None:
+            decision = f"[scaled {row['scaled_ago']:.0f} s ago] {decision}"
+        # Text, not strings: a reason like "[1..4]" must not be read as rich markup.
+        table.add_row(Text(row["pool"]), Text(replicas), _num(row.get("busy")), _num(row.get("pending")),
+                      _num(row.get("in_flight")), Text(decision))
     return table
 
 
