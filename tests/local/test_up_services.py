@@ -104,3 +104,15 @@ def test_a_taken_redis_port_is_one_line_naming_it_and_nothing_is_left_running(tm
     assert time.monotonic() - started < 30
     pids = tmp_path / "s" / "pids.json"
     assert not pids.exists() or json.loads(pids.read_text()) == {}
+
+
+def test_the_exporter_endpoint_can_drive_the_autoscaler_instead_of_redis(tmp_path: Path) -> None:
+    body = yaml.safe_load(spec_yaml())
+    body["spec"]["autoscaling"]["source"] = "endpoint"
+    up = start_up(tmp_path / "state", yaml.safe_dump(body))
+    try:
+        up.wait_ready(2)
+        up.send_probes([f"e{i}" for i in range(60)], 0.5)
+        wait_for(lambda: up.workers("content") > 1, timeout=20, what="the pool to grow on the exporter's figures")
+    finally:
+        assert up.stop() == 0

@@ -66,7 +66,6 @@ class UpOptions:
     metrics_port: int | None = None  # None: the spec's metrics.port
     grace: float = 60.0  # seconds a worker gets to finish its task after SIGTERM
     output_dir: Path | None = None  # None: $BOOKGEN_OUTPUT_DIR, else <state>/output
-    source: str = "redis"
 
 
 @dataclass
@@ -204,8 +203,22 @@ class LocalRuntime:
         initial = {p.name: initial_replicas(self.spec, p) for p in self.spec.pools}
         asyncio.run(self.platform.start_pools(initial))
         if self.spec.autoscaling.enabled:
-            source = RedisSource(self._client, self.settings)
+            source = self._source()
             self.autoscaler = Autoscaler(self.spec.pools, source, self.platform, on_decision=self._on_decision)
+
+    def _source(self) -> Any:
+        """Redis directly unless the spec asks for another source (same sources as on Kubernetes)."""
+        assert self._client is not None and self.settings is not None
+        scaling = self.spec.autoscaling
+        if scaling.source == "prometheus":
+            from bookgen_operator.metrics_sources.prometheus import PrometheusSource
+
+            return PrometheusSource(scaling.prometheus_url)
+        if scaling.source == "endpoint":
+            from bookgen_operator.metrics_sources.endpoint import EndpointSource
+
+            return EndpointSource(self.endpoints.metrics)
+        return RedisSource(self._client, self.settings)  # auto: on one machine Redis is always at hand
 
     def _on_decision(self, status: PoolStatus) -> None:
         previous = self.status.get(status.pool)
