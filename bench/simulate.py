@@ -1,6 +1,7 @@
 """Replay load traces through a worker-pool model: our autoscaler beside a faithful KEDA + HPA model.
 
     .venv/bin/python -m bench.simulate [--seed 1] [--trace bursty] [--startup 15] [--concurrency 2]
+                                       [--plot docs/autoscaling-bursty.png]
 
 The pool model (1 s ticks): tasks wait in kombu's priority lists (base list first, FIFO within a
 list); a worker is ready `--startup` seconds after its pod is created and runs `--concurrency`
@@ -21,6 +22,9 @@ sync (KEDA's metrics adapter queries the scaler per request); activation 0 -> 1 
 after the cooldown happen at KEDA's 30 s polls. Scale-in victims: unready, then newest pods
 (no deletion cost), grace period 30 s (the Kubernetes default). "KEDA (all lists)" is the same
 model counting every priority list, to show how much of the gap is the undercount alone.
+
+`--plot PATH` also draws, for one trace (the `--trace` given, else bursty), queue depth and replicas
+over time for the three models (bench/plot_simulation.py; needs the `bench` extra: matplotlib).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bookgen_operator.autoscaler.decide import decide
 from bookgen_operator.autoscaler.history import History
@@ -47,6 +52,16 @@ STEPS = (0, 3, 6, 9)
 DURATION = {"steady": 3600, "bursty": 3600, "diurnal": 7200, "spike-to-zero": 3600}
 TAIL = 900  # seconds simulated after the trace, so scale-in (and its cost) is counted
 MIN_REPLICAS, MAX_REPLICAS = 0, 40
+
+
+class Sample(NamedTuple):
+    """The pool at the end of one tick (after dispatch and the controller's decision), for --plot."""
+
+    at: int
+    pending: int  # waiting in any priority list
+    base_pending: int  # waiting in the base list only: what KEDA+HPA's scaler reads
+    in_flight: int  # started, not finished
+    replicas: int  # pods not being removed (the ReplicaSet's spec.replicas); draining pods excluded
 
 
 @dataclass(eq=False)
@@ -251,7 +266,7 @@ class Result:
 
 
 def run(trace: list[Arrival], controller: Ours | Keda, *, duration: int, concurrency: int, startup: float,
-        grace: float) -> Result:
+        grace: float, record: list[Sample] | None = None) -> Result:
     pool = Pool(concurrency, startup, grace)
     tasks = [Task(a) for a in trace]
     index, now = 0, 0
@@ -262,6 +277,8 @@ def run(trace: list[Arrival], controller: Ours | Keda, *, duration: int, concurr
             index += 1
         pool.step(now)
         controller.tick(pool, now)
+        if record is not None:
+            record.append(Sample(now, pool.pending, pool.base_pending, pool.in_flight, len(pool.workers)))
         now += 1
     done = [t for t in tasks if t.end is not None]
     return Result([t.start - t.arrival.at for t in done if t.start is not None], pool.worker_seconds(now),
@@ -291,7 +308,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", choices=sorted(TRACES), action="append")
     parser.add_argument("--startup", type=float, default=15.0, help="seconds from pod creation to a ready worker")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--plot", metavar="PATH", help="also draw queue depth and replicas over time for one trace "
+                        "(the --trace given, else bursty) to this PNG")
     args = parser.parse_args(argv)
+    plot_name = None
+    if args.plot:
+        if args.trace and len(args.trace) > 1:
+            parser.error("--plot draws one trace: give at most one --trace")
+        try:
+            from bench.plot_simulation import plot
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "matplotlib":
+                raise
+            parser.exit(2, "--plot needs matplotlib: pip install -e '.[bench]'\n")
+        plot_name = args.trace[0] if args.trace else "bursty"
+        series: list[tuple[str, list[Sample]]] = []
+        plotted: list[tuple[str, Result]] = []
     policy = Policy(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS)
     started = time.perf_counter()
     print(f"seed {args.seed}, concurrency {args.concurrency}, worker startup {args.startup:g} s, "
@@ -304,10 +336,15 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         models = ((Ours(policy, args.concurrency), 3600.0), (Keda(), 30.0), (Keda(all_lists=True), 30.0))
         for controller, grace in models:
+            record: list[Sample] | None = [] if name == plot_name else None
             result = run(trace, controller, duration=DURATION[name], concurrency=args.concurrency,
-                         startup=args.startup, grace=grace)
+                         startup=args.startup, grace=grace, record=record)
             results.append((controller.name, result))
+            if record is not None:
+                series.append((controller.name, record))
         print(table(name, trace, results) + "\n")
+        if name == plot_name:
+            plotted = results
         if name == "bursty":
             ours, keda = results[0][1], results[1][1]
             ok = ours.pct(0.95) <= keda.pct(0.95) and ours.worker_seconds < keda.worker_seconds and ours.killed == 0
@@ -317,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     if verdict:
         print(verdict)
     print(f"(simulated in {time.perf_counter() - started:.1f} s)")
+    if plot_name:
+        plot(args.plot, trace_name=plot_name, seed=args.seed, series=series, results=plotted,
+             end=DURATION[plot_name] + TAIL, trace_end=DURATION[plot_name], tasks=len(make(plot_name, args.seed)),
+             concurrency=args.concurrency, startup=args.startup)
+        print(f"wrote {args.plot} ({plot_name}, seed {args.seed})")
     return 0
 
 
