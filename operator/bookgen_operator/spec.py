@@ -94,7 +94,8 @@ def _policy_values(r: Reader, base: AutoscalingSpec | None) -> dict[str, Any]:
     b = base or AutoscalingSpec()
     return {
         "target_per_slot": r.number("targetPerSlot", b.target_per_slot, 0, above=True),
-        "target_oldest_age": r.number("targetOldestAgeSeconds", b.target_oldest_age, 0, above=True),
+        # 0 turns the oldest-age guard off (a CRD field cannot be set to null).
+        "target_oldest_age": r.number("targetOldestAgeSeconds", b.target_oldest_age, 0) or None,
         "scale_up_window": r.number("scaleUpWindowSeconds", b.scale_up_window, 0, 3600),
         "scale_down_window": r.number("scaleDownWindowSeconds", b.scale_down_window, 0, 86400),
         "max_step": r.integer("maxStep", b.max_step, 1),

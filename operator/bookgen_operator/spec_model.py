@@ -96,16 +96,18 @@ class AutoscalingSpec:
     enabled: bool = True
     source: Literal["auto", "prometheus", "endpoint", "redis"] = "auto"
     prometheus_url: str = ""
-    poll_interval: float = 1.0
-    target_per_slot: float = 5.0
-    target_oldest_age: float | None = None
-    scale_up_window: float = 0.0
-    scale_down_window: float = 60.0
-    max_step: int | None = None
-    activation_threshold: int = 1
-    tolerance: float = 0.1
-    fallback_replicas: int | None = None
-    stale_after: float = 30.0
+    # The policy knobs default to Policy's own, the values bench/simulate.py measures; the CRD's
+    # defaults must match (tests/unit/test_crd_schema.py checks).
+    poll_interval: float = Policy.poll_interval
+    target_per_slot: float = Policy.target_per_slot
+    target_oldest_age: float | None = Policy.target_oldest_age
+    scale_up_window: float = Policy.scale_up_window
+    scale_down_window: float = Policy.scale_down_window
+    max_step: int | None = Policy.max_step
+    activation_threshold: int = Policy.activation_threshold
+    tolerance: float = Policy.tolerance
+    fallback_replicas: int | None = Policy.fallback_replicas
+    stale_after: float = Policy.stale_after
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from bookgen_operator.autoscaler.policy import Policy
 from bookgen_operator.spec import SpecError, load_queue_file, parse_queue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -40,6 +41,26 @@ def test_empty_spec_is_the_seeds_topology() -> None:
 
 def test_missing_spec_behaves_like_empty_spec() -> None:
     assert parse_queue(body(None)) == parse_queue(body({}))
+
+
+def test_pools_default_to_the_policy_the_simulator_measures() -> None:
+    """bench/simulate.py runs Policy's defaults; a spec that sets nothing must get exactly those."""
+    for raw in (body({}), defaulted(body({}))):
+        for pool in parse_queue(raw).pools:
+            measured = Policy(min_replicas=pool.min_replicas, max_replicas=pool.max_replicas)
+            assert pool.policy == measured, pool.name
+
+
+def test_zero_turns_the_oldest_age_guard_off() -> None:
+    spec = {"autoscaling": {"targetOldestAgeSeconds": 0},
+            "pools": [{"name": "content", "queues": ["content_generation"],
+                       "autoscaling": {"targetOldestAgeSeconds": 45}},
+                      {"name": "monitoring", "queues": ["monitoring"]}]}
+    for raw in (body(spec), defaulted(body(spec))):
+        assert [p.policy.target_oldest_age for p in parse_queue(raw).pools] == [45.0, None]
+    assert parse_queue(body({})).pools[0].policy.target_oldest_age == 120.0
+    only_zero = {"autoscaling": {"targetOldestAgeSeconds": 0}}
+    assert {p.policy.target_oldest_age for p in parse_queue(body(only_zero)).pools} == {None}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
