@@ -19,8 +19,15 @@ ensure_apt_package redis-server redis-server
 ensure_apt_package python3 python3
 python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt_package __never__ python3-venv
 
-stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)-${BOOKGEN_EXTRAS:-base}"
-if [ ! -f "$stamp" ]; then
+digest="$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
+stamp="$VENV/.installed-$digest-${BOOKGEN_EXTRAS:-base}"
+# Any extras install the base too: after ./scripts/test, ./scripts/demo must not reinstall (and the
+# reverse must only add the extras), or the two commands would keep flipping the environment.
+installed() {
+  [ -f "$stamp" ] && return 0
+  [ -z "${BOOKGEN_EXTRAS:-}" ] && compgen -G "$VENV/.installed-$digest-*" >/dev/null
+}
+if ! installed; then
   echo "bootstrap: creating the Python environment in .venv" >&2
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
