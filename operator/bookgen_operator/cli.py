@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--output-dir", type=Path, help="where the book goes (default $BOOKGEN_OUTPUT_DIR or ./output)")
     demo.add_argument("--no-view", action="store_true", help="print lines instead of a live view")
     demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    demo.add_argument("--pace", type=float, default=2.0,
+                      help="seconds the offline generator takes per text, standing in for an LLM, so the "
+                           "pools have work to scale for (default 2; 0 = as fast as it can)")
     _runtime_options(demo, redis_port=0, flower_port=0)
     demo.set_defaults(handler=cmd_demo, metrics_port=0)
 
@@ -197,6 +200,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bookgen_operator.local.runtime import LocalRuntime
 
     validate_inputs(args.subject, args.chapters, args.words, "md,docx,pdf", 5, 16)  # bad input: one line, exit 2
+    if not 0 <= args.pace <= 600:
+        raise ValueError(f"--pace must be between 0 and 600 seconds (got {args.pace:g})")
+    os.environ["BOOKGEN_OFFLINE_SECONDS"] = f"{args.pace:g}"  # the workers inherit it
     temp = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="bookgen-demo-")) if temp else args.state_dir
     output = (args.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or "output")).resolve()
@@ -245,6 +251,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if record is None:
         return 1
     _echo(f"job {record.id} {record.state}: {record.status}")
+    for pool, steps in runtime.scaling_steps.items():
+        _echo(f"  autoscaled pool {pool}: {' -> '.join(map(str, steps))} workers")
     for fmt, path in record.outputs.items():
         _echo(f"  {fmt}: {path}")
     for problem in record.errors:

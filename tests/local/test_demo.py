@@ -33,6 +33,9 @@ def test_demo_writes_a_valid_book_and_stops_everything(tmp_path: Path) -> None:
     reader = pypdf.PdfReader(paths["pdf"])
     assert len(reader.pages) >= 1 and "Grace" in "".join(page.extract_text() for page in reader.pages)
 
+    # The generator's default pace gives the content pool work to scale for: 3 chapters at once on
+    # 2 slots per worker and 1 task per slot is 2 workers.
+    assert re.search(r"^  autoscaled pool content: 1 -> [2-9]", result.stdout, re.M), result.stdout[-3000:]
     assert re.search(r"^stopped$", result.stdout, re.M)
     assert "killed after the grace period" not in result.stdout
     # The temporary state folder (Redis data, passwords) is removed after a successful demo.

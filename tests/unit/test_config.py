@@ -46,6 +46,7 @@ def test_per_task_type_retry_overrides() -> None:
         ({"BOOKGEN_PRIORITY_STEPS": "9,0"}, "ascending"),
         ({"REDIS_URL": "http://x"}, "must start with redis://"),
         ({"BOOKGEN_GENERATOR": "openai"}, "needs BOOKGEN_LLM_BASE_URL"),
+        ({"BOOKGEN_OFFLINE_SECONDS": "-1"}, "BOOKGEN_OFFLINE_SECONDS must be between 0 and 600"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(env: dict[str, str], message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -98,6 +99,14 @@ def test_generator_selection() -> None:
         get_generator(Settings(generator="magic"))
     with pytest.raises(ConfigError, match="BOOKGEN_LLM_BASE_URL"):
         get_generator(Settings(generator="openai"))
+
+
+def test_offline_pace_stands_in_for_model_latency_without_changing_the_text() -> None:
+    paced = get_generator(Settings(offline_seconds=0.3))
+    started = time.monotonic()
+    chapter = write_chapter(paced, "Ada Lovelace", 2, None, 300)
+    assert time.monotonic() - started >= 0.3
+    assert chapter == write_chapter(OFFLINE, "Ada Lovelace", 2, None, 300)
 
 
 # --- the HTTP backend, against a real local server -------------------------------------------------

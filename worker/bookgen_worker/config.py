@@ -70,6 +70,9 @@ class Settings:
     retry_overrides: Mapping[str, RetryPolicy] = field(default_factory=dict)
     output_dir: Path = Path("output")
     generator: str = "offline"
+    # Seconds each offline text takes, to stand in for an LLM's latency (the demo uses it so the
+    # pools have work to scale for); 0 in production, where the offline generator is a fallback.
+    offline_seconds: float = 0.0
     llm_base_url: str = ""
     llm_model: str = ""
     llm_api_key: str = field(default="", repr=False)  # never printed with the settings
@@ -168,6 +171,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         retry_overrides=overrides,
         output_dir=Path(env.get("BOOKGEN_OUTPUT_DIR", "output")),
         generator=env.get("BOOKGEN_GENERATOR", "offline"),
+        offline_seconds=_float(env, "BOOKGEN_OFFLINE_SECONDS", 0.0),
         llm_base_url=env.get("BOOKGEN_LLM_BASE_URL", ""),
         llm_model=env.get("BOOKGEN_LLM_MODEL", ""),
         llm_api_key=env.get("BOOKGEN_LLM_API_KEY", ""),
@@ -192,6 +196,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError("BOOKGEN_PRIORITY_STEPS must start at 0 and stay within 0..9")
     if settings.generator not in ("offline", "openai"):
         raise ConfigError(f"BOOKGEN_GENERATOR must be 'offline' or 'openai' (got {settings.generator!r})")
+    if not 0 <= settings.offline_seconds <= 600:
+        raise ConfigError(f"BOOKGEN_OFFLINE_SECONDS must be between 0 and 600 (got {settings.offline_seconds:g})")
     if settings.generator == "openai" and not (settings.llm_base_url and settings.llm_model):
         raise ConfigError("BOOKGEN_GENERATOR=openai needs BOOKGEN_LLM_BASE_URL and BOOKGEN_LLM_MODEL")
 

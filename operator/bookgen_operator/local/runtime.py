@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import logging
 import os
 import secrets
 import socket
@@ -47,8 +46,6 @@ from bookgen_operator.platforms.local import LocalPlatform
 from bookgen_operator.resources.common import app_env
 from bookgen_operator.resources.workers import initial_replicas, metrics_pool, worker_command
 from bookgen_operator.spec import PoolSpec, QueueSpec
-
-log = logging.getLogger(__name__)
 
 #: Variables a worker inherits from the spec (what resources.common.app_env gives a pod), not from the shell.
 _SPEC_VARIABLES = ("BOOKGEN_SOFT_TIME_LIMIT", "BOOKGEN_TIME_LIMIT", "BOOKGEN_VISIBILITY_TIMEOUT",
@@ -97,6 +94,8 @@ class LocalRuntime:
         self.platform: LocalPlatform | None = None
         self.autoscaler: Autoscaler | None = None
         self.status: dict[str, PoolStatus] = {}
+        #: Per pool, the replica counts it went through (first the count before its first change).
+        self.scaling_steps: dict[str, list[int]] = {}
         self.endpoints = Endpoints()
         self.host = socket.gethostname()
         self._lock_fd: int | None = None
@@ -221,10 +220,10 @@ class LocalRuntime:
         return RedisSource(self._client, self.settings)  # auto: on one machine Redis is always at hand
 
     def _on_decision(self, status: PoolStatus) -> None:
-        previous = self.status.get(status.pool)
+        # The autoscaler itself logs each change it applies; here it is only remembered.
         self.status[status.pool] = status
-        if status.scaled and (previous is None or previous.desired != status.desired):
-            log.info("%s", status.reason)
+        if status.scaled:
+            self.scaling_steps.setdefault(status.pool, [status.current]).append(status.desired)
 
     # ------------------------------------------------------------------ run
 

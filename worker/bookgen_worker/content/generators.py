@@ -32,7 +32,7 @@ DEFAULT_TITLES = (
 
 def get_generator(settings: Settings) -> Generator:
     if settings.generator == "offline":
-        return OfflineGenerator()
+        return OfflineGenerator(seconds_per_text=settings.offline_seconds)
     if settings.generator == "openai":
         from .llm import OpenAIGenerator  # httpx only when it is used
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 
 from .biography import count_words
 from .drafts import Draft, TextRequest
@@ -85,7 +86,13 @@ def _short_name(subject: str) -> str:
 class OfflineGenerator:
     name = "offline"
 
+    def __init__(self, seconds_per_text: float = 0.0) -> None:
+        # Stands in for a model's latency (BOOKGEN_OFFLINE_SECONDS) so a demo has work to scale for.
+        self.seconds_per_text = seconds_per_text
+
     def write(self, request: TextRequest) -> Draft:
+        if self.seconds_per_text > 0:
+            time.sleep(self.seconds_per_text)
         rng = _rng(request.subject, request.kind, request.chapter_number, request.title, request.feedback)
         text = self._prose(rng, request)
         sources = self._sources(request) if request.kind == "chapter" else ()
