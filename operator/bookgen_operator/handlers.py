@@ -49,6 +49,8 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "bookgen-operator"}
 RECONCILE_INTERVAL = float(os.environ.get("BOOKGEN_RECONCILE_INTERVAL", "30"))
 SECRET_RETRY_SECONDS = max(30.0, float(os.environ.get("BOOKGEN_SECRET_RETRY_SECONDS", "30")))
 DISCOVERY_TTL = float(os.environ.get("BOOKGEN_DISCOVERY_TTL", "60"))
+#: Where the operator's own pod runs (the chart sets it from the downward API); each Redis admits it.
+OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or None
 MONITORING_GROUP = "monitoring.coreos.com"
 BGQ = RESOURCES[(f"{GROUP}/{VERSION}", "BookGenQueue")]
 
@@ -140,7 +142,7 @@ def _desired(
     present = MONITORING_GROUP in groups
     monitoring = monitoring_objects(spec, present)
     impossible = [] if present else [f"{o['kind']} {o['metadata']['name']}" for o in monitoring]
-    objects = desired_objects(spec) + (monitoring if present else [])
+    objects = desired_objects(spec, OPERATOR_NAMESPACE) + (monitoring if present else [])
     return [adopt(obj, body) for obj in objects], impossible
 
 

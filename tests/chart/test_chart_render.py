@@ -137,6 +137,16 @@ def test_operator_deployment_is_one_recreated_replica_with_a_liveness_probe(rend
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
 
+def test_each_redis_network_policy_admits_the_charts_operator_pod(render: Render) -> None:
+    from bookgen_operator.resources.network import OPERATOR_POD_LABELS
+
+    deployment = operator_deployment(render([], sets=["nameOverride=other-name"]))
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert OPERATOR_POD_LABELS.items() <= labels.items()
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
+
+
 def test_namespaced_mode_passes_each_namespace_to_the_operator(render: Render) -> None:
     objects = render([VARIANTS["namespaced"]])
     (container,) = operator_deployment(objects)["spec"]["template"]["spec"]["containers"]

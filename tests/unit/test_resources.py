@@ -296,14 +296,20 @@ def test_beat_is_a_single_replica_recreated_deployment() -> None:
     ]
 
 
-def test_network_policy_admits_only_this_instances_pods_to_redis() -> None:
-    policy = next(o for o in desired_objects(default_spec()) if o["kind"] == "NetworkPolicy")
+def test_network_policy_admits_only_this_instances_pods_and_the_operator_to_redis() -> None:
+    policy = next(o for o in desired_objects(default_spec(), "bookgen-system") if o["kind"] == "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
     (rule,) = policy["spec"]["ingress"]
+    operator = {"matchLabels": {"app.kubernetes.io/part-of": "bookgen", "app.kubernetes.io/component": "operator"}}
     assert rule["from"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "bookgen", "app.kubernetes.io/instance": "bq"}}}
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "bookgen", "app.kubernetes.io/instance": "bq"}}},
+        # The operator reads busy workers from Redis: without this, no pool could ever scale in.
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "bookgen-system"}},
+         "podSelector": operator},
     ]
     assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    anywhere = next(o for o in desired_objects(default_spec()) if o["kind"] == "NetworkPolicy")
+    assert anywhere["spec"]["ingress"][0]["from"][1] == {"namespaceSelector": {}, "podSelector": operator}
 
 
 def test_monitoring_toggles() -> None:

@@ -32,13 +32,15 @@ from bookgen_operator.resources.workers import (
 from bookgen_operator.spec import QueueSpec
 
 
-def desired_objects(spec: QueueSpec) -> list[dict[str, Any]]:
+def desired_objects(spec: QueueSpec, operator_namespace: str | None = None) -> list[dict[str, Any]]:
+    """`operator_namespace`: where the operator runs, so only it (besides the queue's own pods) may
+    reach Redis; None admits the operator's pods from any namespace."""
     objects: list[dict[str, Any]] = []
     if spec.redis.managed:
         objects += [
             build_redis_service(spec),
             build_redis_headless_service(spec),
-            build_redis_network_policy(spec),
+            build_redis_network_policy(spec, operator_namespace),
             build_redis_statefulset(spec),
         ]
     for pool in spec.pools:
