@@ -10,10 +10,9 @@ from bookgen_operator.resources.common import (
     app_env,
     container_security_context,
     pod_env,
-    pod_security_context,
-    tmp_volume,
+    single_pod_deployment,
 )
-from bookgen_operator.resources.labels import beat_name, labels, metadata, selector
+from bookgen_operator.resources.labels import beat_name
 from bookgen_operator.spec import QueueSpec
 
 COMPONENT = "beat"
@@ -36,25 +35,6 @@ def build_beat_deployment(spec: QueueSpec) -> dict[str, Any]:
         "securityContext": container_security_context(),
         "volumeMounts": [TMP_MOUNT],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(spec, beat_name(spec), COMPONENT),
-        "spec": {
-            "replicas": 1,
-            "revisionHistoryLimit": 3,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector(spec, COMPONENT)},
-            "template": {
-                "metadata": {"labels": labels(spec, COMPONENT)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "terminationGracePeriodSeconds": 30,
-                    "containers": [container],
-                    "volumes": [tmp_volume("64Mi")],
-                },
-            },
-        },
-    }
+    # Recreate and 30 s: see the module docstring; beat has nothing to finish.
+    return single_pod_deployment(spec, beat_name(spec), COMPONENT, container, strategy={"type": "Recreate"},
+                                 terminationGracePeriodSeconds=30)

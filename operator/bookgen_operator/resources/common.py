@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bookgen_operator.resources.labels import APP_UID, REDIS_PORT, redis_name
+from bookgen_operator.resources.labels import APP_UID, REDIS_PORT, labels, metadata, redis_name, selector
 from bookgen_operator.spec import QueueSpec
 
 
@@ -78,3 +78,32 @@ def pod_env() -> list[dict[str, Any]]:
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
+
+
+def single_pod_deployment(spec: QueueSpec, name: str, component: str, container: dict[str, Any],
+                          **pod_fields: Any) -> dict[str, Any]:
+    """One restricted pod with a 64Mi /tmp and no API token: beat and Flower. `pod_fields` go into the
+    pod spec, `strategy` (if given) into the Deployment spec."""
+    strategy = pod_fields.pop("strategy", None)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(spec, name, component),
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 3,
+            **({"strategy": strategy} if strategy else {}),
+            "selector": {"matchLabels": selector(spec, component)},
+            "template": {
+                "metadata": {"labels": labels(spec, component)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    **pod_fields,
+                    "containers": [container],
+                    "volumes": [tmp_volume("64Mi")],
+                },
+            },
+        },
+    }

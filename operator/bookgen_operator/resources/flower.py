@@ -6,14 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bookgen_operator.resources.common import (
-    TMP_MOUNT,
-    app_env,
-    container_security_context,
-    pod_security_context,
-    tmp_volume,
-)
-from bookgen_operator.resources.labels import FLOWER_PORT, flower_name, labels, metadata, selector
+from bookgen_operator.resources.common import TMP_MOUNT, app_env, container_security_context, single_pod_deployment
+from bookgen_operator.resources.labels import FLOWER_PORT, flower_name, metadata, selector
 from bookgen_operator.spec import QueueSpec
 
 COMPONENT = "flower"
@@ -56,26 +50,7 @@ def build_flower_deployment(spec: QueueSpec) -> dict[str, Any]:
         "securityContext": container_security_context(),
         "volumeMounts": [TMP_MOUNT],
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": metadata(spec, flower_name(spec), COMPONENT),
-        "spec": {
-            "replicas": 1,
-            "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": selector(spec, COMPONENT)},
-            "template": {
-                "metadata": {"labels": labels(spec, COMPONENT)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": [tmp_volume("64Mi")],
-                },
-            },
-        },
-    }
+    return single_pod_deployment(spec, flower_name(spec), COMPONENT, container)
 
 
 def build_flower_service(spec: QueueSpec) -> dict[str, Any]:
