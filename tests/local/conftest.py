@@ -19,7 +19,7 @@ import redis
 import yaml
 
 from tests.support.waiting import wait_for
-from tests.support.workers import FAST_TEST_ENV, REPO_ROOT
+from tests.support.workers import FAST_TEST_ENV, REPO_ROOT, stop_process
 
 BOOKGEN = str(Path(sys.executable).parent / "bookgen")
 PROBE = "bookgen.probe.record"
@@ -137,14 +137,7 @@ class Up:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
+        return stop_process(self.process, sig, timeout)
 
 
 def start_up(state_dir: Path, spec: str, *, extra_env: Mapping[str, str] | None = None,

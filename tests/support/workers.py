@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .waiting import wait_for
 
@@ -21,6 +22,18 @@ FAST_TEST_ENV = {
     "BOOKGEN_RETRY_BACKOFF_MAX": "1",
     "BOOKGEN_RETRY_JITTER": "false",
 }
+
+
+def stop_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Signal a process and wait for it; kill it when it outlives `timeout`. Returns its exit code."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
 
 
 @dataclass
@@ -41,13 +54,7 @@ class WorkerProcess:
             return []
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, sig, timeout)
 
 
 def start_worker(
