@@ -10,7 +10,7 @@ import redis
 from bookgen_worker.config import Settings, settings_from_env
 from bookgen_worker.errors import InvalidInput
 from bookgen_worker.jobs import store
-from bookgen_worker.jobs.records import STAGE_CHAPTERS, STAGE_FRAMING
+from bookgen_worker.jobs.records import STAGE_CHAPTERS, STAGE_FRAMING, StepMessage
 from bookgen_worker.jobs.states import InvalidTransition, JobState
 from bookgen_worker.queues import HIGH_PRIORITY, priority_list_keys
 from celery import Celery
@@ -19,6 +19,14 @@ from celery import Celery
 @pytest.fixture
 def settings(celery_app: Celery, redis_url: str) -> Iterator[Settings]:
     yield settings_from_env({"REDIS_URL": redis_url})
+
+
+def numbers(messages: list[StepMessage]) -> list[int]:
+    return list(ids_by_number(messages))
+
+
+def ids_by_number(messages: list[StepMessage]) -> dict[int, str]:
+    return {int(message.step.split(":")[1]): message.task_id for message in messages}
 
 
 def running_job(settings: Settings, chapters: int = 10, parallel: int = 4) -> str:
@@ -48,10 +56,10 @@ def test_bad_input_stores_nothing(settings: Settings, redis_client: redis.Redis)
 def test_chapters_are_claimed_up_to_the_in_flight_limit(settings: Settings) -> None:
     job_id = running_job(settings, chapters=10, parallel=4)
     first = store.claim_chapters(settings, job_id)
-    assert [number for number, _ in first] == [1, 2, 3, 4]
+    assert numbers(first) == [1, 2, 3, 4]
     assert store.claim_chapters(settings, job_id) == []  # window full
     store.finish_step(settings, job_id, "chapter:1", result={"number": 1})
-    assert [number for number, _ in store.claim_chapters(settings, job_id)] == [5]
+    assert numbers(store.claim_chapters(settings, job_id)) == [5]
     assert set(store.queued_tasks(settings, job_id)) == {"start", "chapter:2", "chapter:3", "chapter:4", "chapter:5"}
 
 
@@ -78,7 +86,7 @@ def test_a_paused_job_gets_no_new_chapters_but_counts_finishing_ones(settings: S
 
 def test_cancel_returns_every_queued_task_and_is_final(settings: Settings) -> None:
     job_id = running_job(settings, chapters=5, parallel=3)
-    claimed = {task_id for _, task_id in store.claim_chapters(settings, job_id)}
+    claimed = {message.task_id for message in store.claim_chapters(settings, job_id)}
     job, revoked = store.cancel_job(settings, job_id)
     assert job.state == JobState.CANCELLED
     assert claimed <= set(revoked)
@@ -93,7 +101,8 @@ def test_cancel_returns_every_queued_task_and_is_final(settings: Settings) -> No
 def test_a_stage_is_entered_exactly_once(settings: Settings) -> None:
     job_id = running_job(settings, chapters=1)
     results = [
-        store.enter_stage(settings, job_id, STAGE_CHAPTERS, STAGE_FRAMING, ["introduction"], "framing")
+        store.enter_stage(settings, job_id, STAGE_CHAPTERS, STAGE_FRAMING,
+                          {"introduction": ("bookgen.generate_introduction", ("Ada Lovelace", [], 20))}, "framing")
         for _ in range(3)
     ]
     assert [r is not None for r in results] == [True, False, False]
@@ -108,7 +117,7 @@ def test_an_unknown_job_is_a_clear_error(settings: Settings) -> None:
 
 def test_a_paused_job_holds_chapters_at_their_start_and_sends_them_first_on_resume(settings: Settings) -> None:
     job_id = running_job(settings, chapters=5, parallel=2)
-    claimed = dict(store.claim_chapters(settings, job_id))
+    claimed = ids_by_number(store.claim_chapters(settings, job_id))
     assert store.admit_step(settings, job_id, "chapter:1", claimed[1]) == store.RUN
     store.pause_job(settings, job_id)
     assert store.admit_step(settings, job_id, "chapter:2", claimed[2]) == store.HOLD
@@ -119,13 +128,13 @@ def test_a_paused_job_holds_chapters_at_their_start_and_sends_them_first_on_resu
 
     store.finish_step(settings, job_id, "chapter:1", result={})  # started before the pause: counts
     store.resume_job(settings, job_id)
-    assert [number for number, _ in store.claim_chapters(settings, job_id)] == [2, 3]
+    assert numbers(store.claim_chapters(settings, job_id)) == [2, 3]
     assert store.get_job(settings, job_id).held == ()
 
 
 def test_a_cancelled_job_drops_its_tasks_at_their_start(settings: Settings) -> None:
     job_id = running_job(settings, chapters=3, parallel=3)
-    claimed = dict(store.claim_chapters(settings, job_id))
+    claimed = ids_by_number(store.claim_chapters(settings, job_id))
     assert store.admit_step(settings, job_id, "chapter:1", "some-stale-copy") == store.DROP
     store.cancel_job(settings, job_id)
     assert {store.admit_step(settings, job_id, f"chapter:{n}", claimed[n]) for n in claimed} == {store.DROP}

@@ -113,7 +113,8 @@ def test_beat_runs_every_monitoring_task_on_the_monitoring_queue_at_the_configur
     schedule = beat_schedule(Settings(queue_stats_interval=2.5))
     tasks = {entry["task"]: entry for entry in schedule.values()}
     assert set(tasks) == {task_name(t) for t in ("get_queue_stats", "get_worker_stats", "health_check",
-                                                  "cleanup_expired_results", "process_dead_letter_queue")}
+                                                  "cleanup_expired_results", "process_dead_letter_queue",
+                                                  "job.sweep")}
     assert tasks[task_name("get_queue_stats")]["schedule"] == 2.5
     assert tasks[task_name("health_check")]["schedule"] == 300
     assert tasks[task_name("cleanup_expired_results")]["schedule"] == 3600

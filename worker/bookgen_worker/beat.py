@@ -1,7 +1,8 @@
 """The beat schedule of the monitoring tasks (applied to the app by configure_app).
 
 Queue stats refresh what the metrics endpoint and `bookgen status` show, so they run every
-`queue_stats_interval` seconds (BOOKGEN_QUEUE_STATS_INTERVAL, default 5); the rest are housekeeping.
+`queue_stats_interval` seconds (BOOKGEN_QUEUE_STATS_INTERVAL, default 5); the rest are housekeeping,
+among them the book jobs' outbox sweep (BOOKGEN_JOB_SWEEP_INTERVAL, default 30; see jobs/outbox.py).
 Every entry expires after its own interval: a backlog of stale monitoring runs is worth nothing.
 """
 
@@ -32,4 +33,5 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "bookgen-health-check": entry("health_check", HEALTH_CHECK_INTERVAL),
         "bookgen-cleanup-expired-results": entry("cleanup_expired_results", CLEANUP_INTERVAL),
         "bookgen-process-dead-letters": entry("process_dead_letter_queue", DEAD_LETTER_INTERVAL),
+        "bookgen-job-sweep": entry("job.sweep", settings.job_sweep_interval),
     }

@@ -78,6 +78,11 @@ class Settings:
     llm_api_key: str = field(default="", repr=False)  # never printed with the settings
     llm_timeout: float = 60.0
     queue_stats_interval: float = 5.0
+    # The outbox sweep of book jobs (jobs/outbox.py): how often beat runs it, and how long a step's
+    # message may wait unpublished before it counts as lost. A sender publishes within milliseconds,
+    # so the age only needs to cover a slow broker, not the work itself.
+    job_sweep_interval: float = 30.0
+    job_sweep_age: float = 30.0
     heartbeat_file: Path | None = None
 
     @property
@@ -177,6 +182,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         llm_api_key=env.get("BOOKGEN_LLM_API_KEY", ""),
         llm_timeout=_float(env, "BOOKGEN_LLM_TIMEOUT", 60.0),
         queue_stats_interval=_float(env, "BOOKGEN_QUEUE_STATS_INTERVAL", 5.0),
+        job_sweep_interval=_float(env, "BOOKGEN_JOB_SWEEP_INTERVAL", 30.0),
+        job_sweep_age=_float(env, "BOOKGEN_JOB_SWEEP_AGE", 30.0),
         heartbeat_file=Path(env["BOOKGEN_HEARTBEAT_FILE"]) if env.get("BOOKGEN_HEARTBEAT_FILE") else None,
     )
     validate(settings)
@@ -198,6 +205,10 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"BOOKGEN_GENERATOR must be 'offline' or 'openai' (got {settings.generator!r})")
     if not 0 <= settings.offline_seconds <= 600:
         raise ConfigError(f"BOOKGEN_OFFLINE_SECONDS must be between 0 and 600 (got {settings.offline_seconds:g})")
+    if settings.job_sweep_interval <= 0:
+        raise ConfigError(f"BOOKGEN_JOB_SWEEP_INTERVAL must be above 0 (got {settings.job_sweep_interval:g})")
+    if settings.job_sweep_age < 0:
+        raise ConfigError(f"BOOKGEN_JOB_SWEEP_AGE cannot be negative (got {settings.job_sweep_age:g})")
     if settings.generator == "openai" and not (settings.llm_base_url and settings.llm_model):
         raise ConfigError("BOOKGEN_GENERATOR=openai needs BOOKGEN_LLM_BASE_URL and BOOKGEN_LLM_MODEL")
 

@@ -66,6 +66,8 @@ def task_name(short: str) -> str:
 #: Book-job coordination tasks ("bookgen.job.<step>") are short and must not wait behind a backlog of
 #: chapters, so they go to high_priority, which the content pool consumes.
 JOB_TASK_PREFIX = f"{TASK_PREFIX}job."
+#: Except the jobs' outbox sweep: housekeeping that beat runs, so it goes with the monitoring tasks.
+JOB_SWEEP_TASK = f"{JOB_TASK_PREFIX}sweep"
 
 
 def task_type_of(name: str) -> str:
@@ -80,6 +82,8 @@ def task_type_of(name: str) -> str:
 
 def queue_for_task(name: str) -> str:
     """The queue a task is routed to by name; unknown names fall back to `default`."""
+    if name == JOB_SWEEP_TASK:
+        return MONITORING
     task_type = task_type_of(name)
     if task_type == "job":
         return HIGH_PRIORITY
@@ -89,6 +93,7 @@ def queue_for_task(name: str) -> str:
 def task_routes() -> dict[str, dict[str, str]]:
     routes = {task_name(short): {"queue": queue} for queue, names in TASK_TYPES.values() for short in names}
     routes[f"{JOB_TASK_PREFIX}*"] = {"queue": HIGH_PRIORITY}
+    routes[JOB_SWEEP_TASK] = {"queue": MONITORING}  # Celery tries exact names before patterns
     return routes
 
 

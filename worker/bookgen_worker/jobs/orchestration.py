@@ -21,6 +21,9 @@ that reaches a worker while its job is paused is put back on the job's `held` li
 resume sends the held chapters first. The window bounds how many chapters a cancel must revoke
 (their ids are stored before sending, see store.claim_chapters) and keeps one big book from
 flooding the queue ahead of other jobs.
+
+Every step's message is recorded with its registration and published right after; if this worker
+dies in between, beat's sweep publishes it (jobs/outbox.py).
 """
 
 from __future__ import annotations
@@ -33,10 +36,9 @@ from celery import Celery
 from ..app import bookgen_settings
 from ..config import Settings
 from ..errors import InvalidInput
-from ..queues import transport_priority
 from ..redis_client import get_redis
 from ..tasks.base import bookgen_task
-from . import gate, plan, store  # noqa: F401  (gate registers the admission check in every worker)
+from . import gate, outbox, plan, store  # noqa: F401  (gate registers the admission check in every worker)
 from .records import (
     FORMAT_TASKS,
     STAGE_CHAPTERS,
@@ -44,6 +46,7 @@ from .records import (
     STAGE_EXPORTING,
     STAGE_FRAMING,
     JobRecord,
+    StepMessage,
     section_words,
     validate_inputs,
 )
@@ -55,13 +58,9 @@ STEP_DONE_TASK = store.STEP_DONE_TASK
 STEP_FAILED_TASK = store.STEP_FAILED_TASK
 
 
-def _send(celery_app: Celery, job: JobRecord, step: str, task_id: str, name: str, *args: Any) -> None:
-    priority = transport_priority(job.priority)
-    callbacks = {
-        "link": celery_app.signature(STEP_DONE_TASK, args=(job.id, step), priority=priority),
-        "link_error": celery_app.signature(STEP_FAILED_TASK, args=(job.id, step), priority=priority),
-    }
-    store.send_step(celery_app, name, args, job.priority, task_id, **callbacks)
+def _send(celery_app: Celery, settings: Settings, job_id: str, messages: list[StepMessage] | None) -> None:
+    for message in messages or ():
+        outbox.publish(celery_app, settings, job_id, message)
 
 
 def export_filename(job: JobRecord) -> str:
@@ -76,43 +75,44 @@ def advance(celery_app: Celery, settings: Settings, job_id: str) -> None:
     if job.state != JobState.RUNNING:
         return
     if job.stage == STAGE_CHAPTERS:
-        for number, task_id in store.claim_chapters(settings, job_id):
-            _send(celery_app, job, f"chapter:{number}", task_id, "bookgen.generate_chapter",
-                  job.subject, number, None, job.target_words)
-        job = store.get_job(settings, job_id)
-        if job.chapters_finished < job.chapters:
-            return
-        if job.chapters_done == 0:
-            store.finish_job(settings, job_id, JobState.FAILED, "Failed: no chapter could be written")
-            return
-        ids = store.enter_stage(settings, job_id, STAGE_CHAPTERS, STAGE_FRAMING, ["introduction", "conclusion"],
-                                "Writing the introduction and the conclusion")
-        if ids:
-            titles = plan.chapter_titles(store.step_results(settings, job_id))
-            words = section_words(job.target_words)
-            _send(celery_app, job, "introduction", ids["introduction"], "bookgen.generate_introduction",
-                  job.subject, titles, words)
-            _send(celery_app, job, "conclusion", ids["conclusion"], "bookgen.generate_conclusion",
-                  job.subject, titles, words)
+        _advance_chapters(celery_app, settings, job_id)
         return
     results = store.step_results(settings, job_id)
     if job.stage == STAGE_FRAMING and {"introduction", "conclusion"} <= results.keys():
-        ids = store.enter_stage(settings, job_id, STAGE_FRAMING, STAGE_CHECKING, ["validate"],
-                                "Validating the complete biography")
-        if ids:
-            _send(celery_app, job, "validate", ids["validate"], "bookgen.validate_complete_biography",
-                  plan.assemble(job, results))
+        steps = {"validate": ("bookgen.validate_complete_biography", (plan.assemble(job, results),))}
+        _enter(celery_app, settings, job_id, (STAGE_FRAMING, STAGE_CHECKING), steps,
+               "Validating the complete biography")
     elif job.stage == STAGE_CHECKING and "validate" in results:
-        steps = [f"export:{fmt}" for fmt in job.formats]
-        ids = store.enter_stage(settings, job_id, STAGE_CHECKING, STAGE_EXPORTING, steps,
-                                f"Exporting: 0/{len(job.formats)} formats")
-        if ids:
-            biography, filename = plan.assemble(job, results), export_filename(job)
-            for fmt in job.formats:
-                _send(celery_app, job, f"export:{fmt}", ids[f"export:{fmt}"], FORMAT_TASKS[fmt], biography, filename)
+        biography, filename = plan.assemble(job, results), export_filename(job)
+        steps = {f"export:{fmt}": (FORMAT_TASKS[fmt], (biography, filename)) for fmt in job.formats}
+        _enter(celery_app, settings, job_id, (STAGE_CHECKING, STAGE_EXPORTING), steps,
+               f"Exporting: 0/{len(job.formats)} formats")
     elif job.stage == STAGE_EXPORTING and all(f"export:{fmt}" in results for fmt in job.formats):
         end = plan.outcome(job, results)
         store.finish_job(settings, job_id, end.state, end.status, end.outputs, end.errors)
+
+
+def _advance_chapters(celery_app: Celery, settings: Settings, job_id: str) -> None:
+    _send(celery_app, settings, job_id, store.claim_chapters(settings, job_id))
+    job = store.get_job(settings, job_id)
+    if job.chapters_finished < job.chapters:
+        return
+    if job.chapters_done == 0:
+        store.finish_job(settings, job_id, JobState.FAILED, "Failed: no chapter could be written")
+        return
+    titles = plan.chapter_titles(store.step_results(settings, job_id))
+    words = section_words(job.target_words)
+    steps = {"introduction": ("bookgen.generate_introduction", (job.subject, titles, words)),
+             "conclusion": ("bookgen.generate_conclusion", (job.subject, titles, words))}
+    _enter(celery_app, settings, job_id, (STAGE_CHAPTERS, STAGE_FRAMING), steps,
+           "Writing the introduction and the conclusion")
+
+
+def _enter(celery_app: Celery, settings: Settings, job_id: str, stages: tuple[str, str],
+           steps: dict[str, tuple[str, tuple[Any, ...]]], status: str) -> None:
+    """Move from one stage to the next, once (the record read earlier may be stale), and send the
+    new stage's steps."""
+    _send(celery_app, settings, job_id, store.enter_stage(settings, job_id, *stages, steps, status))
 
 
 @bookgen_task("job.start")
@@ -167,6 +167,12 @@ def step_failed(self: Any, failed_task_id: str, job_id: str, step: str) -> None:
     advance(self.app, settings, job_id)
 
 
+@bookgen_task("job.sweep")
+def sweep(self: Any) -> dict[str, int]:
+    """Run by beat on the monitoring queue: publish the steps whose sender died before it could."""
+    return outbox.sweep(self.app, bookgen_settings(self.app))
+
+
 def _failure_message(celery_app: Celery, task_id: str) -> str:
     try:
         exc = celery_app.AsyncResult(task_id).result
@@ -177,4 +183,4 @@ def _failure_message(celery_app: Celery, task_id: str) -> str:
     return "failed after its retries (see `bookgen dlq list`)"
 
 
-__all__ = ["advance", "advance_task", "start", "step_done", "step_failed"]
+__all__ = ["advance", "advance_task", "start", "step_done", "step_failed", "sweep"]

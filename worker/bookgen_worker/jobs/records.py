@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InvalidInput
 from ..queues import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
@@ -22,6 +23,7 @@ FORMAT_ALIASES: dict[str, str] = {
     "word": "docx",
     "pdf": "pdf",
 }
+CHAPTER_TASK = "bookgen.generate_chapter"
 FORMAT_TASKS: dict[str, str] = {
     "markdown": "bookgen.export_to_markdown",
     "docx": "bookgen.export_to_word",
@@ -236,3 +238,26 @@ class JobRecord:
             "outputs": dict(self.outputs), "error": self.error,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
+
+
+@dataclass(frozen=True)
+class StepMessage:
+    """A job step's message, decided in the transaction that registers the step and kept in the
+    job's outbox until it is published: enough to publish it again exactly as it would have been."""
+
+    step: str
+    task: str
+    args: tuple[Any, ...]
+    task_id: str
+    priority: int  # the public scale, like the job's
+    at: float  # when it was decided: the sweep only sends again what its sender had time to send
+
+    def to_json(self) -> str:
+        return json.dumps({"step": self.step, "task": self.task, "args": list(self.args), "task_id": self.task_id,
+                           "priority": self.priority, "at": self.at})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> StepMessage:
+        data = json.loads(raw)
+        return cls(step=str(data["step"]), task=str(data["task"]), args=tuple(data["args"]),
+                   task_id=str(data["task_id"]), priority=int(data["priority"]), at=float(data["at"]))

@@ -6,6 +6,8 @@ Keys (all behind the configured global key prefix):
                               {"ok": bool, "result": ..., "error": str}; a step is counted once only
 - `bookgen:job:<id>:tasks`    hash: step key -> Celery task id of the steps queued or running (what
                               a cancel revokes)
+- `bookgen:job:<id>:outbox`   hash: task id -> StepMessage JSON of a step registered but maybe not
+                              published yet (jobs/outbox.py sends it again if its sender died)
 - `bookgen:jobs`              sorted set of job ids, score = created_at
 
 Every change reads the record under WATCH, decides with a pure function, and writes in MULTI; a
@@ -28,11 +30,13 @@ from ..errors import BookGenError
 from ..queues import transport_priority
 from ..redis_client import get_redis, prefixed
 from .records import (
+    CHAPTER_TASK,
     DEFAULT_PARALLEL,
     DEFAULT_PRIORITY,
     DEFAULT_TARGET_WORDS,
     STAGE_CHAPTERS,
     JobRecord,
+    StepMessage,
     total_steps,
     validate_inputs,
 )
@@ -72,6 +76,10 @@ def tasks_key(settings: Settings, job_id: str) -> str:
     return prefixed(settings, f"bookgen:job:{job_id}:tasks")
 
 
+def outbox_key(settings: Settings, job_id: str) -> str:
+    return prefixed(settings, f"bookgen:job:{job_id}:outbox")
+
+
 def index_key(settings: Settings) -> str:
     return prefixed(settings, JOBS_INDEX)
 
@@ -99,7 +107,7 @@ def _mutate(settings: Settings, job_id: str, decide: Callable[[JobRecord, Pipeli
         if change.record is not None and change.record != before:
             pipe.hset(key, mapping=replace(change.record, updated_at=time.time()).to_hash())
             if is_terminal(change.record.state) and not is_terminal(before.state):
-                for finished in watched:  # a finished job ages out instead of filling Redis
+                for finished in (*watched, outbox_key(settings, job_id)):  # a finished job ages out
                     pipe.expire(finished, JOB_RETENTION_SECONDS)
         for write in change.writes:
             write(pipe)
@@ -256,11 +264,12 @@ def try_transition(settings: Settings, job_id: str, expected: Iterable[JobState]
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
 
 
-def claim_chapters(settings: Settings, job_id: str) -> list[tuple[int, str]]:
-    """Reserve the next chapters to send, up to the job's in-flight limit, with their task ids.
+def claim_chapters(settings: Settings, job_id: str) -> list[StepMessage]:
+    """Reserve the next chapters to send, up to the job's in-flight limit; return their messages.
 
     Chapters a pause held back go first. Only a RUNNING job in its chapter stage gets any; the ids
-    are stored in the same transaction, so a cancel that follows sees (and revokes) them.
+    are stored in the same transaction, so a cancel that follows sees (and revokes) them, and so are
+    the messages, so the sweep can send them if the caller dies before it does (jobs/outbox.py).
     """
 
     def decide(record: JobRecord, _pipe: Pipeline) -> Change:
@@ -272,11 +281,11 @@ def claim_chapters(settings: Settings, job_id: str) -> list[tuple[int, str]]:
         numbers = [*again, *range(record.dispatched + 1, record.dispatched + fresh + 1)]
         if not numbers:
             return Change(value=[])
-        claimed = [(number, uuid.uuid4().hex) for number in numbers]
-        mapping = {f"chapter:{number}": task_id for number, task_id in claimed}
+        chapters = {f"chapter:{n}": (CHAPTER_TASK, (record.subject, n, None, record.target_words)) for n in numbers}
+        messages = _messages(record, chapters)
         updated = replace(record, held=record.held[len(again):], dispatched=record.dispatched + fresh,
                           in_flight=record.in_flight + len(numbers))
-        return Change(updated, [lambda p: p.hset(tasks_key(settings, job_id), mapping=mapping)], claimed)
+        return Change(updated, [lambda p: _register(p, settings, job_id, messages)], messages)
 
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
 
@@ -301,19 +310,30 @@ def admit_step(settings: Settings, job_id: str, step: str, task_id: str) -> str:
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
 
 
-def enter_stage(settings: Settings, job_id: str, from_stage: str, to_stage: str, steps: Iterable[str],
-                status: str) -> dict[str, str] | None:
-    """Move a RUNNING job from one stage to the next exactly once; return task ids for its steps."""
-    steps = tuple(steps)
+def enter_stage(settings: Settings, job_id: str, from_stage: str, to_stage: str,
+                steps: Mapping[str, tuple[str, tuple[Any, ...]]], status: str) -> list[StepMessage] | None:
+    """Move a RUNNING job from one stage to the next exactly once; return the messages of its steps
+    (`steps`: step key -> task name and arguments), registered like claim_chapters registers them."""
 
     def decide(record: JobRecord, _pipe: Pipeline) -> Change:
         if record.state != JobState.RUNNING or record.stage != from_stage:
             return Change()
-        ids = {step: uuid.uuid4().hex for step in steps}
-        writes = [lambda p: p.hset(tasks_key(settings, job_id), mapping=ids)] if ids else []
-        return Change(replace(record, stage=to_stage, status=status), writes, ids)
+        messages = _messages(record, steps)
+        writes = [lambda p: _register(p, settings, job_id, messages)] if messages else []
+        return Change(replace(record, stage=to_stage, status=status), writes, messages)
 
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
+def _messages(record: JobRecord, steps: Mapping[str, tuple[str, tuple[Any, ...]]]) -> list[StepMessage]:
+    now = time.time()
+    return [StepMessage(step, task, args, uuid.uuid4().hex, record.priority, now)
+            for step, (task, args) in steps.items()]
+
+
+def _register(pipe: Pipeline, settings: Settings, job_id: str, messages: list[StepMessage]) -> None:
+    pipe.hset(tasks_key(settings, job_id), mapping={message.step: message.task_id for message in messages})
+    pipe.hset(outbox_key(settings, job_id), mapping={message.task_id: message.to_json() for message in messages})
 
 
 def finish_step(settings: Settings, job_id: str, step: str, *, result: Any = None, error: str | None = None,
@@ -323,14 +343,19 @@ def finish_step(settings: Settings, job_id: str, step: str, *, result: Any = Non
     Steps finishing while the job is PAUSED still count: they were sent before the pause.
     """
     is_chapter = step.startswith("chapter:")
+    number = int(step.split(":", 1)[1]) if is_chapter else None
 
     def decide(record: JobRecord, pipe: Pipeline) -> Change:
         if is_terminal(record.state) or pipe.hexists(results_key(settings, job_id), step):
             return Change()
+        # A held chapter freed its slot already; this is a second copy (same task id) that ran while
+        # the other was held. It must not free a slot again, nor be sent again on resume.
+        held = number in record.held
         updated = replace(
             record,
             current=min(record.current + 1, record.total),
-            in_flight=max(record.in_flight - 1, 0) if is_chapter else record.in_flight,
+            in_flight=max(record.in_flight - 1, 0) if is_chapter and not held else record.in_flight,
+            held=tuple(n for n in record.held if n != number),
             chapters_done=record.chapters_done + (1 if is_chapter and error is None else 0),
             chapters_failed=record.chapters_failed + (1 if is_chapter and error is not None else 0),
             errors=record.errors if error is None else (*record.errors, f"{step}: {error}"),
@@ -369,7 +394,7 @@ def finish_job(settings: Settings, job_id: str, state: JobState, status: str,
         check_transition(record.state, state)
         done = replace(record, state=state, status=status, stage="done", in_flight=0,
                        outputs=dict(outputs or record.outputs), errors=(*record.errors, *errors))
-        return Change(done, [lambda p: p.delete(tasks_key(settings, job_id))], done)
+        return Change(done, [lambda p: p.delete(tasks_key(settings, job_id), outbox_key(settings, job_id))], done)
 
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
 

@@ -1,0 +1,117 @@
+"""The outbox of book jobs: publishing a step's message, and the sweep that publishes it again when
+its sender died first.
+
+A step is registered in Redis before its message is published, so that a cancel always sees the
+task id it must revoke. A worker killed between the two (SIGKILL, OOM, a lost node) would leave the
+step registered and counted in flight with no message, and nothing level-based sends it again:
+`claim_chapters` sees the chapter in flight, `enter_stage` has already moved the stage. So the
+message itself is written to the job's outbox in that same transaction (store.claim_chapters,
+store.enter_stage), removed once published, and beat's sweep (`bookgen.job.sweep`, every
+BOOKGEN_JOB_SWEEP_INTERVAL s) publishes what a RUNNING job has kept there longer than
+BOOKGEN_JOB_SWEEP_AGE s.
+
+Publishing a step twice is harmless, because the sweep reuses its task id and callbacks: a copy
+that starts after the step was counted, or under an id that is no longer the step's, is dropped by
+store.admit_step; two copies that both run are counted once by store.finish_step, which skips a
+step already in the results hash, read under WATCH.
+
+A paused job keeps its entries until it runs again: pause means nothing new is sent, and a chapter
+sent now would only be held at its start (jobs/gate.py) while an introduction, a validation or an
+export would run in the middle of the pause. Entries of a finished or cancelled job are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..config import Settings
+from ..queues import transport_priority
+from ..redis_client import get_redis
+from . import store
+from .records import StepMessage
+from .states import JobState
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+
+def publish(celery_app: Celery, settings: Settings, job_id: str, message: StepMessage) -> None:
+    """Send a step with the job's callbacks, then forget its outbox entry."""
+    priority = transport_priority(message.priority)
+    callbacks = {
+        "link": celery_app.signature(store.STEP_DONE_TASK, args=(job_id, message.step), priority=priority),
+        "link_error": celery_app.signature(store.STEP_FAILED_TASK, args=(job_id, message.step), priority=priority),
+    }
+    store.send_step(celery_app, message.task, message.args, message.priority, message.task_id, **callbacks)
+    get_redis(settings).hdel(store.outbox_key(settings, job_id), message.task_id)
+
+
+def entries(settings: Settings, job_id: str) -> list[StepMessage]:
+    raw = get_redis(settings).hvals(store.outbox_key(settings, job_id))
+    return sorted((StepMessage.from_json(value) for value in raw), key=lambda message: (message.at, message.step))
+
+
+def sweep(celery_app: Celery, settings: Settings, now: float | None = None) -> dict[str, int]:
+    """Publish again the overdue messages of RUNNING jobs; drop the stale ones. Returns the counts."""
+    cutoff = (time.time() if now is None else now) - settings.job_sweep_age
+    totals = {"resent": 0, "dropped": 0}
+    for job_id in _jobs_with_entries(settings):
+        for name, count in _sweep_job(celery_app, settings, job_id, cutoff).items():
+            totals[name] += count
+    return totals
+
+
+def _jobs_with_entries(settings: Settings) -> list[str]:
+    client = get_redis(settings)
+    ids = [job_id.decode() for job_id in client.zrange(store.index_key(settings), 0, -1)]
+    pipe = client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.exists(store.outbox_key(settings, job_id))
+    return [job_id for job_id, found in zip(ids, pipe.execute(), strict=True) if found]
+
+
+def _sweep_job(celery_app: Celery, settings: Settings, job_id: str, cutoff: float) -> dict[str, int]:
+    key = store.outbox_key(settings, job_id)
+    try:
+        job = store.get_job(settings, job_id)
+    except store.JobNotFound:
+        job = None
+    if job is None or job.terminal:
+        pipe = get_redis(settings).pipeline(transaction=True)
+        pipe.hlen(key)
+        pipe.delete(key)
+        return {"dropped": int(pipe.execute()[0])}
+    if job.state != JobState.RUNNING:
+        return {}
+    return _resend_overdue(celery_app, settings, job_id, cutoff)
+
+
+def _resend_overdue(celery_app: Celery, settings: Settings, job_id: str, cutoff: float) -> dict[str, int]:
+    # The entries first, then what became of their steps: an entry seen here had its step
+    # registered in the same transaction, so a registration missing below really is gone.
+    overdue = [message for message in entries(settings, job_id) if message.at <= cutoff]
+    if not overdue:
+        return {}
+    client = get_redis(settings)
+    pipe = client.pipeline(transaction=False)
+    pipe.hkeys(store.results_key(settings, job_id))
+    pipe.hgetall(store.tasks_key(settings, job_id))
+    done_raw, registered_raw = pipe.execute()
+    done = {step.decode() for step in done_raw}
+    registered = {step.decode(): task_id.decode() for step, task_id in registered_raw.items()}
+    counts = {"resent": 0, "dropped": 0}
+    for message in overdue:
+        if message.step in done or registered.get(message.step) != message.task_id:
+            # Counted already, or held by a pause and since sent again under a new id.
+            client.hdel(store.outbox_key(settings, job_id), message.task_id)
+            counts["dropped"] += 1
+            continue
+        logger.warning("job %s: sending %s (%s) again: registered %.0fs ago, never published",
+                       job_id, message.step, message.task_id, time.time() - message.at)
+        publish(celery_app, settings, job_id, message)
+        counts["resent"] += 1
+    return counts
