@@ -414,3 +414,23 @@ def test_the_operators_prometheus_rule_is_the_canonical_alert_file_scoped_to_its
         selectors = re.findall(r"\b(?:bookgen|celery)_[a-z_]+\{[^}]*\}", rule["expr"])
         assert selectors, rule["expr"]
         assert all('namespace="team-a",service="books-metrics"' in selector for selector in selectors)
+
+
+def test_the_autoscaler_reads_the_series_of_its_own_queue_only() -> None:
+    """Two BookGenQueues in one namespace share the default queue names; the Prometheus queries must
+    select this queue's metrics Service, the one its ServiceMonitor scrapes."""
+    from bookgen_operator.metrics_sources.prometheus import pool_queries
+    from bookgen_operator.platforms.kubernetes import source_options
+    from bookgen_operator.resources.monitoring import build_service_monitor
+
+    spec = parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
+                        "metadata": {"name": "books", "namespace": "team-a"},
+                        "spec": {"autoscaling": {"source": "prometheus", "prometheusUrl": "http://prom:9090"}}})
+    options = source_options(spec)
+    scraped = build_service_monitor(spec)["spec"]["selector"]["matchLabels"]
+    (service,) = [o for o in desired_objects(spec) if o["kind"] == "Service"
+                  and scraped.items() <= o["metadata"]["labels"].items()]
+    assert options["labels"] == {"namespace": "team-a", "service": service["metadata"]["name"]}
+    assert options["endpoint_url"] == f"http://{service['metadata']['name']}.team-a.svc:9808/metrics"
+    for query in pool_queries(spec.pools[0], options["labels"]).values():
+        assert 'namespace="team-a",service="books-metrics"' in query

@@ -178,6 +178,19 @@ def status_reporter(spec: Any, kube: Kube, *, min_interval: float = 5.0,
     return report
 
 
+def source_options(spec: Any) -> dict[str, Any]:
+    """Where this BookGenQueue's metrics are, for make_source: its Prometheus series (scoped to its own
+    namespace and metrics Service: two queues in a namespace share queue names) or its exporter."""
+    from bookgen_operator.resources.labels import metrics_name
+    from bookgen_operator.resources.monitoring import prometheus_scope
+
+    return {
+        "prometheus_url": spec.autoscaling.prometheus_url,
+        "labels": prometheus_scope(spec),
+        "endpoint_url": f"http://{metrics_name(spec)}.{spec.namespace}.svc:{spec.metrics.port}/metrics",
+    }
+
+
 async def run_queue_autoscaler(spec: Any, kube: Kube, stopped: Any) -> None:
     """Run the autoscaler of one BookGenQueue (called by the kopf daemon) until `stopped` is set."""
     from bookgen_operator.metrics_sources.redis_source import RedisSource
@@ -197,12 +210,7 @@ async def run_queue_autoscaler(spec: Any, kube: Kube, stopped: Any) -> None:
         async def close(self) -> None:
             return None
 
-    scaling = spec.autoscaling
-    source = make_source(
-        scaling.source, prometheus_url=scaling.prometheus_url, labels={"namespace": spec.namespace},
-        endpoint_url=f"http://{spec.name}-metrics.{spec.namespace}.svc:{spec.metrics.port}/metrics",
-        redis=LazyRedisSource,
-    )
+    source = make_source(spec.autoscaling.source, **source_options(spec), redis=LazyRedisSource)
     platform = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
     autoscaler = Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
     stop = asyncio.Event()

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from bookgen_operator.resources.labels import metadata, selector
+from bookgen_operator.resources.labels import metadata, metrics_name, selector
 from bookgen_operator.spec import QueueSpec, Toggle
 
 COMPONENT = "metrics"
@@ -51,10 +51,17 @@ def canonical_alert_rules() -> list[dict[str, Any]]:
     return [rule for group in document["spec"]["groups"] for rule in group["rules"]]
 
 
+def prometheus_scope(spec: QueueSpec) -> dict[str, str]:
+    """The labels Prometheus gives this BookGenQueue's series when its ServiceMonitor scrapes them
+    (the Prometheus Operator adds `namespace` and `service`): what tells two queues in one namespace
+    apart, since both usually have the same queue names."""
+    return {"namespace": spec.namespace, "service": metrics_name(spec)}
+
+
 def alert_rules(spec: QueueSpec) -> list[dict[str, Any]]:
-    """The canonical alerts, scoped to this BookGenQueue's namespace and metrics Service, so two
-    queues in a cluster never fire each other's alerts."""
-    scope = f'namespace="{spec.namespace}",service="{spec.name}-metrics"'
+    """The canonical alerts, scoped to this BookGenQueue (prometheus_scope), so two queues in a
+    cluster never fire each other's alerts."""
+    scope = ",".join(f'{k}="{v}"' for k, v in prometheus_scope(spec).items())
     return [{**rule, "expr": scope_expr(str(rule["expr"]), scope)} for rule in canonical_alert_rules()]
 
 
