@@ -1,6 +1,7 @@
-"""A worker that dies between registering a job's steps in Redis and publishing them: the job stalls
-until the outbox sweep sends the steps, then completes with every step done once (real redis-server,
-real `celery worker` processes)."""
+"""A worker that dies between registering a job's steps in Redis and publishing them, or a client
+that dies between registering a submit or a resume and sending its message: the job stalls until the
+outbox sweep sends the message, then completes with every step done once (real redis-server, real
+`celery worker` processes)."""
 
 from __future__ import annotations
 
@@ -47,12 +48,18 @@ def book_worker(celery_app: Celery, workdir: Path) -> WorkerProcess:
 def running_job(settings: Settings, monkeypatch: pytest.MonkeyPatch, chapters: int) -> str:
     """A job just moved to RUNNING by job.start, with nothing sent yet: this test plays job.start."""
     with monkeypatch.context() as patched:
-        patched.setattr(store, "send_step", lambda *_args, **_kwargs: None)
+        patched.setattr(outbox, "send_step", lambda *_args, **_kwargs: None)
         job_id = store.submit_job(settings, "Ada Lovelace", chapters, WORDS, "md", parallel=2)
     store.try_transition(settings, job_id, {JobState.PENDING}, JobState.VALIDATING)
     store.finish_step(settings, job_id, "start", result={"valid": True})
     store.try_transition(settings, job_id, {JobState.VALIDATING}, JobState.RUNNING)
     return job_id
+
+
+def monitoring_worker(celery_app: Celery, workdir: Path) -> WorkerProcess:
+    """Where beat's sweep runs; every entry counts as lost there (age 0)."""
+    return start_worker(redis_url=celery_app.conf.broker_url, queues=[MONITORING], name="monitoring",
+                        workdir=workdir, extra_env={"BOOKGEN_JOB_SWEEP_AGE": "0", "BOOKGEN_METRICS_PORT": "off"})
 
 
 def nudge(celery_app: Celery, job_id: str) -> None:
@@ -114,7 +121,7 @@ def test_a_stage_entered_by_a_worker_that_died_before_sending_its_steps_is_sent_
         for message in messages:
             store.finish_step(settings, job_id, message.step, result=generate_chapter(*message.args))
     with monkeypatch.context() as patched:
-        patched.setattr(store, "send_step", die)
+        patched.setattr(outbox, "send_step", die)
         with pytest.raises(WorkerDied):
             orchestration.advance(celery_app, settings, job_id)  # enters the framing stage, then dies
     assert store.get_job(settings, job_id).stage == STAGE_FRAMING
@@ -122,8 +129,7 @@ def test_a_stage_entered_by_a_worker_that_died_before_sending_its_steps_is_sent_
     assert set(framing) == {"introduction", "conclusion"}
 
     worker = book_worker(celery_app, workdir)
-    monitor = start_worker(redis_url=celery_app.conf.broker_url, queues=[MONITORING], name="monitoring",
-                           workdir=workdir, extra_env={"BOOKGEN_JOB_SWEEP_AGE": "0", "BOOKGEN_METRICS_PORT": "off"})
+    monitor = monitoring_worker(celery_app, workdir)
     try:
         nudge(celery_app, job_id)
         stalled = store.get_job(settings, job_id)
@@ -141,6 +147,42 @@ def test_a_stage_entered_by_a_worker_that_died_before_sending_its_steps_is_sent_
             assert wait_for(lambda task=task: succeeded(worker, task), timeout=30, what=task) == [framing[step]]
         assert "bookgen.job.sweep" in monitor.log()
         assert not redis_client.exists(store.outbox_key(settings, job_id))
+    finally:
+        monitor.stop()
+        worker.stop()
+
+
+def test_jobs_whose_client_died_after_submit_or_resume_complete_once_the_sweep_sends_their_message(
+    settings: Settings, celery_app: Celery, redis_client: redis.Redis, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "send_step", die)
+        with pytest.raises(WorkerDied):
+            store.submit_job(settings, "Grace Hopper", 2, WORDS, "md")
+        [submitted] = store.list_jobs(settings)
+        resumed = running_job(settings, monkeypatch, chapters=2)  # RUNNING, nothing claimed yet
+        store.pause_job(settings, resumed)
+        with pytest.raises(WorkerDied):
+            store.resume_job(settings, resumed)
+    assert (submitted.state, store.get_job(settings, resumed).state) == (JobState.PENDING, JobState.RUNNING)
+    [start] = outbox.entries(settings, submitted.id)
+    [advance] = outbox.entries(settings, resumed)
+    assert (start.step, advance.step) == ("start", "advance")
+    coordination = priority_list_keys(HIGH_PRIORITY, settings.priority_steps, settings.priority_separator)
+    assert sum(int(redis_client.llen(key)) for key in coordination) == 0, "neither client sent anything"
+
+    worker = book_worker(celery_app, workdir)
+    monitor = monitoring_worker(celery_app, workdir)
+    try:
+        swept = celery_app.signature("bookgen.job.sweep").apply_async().get(timeout=30)
+        assert swept == {"resent": 2, "dropped": 0}
+        for job_id in (submitted.id, resumed):
+            done = finished(settings, job_id)
+            assert (done.state, done.chapters_done, done.current) == (JobState.COMPLETED, 2, done.total), done.errors
+            assert not redis_client.exists(store.outbox_key(settings, job_id))
+        for task, message in ((store.START_TASK, start), (store.ADVANCE_TASK, advance)):
+            ran = wait_for(lambda task=task: succeeded(worker, task), timeout=30, what=task)
+            assert ran == [message.task_id], "sent once, under the id registered with the job"
     finally:
         monitor.stop()
         worker.stop()

@@ -17,7 +17,7 @@ from bookgen_worker.config import ConfigError, Settings, settings_from_env
 from bookgen_worker.jobs import outbox, store
 from bookgen_worker.jobs.records import STAGE_CHAPTERS, STAGE_FRAMING, StepMessage
 from bookgen_worker.jobs.states import JobState
-from bookgen_worker.queues import CONTENT_GENERATION, MONITORING, priority_list_keys, queue_for_task
+from bookgen_worker.queues import CONTENT_GENERATION, HIGH_PRIORITY, MONITORING, priority_list_keys, queue_for_task
 from celery import Celery
 
 
@@ -55,6 +55,45 @@ def queued(redis_client: redis.Redis, settings: Settings, queue: str = CONTENT_G
 
 def by_id(messages: list[StepMessage]) -> dict[str, StepMessage]:
     return {message.task_id: message for message in messages}
+
+
+class ClientDied(Exception):
+    """Stands for `bookgen submit` or `bookgen resume` killed right after Redis accepted its transaction."""
+
+
+def die(*_args: object, **_kwargs: object) -> None:
+    raise ClientDied
+
+
+def submitted_by_a_dying_client(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> str:
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "send_step", die)
+        with pytest.raises(ClientDied):
+            store.submit_job(settings, "Ada Lovelace", 4, 50, "md", parallel=2)
+    [job] = store.list_jobs(settings)
+    return job.id
+
+
+def resumed_by_a_dying_client(settings: Settings, monkeypatch: pytest.MonkeyPatch, job_id: str) -> StepMessage:
+    """Resume the job with a client that dies before sending; return the message it left in the outbox."""
+    before = by_id(outbox.entries(settings, job_id))
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "send_step", die)
+        with pytest.raises(ClientDied):
+            store.resume_job(settings, job_id)
+    [left] = [message for message in outbox.entries(settings, job_id) if message.task_id not in before]
+    return left
+
+
+def play_the_start_task(settings: Settings, redis_client: redis.Redis, job_id: str) -> None:
+    """What job.start does first: forget its registration, then take the job from PENDING."""
+    redis_client.hdel(store.tasks_key(settings, job_id), "start")
+    assert store.try_transition(settings, job_id, {JobState.PENDING}, JobState.VALIDATING) is not None
+
+
+def kicks(redis_client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
+    """The job.start / job.advance messages waiting on the coordination queue."""
+    return queued(redis_client, settings, HIGH_PRIORITY)
 
 
 def test_a_claim_records_each_chapters_message_in_the_outbox_with_its_registration(
@@ -229,3 +268,121 @@ def test_beat_runs_the_sweep_on_the_monitoring_queue_at_the_configured_interval(
 def test_bad_sweep_settings_are_a_clear_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings_from_env(env)
+
+
+def test_an_outbox_entry_keeps_whether_it_carries_callbacks_and_old_entries_still_read(settings: Settings) -> None:
+    kick = StepMessage("start", store.START_TASK, ("job",), "id-1", 5, 1.5, callbacks=False)
+    assert StepMessage.from_json(kick.to_json()) == kick
+    old = json.dumps({"step": "chapter:1", "task": "bookgen.generate_chapter", "args": ["Ada", 1, None, 50],
+                      "task_id": "id-2", "priority": 5, "at": 1.5})
+    assert StepMessage.from_json(old).callbacks is True
+
+
+def test_a_start_its_client_never_sent_is_sent_once_by_the_sweep_and_a_fresh_one_is_left_alone(
+    settings: Settings, celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = submitted_by_a_dying_client(settings, monkeypatch)
+    assert store.get_job(settings, job_id).state == JobState.PENDING
+    [start] = outbox.entries(settings, job_id)
+    assert (start.step, start.task, start.args, start.callbacks) == ("start", store.START_TASK, (job_id,), False)
+    assert store.queued_tasks(settings, job_id) == {"start": start.task_id}  # what a cancel would revoke
+    assert kicks(redis_client, settings) == []
+
+    assert outbox.sweep(celery_app, settings) == {"resent": 0, "dropped": 0}
+    assert outbox.entries(settings, job_id) == [start]
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 1, "dropped": 0}
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 0, "dropped": 0}
+    assert kicks(redis_client, settings) == [
+        {"id": start.task_id, "task": store.START_TASK, "args": [job_id], "link": [], "link_error": []}]
+    assert outbox.entries(settings, job_id) == []
+
+
+def test_a_start_entry_is_dropped_once_the_start_task_took_the_job_from_pending(
+    settings: Settings, celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client died after sending: the start ran, and its entry is all that is left."""
+    job_id = submitted_by_a_dying_client(settings, monkeypatch)
+    play_the_start_task(settings, redis_client, job_id)
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 0, "dropped": 1}
+    assert kicks(redis_client, settings) == []
+    assert outbox.entries(settings, job_id) == []
+
+
+def test_a_job_not_running_yet_gets_only_its_start_sent(
+    settings: Settings, celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = submitted_by_a_dying_client(settings, monkeypatch)
+    [start] = outbox.entries(settings, job_id)
+    # A step recorded like claim_chapters records it, for a job that is not RUNNING: never sent.
+    [chapter] = store._messages(store.get_job(settings, job_id), {"chapter:1": ("bookgen.generate_chapter", ())})
+    pipe = redis_client.pipeline(transaction=True)
+    store._register(pipe, settings, job_id, [chapter])
+    pipe.execute()
+
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 1, "dropped": 0}
+    assert [message["id"] for message in kicks(redis_client, settings)] == [start.task_id]
+    play_the_start_task(settings, redis_client, job_id)  # VALIDATING
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 0, "dropped": 0}
+    assert queued(redis_client, settings) == []
+    assert outbox.entries(settings, job_id) == [chapter]
+
+
+def test_an_advance_its_client_never_sent_on_resume_is_sent_once_by_the_sweep(
+    settings: Settings, celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = running_job(settings)
+    redis_client.delete(*priority_list_keys(HIGH_PRIORITY, settings.priority_steps, settings.priority_separator))
+    store.pause_job(settings, job_id)
+    advance = resumed_by_a_dying_client(settings, monkeypatch, job_id)
+    assert store.get_job(settings, job_id).state == JobState.RUNNING
+    assert (advance.step, advance.task, advance.args, advance.callbacks) == (
+        "advance", store.ADVANCE_TASK, (job_id,), False)
+    assert store.queued_tasks(settings, job_id)["advance"] == advance.task_id
+    assert kicks(redis_client, settings) == []
+
+    assert outbox.sweep(celery_app, settings) == {"resent": 0, "dropped": 0}
+    assert outbox.entries(settings, job_id) == [advance]
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 1, "dropped": 0}
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 0, "dropped": 0}
+    assert kicks(redis_client, settings) == [
+        {"id": advance.task_id, "task": store.ADVANCE_TASK, "args": [job_id], "link": [], "link_error": []}]
+
+
+def test_an_advance_entry_is_kept_through_a_pause_and_dropped_once_an_advance_ran_or_replaced_it(
+    settings: Settings, celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = running_job(settings)
+    store.pause_job(settings, job_id)
+    first = resumed_by_a_dying_client(settings, monkeypatch, job_id)
+    store.pause_job(settings, job_id)
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 0, "dropped": 0}
+    assert outbox.entries(settings, job_id) == [first]
+
+    store.resume_job(settings, job_id)  # a client that lives: its advance is sent, under a new id
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 0, "dropped": 1}
+
+    store.pause_job(settings, job_id)
+    resumed_by_a_dying_client(settings, monkeypatch, job_id)
+    redis_client.hdel(store.tasks_key(settings, job_id), "advance")  # what job.advance does first
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 0, "dropped": 1}
+    assert outbox.entries(settings, job_id) == []
+    # Only what the living clients sent: submit's start and the second resume's advance.
+    assert [m["task"] for m in kicks(redis_client, settings)] == [store.ADVANCE_TASK, store.START_TASK]
+
+
+def test_a_job_paused_while_validating_and_resumed_by_a_dying_client_gets_its_new_start_from_the_sweep(
+    settings: Settings, celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first start counted the step "start" before the pause stopped it; the second must still go."""
+    job_id = store.submit_job(settings, "Ada Lovelace", 4, 50, "md")
+    play_the_start_task(settings, redis_client, job_id)
+    store.finish_step(settings, job_id, "start", result={"valid": True})
+    store.pause_job(settings, job_id)
+    assert store.try_transition(settings, job_id, {JobState.VALIDATING}, JobState.RUNNING) is None
+    start = resumed_by_a_dying_client(settings, monkeypatch, job_id)
+    assert (store.get_job(settings, job_id).state, start.step, start.task) == (
+        JobState.PENDING, "start", store.START_TASK)
+
+    assert outbox.sweep(celery_app, overdue(settings)) == {"resent": 1, "dropped": 0}
+    sent = [m["id"] for m in kicks(redis_client, settings)]  # submit's start, then this one
+    assert len(sent) == 2 and start.task_id in sent

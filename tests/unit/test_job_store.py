@@ -45,6 +45,7 @@ def test_submit_stores_a_pending_job_and_queues_its_start(settings: Settings, re
     assert sum(redis_client.llen(key) for key in lists) == 1  # job.start, on the coordination queue
     assert [j.id for j in store.list_jobs(settings)] == [job_id]
     assert set(store.queued_tasks(settings, job_id)) == {"start"}
+    assert not redis_client.exists(store.outbox_key(settings, job_id))  # sent, so its outbox entry is gone
 
 
 def test_bad_input_stores_nothing(settings: Settings, redis_client: redis.Redis) -> None:

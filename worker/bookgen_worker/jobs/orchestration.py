@@ -119,6 +119,7 @@ def _enter(celery_app: Celery, settings: Settings, job_id: str, stages: tuple[st
 def start(self: Any, job_id: str) -> str:
     """VALIDATING: check the stored request again (jobs may be written by other clients), then RUNNING."""
     settings = bookgen_settings(self.app)
+    # Delivered: nothing left for a cancel to revoke, and the sweep reads the entry as sent.
     get_redis(settings).hdel(store.tasks_key(settings, job_id), "start")
     job = store.try_transition(settings, job_id, {JobState.PENDING}, JobState.VALIDATING,
                                status="Validating the request")
@@ -143,7 +144,7 @@ def start(self: Any, job_id: str) -> str:
 def advance_task(self: Any, job_id: str) -> None:
     """Sent on resume: continue a RUNNING job from wherever it stopped."""
     settings = bookgen_settings(self.app)
-    get_redis(settings).hdel(store.tasks_key(settings, job_id), "advance")
+    get_redis(settings).hdel(store.tasks_key(settings, job_id), "advance")  # delivered, as in start
     advance(self.app, settings, job_id)
 
 

@@ -251,13 +251,17 @@ class StepMessage:
     task_id: str
     priority: int  # the public scale, like the job's
     at: float  # when it was decided: the sweep only sends again what its sender had time to send
+    # False for the job's own tasks (start, advance): they count no step, so they report to no one.
+    callbacks: bool = True
 
     def to_json(self) -> str:
         return json.dumps({"step": self.step, "task": self.task, "args": list(self.args), "task_id": self.task_id,
-                           "priority": self.priority, "at": self.at})
+                           "priority": self.priority, "at": self.at, "callbacks": self.callbacks})
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> StepMessage:
         data = json.loads(raw)
+        # Entries written before "callbacks" existed were all content steps, which carry them.
         return cls(step=str(data["step"]), task=str(data["task"]), args=tuple(data["args"]),
-                   task_id=str(data["task_id"]), priority=int(data["priority"]), at=float(data["at"]))
+                   task_id=str(data["task_id"]), priority=int(data["priority"]), at=float(data["at"]),
+                   callbacks=bool(data.get("callbacks", True)))

@@ -6,8 +6,9 @@ Keys (all behind the configured global key prefix):
                               {"ok": bool, "result": ..., "error": str}; a step is counted once only
 - `bookgen:job:<id>:tasks`    hash: step key -> Celery task id of the steps queued or running (what
                               a cancel revokes)
-- `bookgen:job:<id>:outbox`   hash: task id -> StepMessage JSON of a step registered but maybe not
-                              published yet (jobs/outbox.py sends it again if its sender died)
+- `bookgen:job:<id>:outbox`   hash: task id -> StepMessage JSON of a step (or of the start / advance
+                              that submit / resume send) registered but maybe not published yet
+                              (jobs/outbox.py sends it again if its sender died)
 - `bookgen:jobs`              sorted set of job ids, score = created_at
 
 Every change reads the record under WATCH, decides with a pure function, and writes in MULTI; a
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import BookGenError
-from ..queues import transport_priority
 from ..redis_client import get_redis, prefixed
 from .records import (
     CHAPTER_TASK,
@@ -158,11 +158,17 @@ def _celery(celery_app: Celery | None) -> Celery:
     return app
 
 
-def send_step(celery_app: Celery | None, name: str, args: tuple[Any, ...], priority: int, task_id: str,
-              **options: Any) -> None:
-    """Send a task by name with the public priority scale and a task id chosen (and stored) beforehand."""
-    _celery(celery_app).signature(name, args=args, task_id=task_id, priority=transport_priority(priority),
-                                  **options).apply_async()
+def _kick(job_id: str, step: str, priority: int) -> StepMessage:
+    """The message of the job's own start or advance, registered under `step` like any step."""
+    task = START_TASK if step == "start" else ADVANCE_TASK
+    return StepMessage(step, task, (job_id,), uuid.uuid4().hex, priority, time.time(), callbacks=False)
+
+
+def _publish(celery_app: Celery | None, settings: Settings, job_id: str, message: StepMessage) -> None:
+    # Imported on use: the outbox imports this module at its top, so a top-level import would be circular.
+    from . import outbox
+
+    outbox.publish(_celery(celery_app), settings, job_id, message)
 
 
 def submit_job(
@@ -176,7 +182,8 @@ def submit_job(
     parallel: int = DEFAULT_PARALLEL,
     celery_app: Celery | None = None,
 ) -> str:
-    """Check the request, store the job as PENDING and send its first step; return the job id."""
+    """Check the request, store the job as PENDING and send its first step; return the job id.
+    The start goes into the outbox with the job, so it is sent even if this client dies first."""
     inputs = validate_inputs(subject, chapters, target_words, formats, priority, parallel)
     job_id = uuid.uuid4().hex
     now = time.time()
@@ -186,14 +193,14 @@ def submit_job(
         target_words=inputs.target_words, formats=inputs.formats, priority=inputs.priority,
         parallel=inputs.parallel, created_at=now, updated_at=now,
     )
-    start_id = uuid.uuid4().hex
+    start = _kick(job_id, "start", inputs.priority)
     pipe = get_redis(settings).pipeline(transaction=True)
     pipe.hset(job_key(settings, job_id), mapping=record.to_hash())
-    pipe.hset(tasks_key(settings, job_id), "start", start_id)
+    _register(pipe, settings, job_id, [start])
     pipe.zadd(index_key(settings), {job_id: now})
     pipe.zremrangebyscore(index_key(settings), "-inf", now - 2 * JOB_RETENTION_SECONDS)  # long-expired ids
     pipe.execute()
-    send_step(celery_app, START_TASK, (job_id,), inputs.priority, start_id)
+    _publish(celery_app, settings, job_id, start)
     return job_id
 
 
@@ -211,18 +218,18 @@ def pause_job(settings: Settings, job_id: str) -> JobRecord:
 
 
 def resume_job(settings: Settings, job_id: str, *, celery_app: Celery | None = None) -> JobRecord:
-    """Continue a paused job where it stopped (a job paused before it ran is validated again)."""
-    kick_id = uuid.uuid4().hex
+    """Continue a paused job where it stopped (a job paused before it ran is validated again); its
+    start or advance goes through the outbox, like submit_job's start."""
 
     def decide(record: JobRecord, _pipe: Pipeline) -> Change:
         target = resume_target(record.paused_from)
         check_transition(record.state, target)
-        step = "start" if target == JobState.PENDING else "advance"
+        kick = _kick(job_id, "start" if target == JobState.PENDING else "advance", record.priority)
         resumed = replace(record, state=target, paused_from="", status="Resumed")
-        return Change(resumed, [lambda p: p.hset(tasks_key(settings, job_id), step, kick_id)], (resumed, step))
+        return Change(resumed, [lambda p: _register(p, settings, job_id, [kick])], (resumed, kick))
 
-    resumed, step = _mutate(settings, job_id, decide)
-    send_step(celery_app, START_TASK if step == "start" else ADVANCE_TASK, (job_id,), resumed.priority, kick_id)
+    resumed, kick = _mutate(settings, job_id, decide)
+    _publish(celery_app, settings, job_id, kick)
     return resumed  # type: ignore[no-any-return]
 
 
