@@ -186,3 +186,30 @@ def test_jobs_whose_client_died_after_submit_or_resume_complete_once_the_sweep_s
     finally:
         monitor.stop()
         worker.stop()
+
+
+@pytest.mark.parametrize("died_in", [JobState.VALIDATING, JobState.RUNNING])
+def test_a_start_redelivered_after_its_worker_died_mid_way_finishes_the_job(
+    settings: Settings, celery_app: Celery, workdir: Path, monkeypatch: pytest.MonkeyPatch, died_in: JobState
+) -> None:
+    """acks_late gives a start whose worker died back to another worker; the job had already left
+    PENDING (and, when RUNNING, nothing was claimed yet, so the outbox holds nothing to sweep)."""
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "send_step", die)
+        with pytest.raises(WorkerDied):
+            store.submit_job(settings, "Ada Lovelace", 2, WORDS, "md")
+    [job] = store.list_jobs(settings)
+    job_id = job.id
+    store.try_transition(settings, job_id, {JobState.PENDING}, JobState.VALIDATING)
+    if died_in == JobState.RUNNING:
+        store.finish_step(settings, job_id, "start", result={"valid": True})
+        store.try_transition(settings, job_id, {JobState.VALIDATING}, JobState.RUNNING)
+    [start] = outbox.entries(settings, job_id)
+    worker = book_worker(celery_app, workdir)
+    try:
+        celery_app.signature(store.START_TASK, args=(job_id,)).apply_async(task_id=start.task_id).get(timeout=30)
+        done = finished(settings, job_id)
+        assert (done.state, done.chapters_done, done.current) == (JobState.COMPLETED, 2, done.total), done.errors
+        assert succeeded(worker, store.START_TASK) == [start.task_id]
+    finally:
+        worker.stop()

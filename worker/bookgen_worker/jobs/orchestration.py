@@ -124,7 +124,13 @@ def start(self: Any, job_id: str) -> str:
     job = store.try_transition(settings, job_id, {JobState.PENDING}, JobState.VALIDATING,
                                status="Validating the request")
     if job is None:
-        return "skipped"
+        # A redelivered start (acks_late) whose worker died after moving the job on: validate again
+        # if it died while VALIDATING; if it died once RUNNING, possibly before anything was claimed
+        # (so no outbox entry exists), advance: level-based, a no-op when everything is sent.
+        job = store.get_job(settings, job_id)
+        if job.state != JobState.VALIDATING:
+            advance(self.app, settings, job_id)
+            return "skipped"
     try:
         validate_inputs(job.subject, job.chapters, job.target_words, job.formats, job.priority, job.parallel)
     except InvalidInput as exc:
