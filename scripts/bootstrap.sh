@@ -11,8 +11,9 @@ need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 ensure_apt_package() {  # ensure_apt_package COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 && return 0
   echo "bootstrap: installing $2 (apt)" >&2
-  need_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq "$2" >/dev/null
+  # Wait for another apt (a second shell, unattended upgrades) instead of failing on its lock.
+  need_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive need_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$2" >/dev/null
 }
 
 ensure_apt_package redis-server redis-server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from bookgen_worker.app import app, bookgen_settings
@@ -12,6 +13,8 @@ MODULE = "tests.support.blocking_tasks"
 NAME = "bookgen.probe.block"
 RELEASE_KEY = "probe:release"
 STARTED_KEY = "probe:started"
+#: label -> POD_NAME of the worker that runs it (the pod's name on Kubernetes).
+STARTED_BY_KEY = "probe:started_by"
 FINISHED_KEY = "probe:finished"
 
 
@@ -19,6 +22,7 @@ FINISHED_KEY = "probe:finished"
 def block(self, label: str, limit: float = 120.0) -> str:  # type: ignore[no-untyped-def]
     client = get_redis(bookgen_settings(app))
     client.rpush(STARTED_KEY, label)
+    client.hset(STARTED_BY_KEY, label, os.environ.get("POD_NAME", ""))
     deadline = time.monotonic() + limit
     while not client.exists(RELEASE_KEY) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -14,6 +14,11 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
 - apiGroups: [bookgen.io]
   resources: [bookgenqueues/status]
   verbs: [patch]
+# Children carry an owner reference with blockOwnerDeletion: under the OwnerReferencesPermissionEnforcement
+# admission plugin (OpenShift's default) that needs update on the owner's finalizers.
+- apiGroups: [bookgen.io]
+  resources: [bookgenqueues/finalizers]
+  verbs: [update]
 # kopf posts Kubernetes events about the handling of each BookGenQueue.
 - apiGroups: [""]
   resources: [events]
