@@ -26,8 +26,11 @@ DEFAULT_NAME = "bookgen"
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = subparsers.add_parser("up", help="run the whole system on this machine (Redis, pools, autoscaler)")
     up.add_argument("-f", "--file", type=Path, help="a BookGenQueue YAML (default: the default spec)")
-    up.add_argument("--state-dir", type=Path, default=Path(".bookgen"),
-                    help="Redis data, passwords, logs (default ./.bookgen); reuse it to keep queued tasks")
+    up.add_argument("--state-dir", type=Path, default=None,
+                    help="Redis data, passwords, logs (default $BOOKGEN_STATE_DIR, else ./.bookgen); reuse it "
+                         "to keep queued tasks")
+    up.add_argument("--redis-url", default=None, metavar="URL",
+                    help="use this Redis instead of starting one (the spec's redis.mode: external)")
     up.add_argument("--no-view", action="store_true", help="print one line per change instead of a live table")
     up.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     _runtime_options(up, redis_port=6380, flower_port=5555)
@@ -49,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     render = subparsers.add_parser("render", help="print the Kubernetes manifests the operator would create")
     render.add_argument("-f", "--file", type=Path, required=True, help="a BookGenQueue YAML")
+    render.add_argument("-n", "--namespace", help="the namespace to render for (default: the file's "
+                                                   "metadata.namespace, else default)")
+    render.add_argument("--generate-secrets", action="store_true",
+                        help="include the Secrets with fresh random passwords (by default they are only "
+                             "referenced, so applying the output again never rotates a running Redis's password)")
     render.set_defaults(handler=cmd_render)
 
 
@@ -98,10 +106,8 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
             runtime.start()
         except _Interrupted as exc:
             return f"interrupted by {exc} while starting"
-        endpoints = runtime.endpoints
-        flower = [f"flower {endpoints.flower} (login in {endpoints.flower_auth_file})"] if endpoints.flower else []
-        for line in [f"state folder {runtime.state_dir}", f"redis {endpoints.redis}", *flower,
-                     f"metrics {endpoints.metrics}", f"output {endpoints.output_dir}", *endpoints.notes]:
+        for line in [*views.header(runtime.endpoints, str(runtime.state_dir)), *runtime.endpoints.notes,
+                     *_pointer(runtime)]:
             _echo(line)
         why = asyncio.run(_loop(runtime, view, duration, extra, done, views))
     except _Interrupted as exc:
@@ -137,14 +143,13 @@ async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callabl
     if view:
         from rich.live import Live
 
-        live = Live(views.screen(runtime.pool_rows(), runtime.endpoints, str(runtime.state_dir)),
-                    refresh_per_second=4, transient=False)
+        live = Live(views.screen(runtime.pool_rows()), refresh_per_second=4, transient=False)
         live.start()
 
     def tick() -> None:
         rows = runtime.pool_rows()
         if live is not None:
-            live.update(views.screen(rows, runtime.endpoints, str(runtime.state_dir), extra() if extra else None))
+            live.update(views.screen(rows, extra() if extra else None))
         else:
             reporter.update(rows)
             if extra is not None:
@@ -163,17 +168,52 @@ async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callabl
     return reason["why"]
 
 
+def _pointer(runtime: Any) -> list[str]:
+    """How another shell reaches this system; the URL itself (with its password) only via `bookgen env`."""
+    import shlex
+
+    if runtime.state_dir == (Path.cwd() / ".bookgen").resolve():
+        command = 'eval "$(bookgen env)"'
+    else:
+        command = f'eval "$(bookgen env --state-dir {shlex.quote(str(runtime.state_dir))})"'
+    return [f"other shells: `bookgen status` from {runtime.state_dir.parent} finds this system; elsewhere run "
+            f"{command}"]
+
+
+#: Libraries that log one line per HTTP request at INFO (the Prometheus and endpoint sources query
+#: every poll interval): only their warnings are worth a line.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3")
+
+
 def _logging(view: bool) -> None:
     logging.basicConfig(level=logging.WARNING if view else logging.INFO, format="bookgen up: %(message)s")
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _with_redis_url(spec: QueueSpec, url: str | None) -> QueueSpec:
+    if not url:
+        return spec
+    import dataclasses
+
+    from bookgen_worker.config import redis_url_from_env
+
+    redis_url_from_env({"REDIS_URL": url})  # a bad URL: the one-line ConfigError
+    return dataclasses.replace(spec, redis=dataclasses.replace(spec.redis, mode="external", url=url))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    import os
+
+    from bookgen_worker.cli.target import default_state_dir
+
     from bookgen_operator.local.runtime import LocalRuntime
 
-    spec = load_spec(args.file)
+    spec = _with_redis_url(load_spec(args.file), args.redis_url)
     view = not args.no_view and sys.stdout.isatty()
     _logging(view)
-    runtime = LocalRuntime(spec, _options(args, args.state_dir), echo=_echo)
+    state_dir = args.state_dir or default_state_dir(os.environ)
+    runtime = LocalRuntime(spec, _options(args, state_dir), echo=_echo)
     why = _serve(runtime, view=view, duration=args.duration)
     return 0 if not why.startswith("interrupted by SIGINT") else 130
 
@@ -263,24 +303,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ render
 
 
-def render_manifests(spec: QueueSpec) -> str:
+def render_manifests(spec: QueueSpec, *, generate_secrets: bool = False) -> str:
     import yaml
 
     from bookgen_operator.resources import desired_objects, generated_secrets, monitoring_objects
 
     secrets = generated_secrets(spec)
-    docs = [
-        f"# Manifests the BookGen operator creates for BookGenQueue {spec.namespace}/{spec.name}.\n"
-        "# The Secrets below hold freshly generated random values (the operator creates them once and keeps\n"
-        "# them); rendering again gives new ones. ServiceMonitor/PrometheusRule (metrics.*: auto) appear only\n"
-        "# when the Prometheus Operator CRDs exist, so they are included here only if set to `always`.\n"
-    ]
-    for obj in [*secrets, *desired_objects(spec), *monitoring_objects(spec, crds_present=False)]:
+    header = [f"# Manifests the BookGen operator creates for BookGenQueue {spec.namespace}/{spec.name}."]
+    if generate_secrets:
+        header += ["# The Secrets below hold freshly generated random values: apply them once; rendering again",
+                   "# gives new ones, and applying those would change a running Redis's password."]
+    elif secrets:
+        header += ["# The Secrets they reference are not included (applying this again must not change a",
+                   "# password). Create them once, e.g.:"]
+        for secret in secrets:
+            keys = " ".join(f"--from-literal={key}=\"$(openssl rand -hex 24)\"" if key != "username" else
+                            f"--from-literal={key}={value}" for key, value in secret["stringData"].items())
+            header.append(f"#   kubectl create secret generic {secret['metadata']['name']} -n {spec.namespace} {keys}")
+        header.append("# or render once with --generate-secrets.")
+    header += ["# ServiceMonitor/PrometheusRule (metrics.*: auto) appear only when the Prometheus Operator CRDs",
+               "# exist, so they are included here only if set to `always`."]
+    docs = []
+    for obj in [*(secrets if generate_secrets else []), *desired_objects(spec),
+                *monitoring_objects(spec, crds_present=False)]:
         obj = {**obj, "metadata": {**obj["metadata"], "namespace": spec.namespace}}
         docs.append(yaml.safe_dump(obj, sort_keys=False))
-    return docs[0] + "---\n" + "---\n".join(docs[1:])
+    return "\n".join(header) + "\n---\n" + "---\n".join(docs)
+
+
+def spec_in_namespace(path: Path, namespace: str | None) -> QueueSpec:
+    """The spec as the operator would see it in `namespace` (kubectl's rule: a file naming another
+    namespace than -n is an error, not silently moved)."""
+    import dataclasses
+
+    from bookgen_operator.spec import SpecError
+
+    spec = load_queue_file(path)
+    if namespace is None:
+        return spec
+    written = _file_namespace(path)
+    if written and written != namespace:
+        raise SpecError(f"{path} is for namespace {written!r}, not {namespace!r}: drop its metadata.namespace "
+                        "or pass the same -n")
+    return dataclasses.replace(spec, namespace=namespace)
+
+
+def _file_namespace(path: Path) -> str | None:
+    import yaml
+
+    try:
+        body = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    value = meta.get("namespace") if isinstance(meta, dict) else None
+    return str(value) if value else None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_manifests(load_spec(args.file)))
+    spec = spec_in_namespace(args.file, args.namespace)
+    sys.stdout.write(render_manifests(spec, generate_secrets=args.generate_secrets))
     return 0

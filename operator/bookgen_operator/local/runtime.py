@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_py
+from bookgen_worker.cli.target import write_connection
 from bookgen_worker.config import Settings, redact, settings_from_env
 from bookgen_worker.metrics.workers import read_workers
 
@@ -136,6 +137,8 @@ class LocalRuntime:
             env = {"REDIS_URL": self.spec.redis.url, "REDIS_PASSWORD": os.environ.get("REDIS_PASSWORD", "")}
             self.redis_url = settings_from_env(env).redis_url
         self.endpoints.redis = redact(self.redis_url)
+        # How `bookgen status`, `submit`, `env`... in this folder find this Redis (0600: the URL has the password).
+        write_connection(self.state_dir, self.redis_url, pid=str(os.getpid()))
         output = self.options.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or self.state_dir / "output")
         output = output.resolve()
         output.mkdir(parents=True, exist_ok=True)
