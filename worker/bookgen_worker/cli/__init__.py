@@ -14,6 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..config import ConfigError
 from ..errors import BookGenError
@@ -42,6 +43,14 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: `bookgen dlq show: error: ... (see bookgen dlq show --help)`.
+    Sub-parsers are made of the same class (argparse's default), so every level behaves alike."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _leaves(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
     out = []
     for action in parser._actions:
@@ -53,7 +62,7 @@ def _leaves(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Argumen
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bookgen", description="BookGen queue system: jobs, queues, local runtime.")
+    parser = Parser(prog="bookgen", description="BookGen queue system: jobs, queues, local runtime.")
     parser.add_argument("--version", action="version", version=f"bookgen {version()}")
     add_connection_options(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -91,22 +100,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:
-        # Redis or the broker failing mid-command, or a bug: still one line, but marked as unexpected.
+        handled = _redis_failure(exc)
+        if handled is not None:  # Redis went away or refused a command after the reachability check
+            print(f"bookgen: error: {handled}", file=sys.stderr)
+            return 2
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"bookgen: error: {_unexpected(exc)} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        # A bug: still one line, marked as unexpected, with the way to see more.
+        print(f"bookgen: error: unexpected {type(exc).__name__}: {_one_line(exc)} (set {DEBUG_ENV}=1 for the "
+              "traceback)", file=sys.stderr)
         return 1
 
 
-def _unexpected(exc: Exception) -> str:
+def _redis_failure(exc: Exception) -> str | None:
     import redis
     from kombu.exceptions import OperationalError
 
+    from .connect import last_redis
+
+    where = f" at {last_redis()}" if last_redis() else ""
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)):
-        return f"lost the connection to Redis: {_one_line(exc)}"
+        return f"lost the connection to Redis{where} during the command: {_one_line(exc)}"
     if isinstance(exc, redis.exceptions.RedisError):
-        return f"Redis: {_one_line(exc)}"
-    return f"unexpected {type(exc).__name__}: {_one_line(exc)}"
+        return f"Redis{where} refused a command: {_one_line(exc)}"
+    return None
 
 
 if __name__ == "__main__":

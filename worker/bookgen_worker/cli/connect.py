@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from celery import Celery
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
+#: The (redacted) Redis URL of the command running in this process, for errors raised later.
+_last_redis: list[str] = []
+
+
+def last_redis() -> str:
+    return _last_redis[-1] if _last_redis else ""
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, top: bool = False, state_dir: bool = True) -> None:
@@ -60,6 +66,7 @@ def connect(args: argparse.Namespace) -> tuple[Celery, Settings]:
     from ..redis_client import check_reachable
 
     target, settings = target_settings(args)
+    _last_redis[:] = [redact(settings.redis_url)]
     configure_app(app, settings)
     try:
         check_reachable(settings)
