@@ -176,8 +176,7 @@ def _pointer(runtime: Any) -> list[str]:
         command = 'eval "$(bookgen env)"'
     else:
         command = f'eval "$(bookgen env --state-dir {shlex.quote(str(runtime.state_dir))})"'
-    return [f"other shells: `bookgen status` from {runtime.state_dir.parent} finds this system; elsewhere run "
-            f"{command}"]
+    return [f"another shell: {command} (commands run in {runtime.state_dir.parent} need nothing)"]
 
 
 #: Libraries that log one line per HTTP request at INFO (the Prometheus and endpoint sources query

@@ -14,7 +14,7 @@ def test_the_table_shows_each_pool_s_numbers_and_last_decision() -> None:
     console.print(pools_table([ROW]))
     text = console.export_text()
     assert "content" in text and "3+1 [1-4]" in text
-    assert "[2s ago] content: 1 → 3 (12 pending + 4 in flight)" in text
+    assert "[2s ago] 1 → 3 (12 pending + 4 in flight)" in text  # without the pool's name again
 
 
 def test_the_live_view_fits_80_columns_one_line_per_pool() -> None:

@@ -39,6 +39,7 @@ def pools_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
     table.add_column("last decision", ratio=1, no_wrap=True, overflow="ellipsis", min_width=10)
     for row in rows:
         decision = row.get("decision") or ""
+        decision = decision.removeprefix(f"{row['pool']}: ")  # the row already names the pool
         if row.get("scaled_ago") is not None:
             decision = f"[{row['scaled_ago']:.0f}s ago] {decision}"
         # Text, not strings: a reason like "[1..4]" must not be read as rich markup.

@@ -12,7 +12,7 @@ import shlex
 import sys
 
 from ..errors import BookGenError
-from .target import REDIS_ENV, STATE_DIR_ENV, resolve
+from .target import REDIS_ENV, STATE_DIR_ENV, resolve, up_running
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,5 +40,7 @@ def print_env(args: argparse.Namespace) -> int:
     if target.redis_url is None:
         raise BookGenError("no `bookgen up` found: ./.bookgen has no connection.json and neither --state-dir "
                            f"nor {STATE_DIR_ENV} names a state folder; start `bookgen up` first")
+    if target.state_dir is not None and not up_running(target.state_dir):
+        print(f"bookgen: note: no `bookgen up` is running with {target.state_dir} right now", file=sys.stderr)
     sys.stdout.write("\n".join(env_lines(target.redis_url, str(target.state_dir) if target.state_dir else None)) + "\n")
     return 0
