@@ -7,7 +7,6 @@ spec, missing redis-server, a taken port) raise SpecError/LocalError: one line, 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import shutil
 import signal
@@ -16,9 +15,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bookgen_operator.spec import QueueSpec, load_queue_file, parse_queue
+if TYPE_CHECKING:  # the spec parser is imported where used: `bookgen --help` does not need it
+    from bookgen_operator.spec import QueueSpec
 
 DEFAULT_NAME = "bookgen"
 
@@ -69,6 +69,8 @@ def _runtime_options(parser: argparse.ArgumentParser, *, redis_port: int, flower
 
 
 def load_spec(path: Path | None) -> QueueSpec:
+    from bookgen_operator.spec import load_queue_file, parse_queue
+
     if path is None:
         return parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
                             "metadata": {"name": DEFAULT_NAME}, "spec": {}})
@@ -109,6 +111,8 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
         for line in [*views.header(runtime.endpoints, str(runtime.state_dir)), *runtime.endpoints.notes,
                      *_pointer(runtime)]:
             _echo(line)
+        import asyncio
+
         why = asyncio.run(_loop(runtime, view, duration, extra, done, views))
     except _Interrupted as exc:
         why = f"interrupted by {exc}"
@@ -128,6 +132,8 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
 
 async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callable[[], Any] | None,
                 done: Callable[[], bool] | None, views: Any) -> str:
+    import asyncio
+
     stop = asyncio.Event()
     reason = {"why": "duration reached" if duration is not None else "finished"}
     loop = asyncio.get_running_loop()
@@ -223,6 +229,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 def demo_spec() -> QueueSpec:
     """The default spec, tuned so a short book makes the pools visibly scale: one task per slot, and
     idle workers leave after 10 s instead of 60."""
+    from bookgen_operator.spec import parse_queue
+
     return parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "metadata": {"name": "demo"},
                         "spec": {"autoscaling": {"targetPerSlot": 1, "scaleDownWindowSeconds": 10},
                                  "flower": {"enabled": True}, "beat": {"enabled": True}}})
@@ -335,7 +343,7 @@ def spec_in_namespace(path: Path, namespace: str | None) -> QueueSpec:
     namespace than -n is an error, not silently moved)."""
     import dataclasses
 
-    from bookgen_operator.spec import SpecError
+    from bookgen_operator.spec import SpecError, load_queue_file
 
     spec = load_queue_file(path)
     if namespace is None:

@@ -43,6 +43,14 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+class _Version(argparse.Action):
+    """argparse's version action, but reading the package metadata only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"bookgen {version()}")
+        parser.exit()
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error: `bookgen dlq show: error: ... (see bookgen dlq show --help)`.
     Sub-parsers are made of the same class (argparse's default), so every level behaves alike."""
@@ -63,7 +71,7 @@ def _leaves(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Argumen
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="bookgen", description="BookGen queue system: jobs, queues, local runtime.")
-    parser.add_argument("--version", action="version", version=f"bookgen {version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     add_connection_options(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:

@@ -7,12 +7,13 @@ import datetime as dt
 import json
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
-from .. import deadletter
 from ..errors import BookGenError
 from .connect import add_output_option, connect, console, dump
+
+if TYPE_CHECKING:
+    from ..deadletter import DeadLetter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,6 +45,10 @@ def _when(timestamp: float) -> str:
 
 
 def list_entries(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .. import deadletter
+
     entries = deadletter.entries(connect(args)[1], archive=args.archive)
     if args.output != "table":
         sys.stdout.write(dump([_record(entry) for entry in entries], args.output))
@@ -65,6 +70,8 @@ def list_entries(args: argparse.Namespace) -> int:
 
 
 def show_entry(args: argparse.Namespace) -> int:
+    from .. import deadletter
+
     entry = deadletter.get(connect(args)[1], args.task_id)
     if entry is None:
         raise BookGenError(f"no dead-letter entry with task id {args.task_id!r} (see `bookgen dlq list`)")
@@ -77,12 +84,14 @@ def show_entry(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record(entry: deadletter.DeadLetter) -> dict[str, object]:
+def _record(entry: DeadLetter) -> dict[str, object]:
     """Plain data (JSON round trip: tuples become lists, odd objects their repr) for -o json|yaml."""
     return json.loads(json.dumps(asdict(entry), default=repr))
 
 
 def replay_entries(args: argparse.Namespace) -> int:
+    from .. import deadletter
+
     app, settings = connect(args)
     task_ids = [entry.task_id for entry in deadletter.entries(settings)] if args.all else args.task_ids
     if not task_ids:
@@ -97,6 +106,8 @@ def replay_entries(args: argparse.Namespace) -> int:
 
 
 def purge_entries(args: argparse.Namespace) -> int:
+    from .. import deadletter
+
     settings = connect(args)[1]
     if not args.yes:
         count = deadletter.size(settings)

@@ -6,19 +6,19 @@ import argparse
 import datetime as dt
 import sys
 import time
-
-import redis
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from ..config import Settings, redact
 from ..errors import RedisUnavailable
-from ..jobs import store
 from ..jobs.records import DEFAULT_PARALLEL, DEFAULT_TARGET_WORDS, JobRecord
 from ..jobs.states import JobState
 from ..queues import DEFAULT_PRIORITY
 from .connect import add_output_option, connect, console, dump
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# redis, rich and the job store are imported where used: `bookgen --help` should not pay for them.
 
 #: How often `watch` reads the job hash (one HGETALL; cheap).
 POLL_SECONDS = 0.2
@@ -70,6 +70,8 @@ def _positive(value: int, option: str) -> None:
 
 
 def submit_job(args: argparse.Namespace) -> int:
+    from ..jobs import store
+
     app, settings = connect(args)
     job_id = store.submit_job(settings, args.subject, args.chapters, args.words, args.formats,
                               priority=args.priority, parallel=args.parallel, celery_app=app)
@@ -81,12 +83,16 @@ def submit_job(args: argparse.Namespace) -> int:
 
 
 def watch_job(args: argparse.Namespace) -> int:
+    from ..jobs import store
+
     _, settings = connect(args)
     store.get_job(settings, args.job_id)  # unknown id: a clear error before any progress bar
     return follow(settings, args.job_id, output=args.output)
 
 
 def show_job(args: argparse.Namespace) -> int:
+    from ..jobs import store
+
     _, settings = connect(args)
     job = store.get_job(settings, args.job_id)
     if args.output != "table":
@@ -102,6 +108,10 @@ def show_job(args: argparse.Namespace) -> int:
 
 def _reading(settings: Settings, job_id: str) -> JobRecord:
     """One read of the job; Redis going away mid-watch is the one-line RedisUnavailable."""
+    import redis
+
+    from ..jobs import store
+
     try:
         return store.get_job(settings, job_id)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
@@ -113,6 +123,9 @@ def _reading(settings: Settings, job_id: str) -> JobRecord:
 def follow(settings: Settings, job_id: str, console: Console | None = None, output: str = "table") -> int:
     """A progress bar until the job reaches a terminal state; exit status 0 only for COMPLETED.
     With -o json|yaml: one record per change instead (JSON Lines, or YAML documents)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     if output != "table":
         return _follow_records(settings, job_id, output)
     console = console or Console()
@@ -157,12 +170,16 @@ def report(job: JobRecord, console: Console) -> None:
 
 
 def pause_job(args: argparse.Namespace) -> int:
+    from ..jobs import store
+
     job = store.pause_job(connect(args)[1], args.job_id)
     print(f"{job.id} {job.state} at {job.current}/{job.total}; chapters already sent will finish")
     return 0
 
 
 def resume_job(args: argparse.Namespace) -> int:
+    from ..jobs import store
+
     app, settings = connect(args)
     job = store.resume_job(settings, args.job_id, celery_app=app)
     print(f"{job.id} {job.state} at {job.current}/{job.total}")
@@ -170,6 +187,8 @@ def resume_job(args: argparse.Namespace) -> int:
 
 
 def cancel_job(args: argparse.Namespace) -> int:
+    from ..jobs import store
+
     app, settings = connect(args)
     job, revoked = store.cancel_job(settings, args.job_id, celery_app=app)
     print(f"{job.id} {job.state} at {job.current}/{job.total}; revoked {len(revoked)} queued task(s)")
@@ -181,6 +200,10 @@ def _when(timestamp: float) -> str:
 
 
 def list_jobs(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..jobs import store
+
     _positive(args.limit, "--limit")
     jobs = store.list_jobs(connect(args)[1], limit=args.limit)
     if args.output != "table":

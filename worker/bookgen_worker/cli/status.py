@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
-from ..metrics.measure import Snapshot, measure
-from ..metrics.workers import WorkerInfo, read_workers
 from ..queues import QUEUES
-from ..redis_client import get_redis
 from .connect import add_output_option, connect, console, dump
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..metrics.measure import Snapshot
+    from ..metrics.workers import WorkerInfo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -36,6 +38,8 @@ def format_age(seconds: float | None) -> str:
 
 
 def queue_table(snapshot: Snapshot) -> Table:
+    from rich.table import Table
+
     table = Table(title="Queues")
     table.add_column("queue")
     for column in ("pending", "in flight", "oldest age"):
@@ -50,6 +54,8 @@ def queue_table(snapshot: Snapshot) -> Table:
 
 
 def worker_table(workers: list[WorkerInfo]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Workers")
     for column in ("pool", "worker", "queues"):
         table.add_column(column)
@@ -60,6 +66,10 @@ def worker_table(workers: list[WorkerInfo]) -> Table:
 
 
 def show_status(args: argparse.Namespace) -> int:
+    from ..metrics.measure import measure
+    from ..metrics.workers import read_workers
+    from ..redis_client import get_redis
+
     queues = args.queues or list(QUEUES)
     unknown = [q for q in queues if q not in QUEUES]
     if unknown:
