@@ -26,10 +26,11 @@ DEFAULT_NAME = "bookgen"
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = subparsers.add_parser("up", help="run the whole system on this machine (Redis, pools, autoscaler)")
     up.add_argument("-f", "--file", type=Path, help="a BookGenQueue YAML (default: the default spec)")
-    up.add_argument("--state-dir", type=Path, default=None,
+    # SUPPRESS: `bookgen --state-dir X up` (the option before the sub-command) must not be reset to None.
+    up.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
                     help="Redis data, passwords, logs (default $BOOKGEN_STATE_DIR, else ./.bookgen); reuse it "
                          "to keep queued tasks")
-    up.add_argument("--redis-url", default=None, metavar="URL",
+    up.add_argument("--redis-url", default=argparse.SUPPRESS, metavar="URL",
                     help="use this Redis instead of starting one (the spec's redis.mode: external)")
     up.add_argument("--no-view", action="store_true", help="print one line per change instead of a live table")
     up.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
@@ -40,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--chapters", type=int, default=8, help="chapters of the demo book (default 8)")
     demo.add_argument("--subject", default="Ada Lovelace")
     demo.add_argument("--words", type=int, default=300, help="target words per chapter (default 300)")
-    demo.add_argument("--state-dir", type=Path, help="default: a temporary folder, removed afterwards")
+    demo.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
+                      help="default: a temporary folder, removed afterwards")
     demo.add_argument("--output-dir", type=Path, help="where the book goes (default $BOOKGEN_OUTPUT_DIR or ./output)")
     demo.add_argument("--no-view", action="store_true", help="print lines instead of a live view")
     demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
@@ -214,10 +216,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     from bookgen_operator.local.runtime import LocalRuntime
 
-    spec = _with_redis_url(load_spec(args.file), args.redis_url)
+    spec = _with_redis_url(load_spec(args.file), getattr(args, "redis_url", None))
     view = not args.no_view and sys.stdout.isatty()
     _logging(view)
-    state_dir = args.state_dir or default_state_dir(os.environ)
+    state_dir = getattr(args, "state_dir", None) or default_state_dir(os.environ)
     runtime = LocalRuntime(spec, _options(args, state_dir), echo=_echo)
     why = _serve(runtime, view=view, duration=args.duration)
     return 0 if not why.startswith("interrupted by SIGINT") else 130
@@ -250,7 +252,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.pace <= 600:
         raise ValueError(f"--pace must be between 0 and 600 seconds (got {args.pace:g})")
     os.environ["BOOKGEN_OFFLINE_SECONDS"] = f"{args.pace:g}"  # the workers inherit it
-    temp = args.state_dir is None
+    temp = getattr(args, "state_dir", None) is None
     state_dir = Path(tempfile.mkdtemp(prefix="bookgen-demo-")) if temp else args.state_dir
     output = (args.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or "output")).resolve()
     view = not args.no_view and sys.stdout.isatty()
