@@ -184,6 +184,8 @@ def _pointer(runtime: Any) -> list[str]:
         command = 'eval "$(bookgen env)"'
     else:
         command = f'eval "$(bookgen env --state-dir {shlex.quote(str(runtime.state_dir))})"'
+    if runtime.state_dir.name != ".bookgen":  # only ./.bookgen is found without being named
+        return [f"another shell: {command}"]
     return [f"another shell: {command} (commands run in {runtime.state_dir.parent} need nothing)"]
 
 
