@@ -105,11 +105,13 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
 
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     why = "finished"
+    started = False  # start() stops what it started when it fails: nothing to drain then
     try:
         try:
             runtime.start()
         except _Interrupted as exc:
             return f"interrupted by {exc} while starting"
+        started = True
         for line in [*views.header(runtime.endpoints, str(runtime.state_dir)), *runtime.endpoints.notes,
                      *_pointer(runtime)]:
             _echo(line)
@@ -121,12 +123,13 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
     finally:
         for s in previous:
             signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the warm shutdown short
-        _echo(f"stopping ({why}): workers finish their running tasks (up to {runtime.options.grace:g} s)")
-        killed = runtime.shutdown()
-        if killed:
-            _echo(f"killed after the grace period: {', '.join(killed)}")
-        _echo("stopped; queued tasks stay in Redis for the next `bookgen up` with this state folder"
-              if runtime.spec.redis.managed and keeps_state else "stopped")
+        if started:
+            _echo(f"stopping ({why}): workers finish their running tasks (up to {runtime.options.grace:g} s)")
+            killed = runtime.shutdown()
+            if killed:
+                _echo(f"killed after the grace period: {', '.join(killed)}")
+            _echo("stopped; queued tasks stay in Redis for the next `bookgen up` with this state folder"
+                  if runtime.spec.redis.managed and keeps_state else "stopped")
         for s, handler in previous.items():
             signal.signal(s, handler)
     return why

@@ -237,3 +237,16 @@ def test_watch_when_redis_goes_away(tmp_path: Path, output: str) -> None:
         assert "lost Redis" in err
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("env", [{"BOOKGEN_PRIORITY_STEPS": "9,0"}, {"BOOKGEN_MAX_RETRIES": "many"},
+                                 {"BOOKGEN_RETRY_OVERRIDES": "{not json"}], ids=lambda env: ",".join(env))
+def test_up_with_a_bad_variable_starts_nothing(shell: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str], env: dict[str, str]) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    argv = ["up", "--no-view", "--state-dir", str(shell / "state"), "--redis-port", "0", "--metrics-port", "0",
+            "--flower-port", "0", "--duration", "1"]  # should it start after all, it stops by itself
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(argv, code, out, err)
+    assert not (shell / "state" / "redis.conf").exists() and out == ""  # no Redis was started, nothing to stop

@@ -116,6 +116,9 @@ class LocalRuntime:
 
     def start(self) -> None:
         """Everything up to the first workers; on failure everything started so far is stopped."""
+        # A bad BOOKGEN_* variable: its one-line ConfigError now, before anything is started.
+        settings_from_env({**{k: v for k, v in os.environ.items() if k not in _DROPPED}, **spec_env(self.spec),
+                           "REDIS_URL": "redis://127.0.0.1:6379/0"})
         self._lock()
         leftovers = self.supervisor.reap_leftovers()
         if leftovers:
