@@ -19,6 +19,7 @@ from .target import DEFAULT_SOURCE, REDIS_ENV, Target, hint, resolve
 
 if TYPE_CHECKING:
     from celery import Celery
+    from rich.console import Console
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
 #: The (redacted) Redis URL of the command running in this process, for errors raised later.
@@ -90,7 +91,7 @@ def dump(data: object, fmt: str) -> str:
     return json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n"
 
 
-def console():  # type: ignore[no-untyped-def]
+def console() -> Console:
     """A rich Console; when stdout is not a terminal, wide enough that no table is cut or wrapped."""
     from rich.console import Console
 
