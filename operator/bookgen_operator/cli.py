@@ -7,7 +7,6 @@ spec, missing redis-server, a taken port) raise SpecError/LocalError: one line, 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import shutil
 import signal
@@ -16,9 +15,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bookgen_operator.spec import QueueSpec, load_queue_file, parse_queue
+if TYPE_CHECKING:  # the spec parser is imported where used: `bookgen --help` does not need it
+    from bookgen_operator.spec import QueueSpec
 
 DEFAULT_NAME = "bookgen"
 
@@ -26,8 +26,12 @@ DEFAULT_NAME = "bookgen"
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     up = subparsers.add_parser("up", help="run the whole system on this machine (Redis, pools, autoscaler)")
     up.add_argument("-f", "--file", type=Path, help="a BookGenQueue YAML (default: the default spec)")
-    up.add_argument("--state-dir", type=Path, default=Path(".bookgen"),
-                    help="Redis data, passwords, logs (default ./.bookgen); reuse it to keep queued tasks")
+    # SUPPRESS: `bookgen --state-dir X up` (the option before the sub-command) must not be reset to None.
+    up.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
+                    help="Redis data, passwords, logs (default $BOOKGEN_STATE_DIR, else ./.bookgen); reuse it "
+                         "to keep queued tasks")
+    up.add_argument("--redis-url", default=argparse.SUPPRESS, metavar="URL",
+                    help="use this Redis instead of starting one (the spec's redis.mode: external)")
     up.add_argument("--no-view", action="store_true", help="print one line per change instead of a live table")
     up.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     _runtime_options(up, redis_port=6380, flower_port=5555)
@@ -37,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     demo.add_argument("--chapters", type=int, default=8, help="chapters of the demo book (default 8)")
     demo.add_argument("--subject", default="Ada Lovelace")
     demo.add_argument("--words", type=int, default=300, help="target words per chapter (default 300)")
-    demo.add_argument("--state-dir", type=Path, help="default: a temporary folder, removed afterwards")
+    demo.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
+                      help="default: a temporary folder, removed afterwards")
     demo.add_argument("--output-dir", type=Path, help="where the book goes (default $BOOKGEN_OUTPUT_DIR or ./output)")
     demo.add_argument("--no-view", action="store_true", help="print lines instead of a live view")
     demo.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
@@ -49,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     render = subparsers.add_parser("render", help="print the Kubernetes manifests the operator would create")
     render.add_argument("-f", "--file", type=Path, required=True, help="a BookGenQueue YAML")
+    render.add_argument("-n", "--namespace", help="the namespace to render for (default: the file's "
+                                                   "metadata.namespace, else default)")
+    render.add_argument("--generate-secrets", action="store_true",
+                        help="include the Secrets with fresh random passwords (by default they are only "
+                             "referenced, so applying the output again never rotates a running Redis's password)")
     render.set_defaults(handler=cmd_render)
 
 
@@ -61,6 +71,8 @@ def _runtime_options(parser: argparse.ArgumentParser, *, redis_port: int, flower
 
 
 def load_spec(path: Path | None) -> QueueSpec:
+    from bookgen_operator.spec import load_queue_file, parse_queue
+
     if path is None:
         return parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
                             "metadata": {"name": DEFAULT_NAME}, "spec": {}})
@@ -93,28 +105,31 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
 
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     why = "finished"
+    started = False  # start() stops what it started when it fails: nothing to drain then
     try:
         try:
             runtime.start()
         except _Interrupted as exc:
             return f"interrupted by {exc} while starting"
-        endpoints = runtime.endpoints
-        flower = [f"flower {endpoints.flower} (login in {endpoints.flower_auth_file})"] if endpoints.flower else []
-        for line in [f"state folder {runtime.state_dir}", f"redis {endpoints.redis}", *flower,
-                     f"metrics {endpoints.metrics}", f"output {endpoints.output_dir}", *endpoints.notes]:
+        started = True
+        for line in [*views.header(runtime.endpoints, str(runtime.state_dir)), *runtime.endpoints.notes,
+                     *_pointer(runtime)]:
             _echo(line)
+        import asyncio
+
         why = asyncio.run(_loop(runtime, view, duration, extra, done, views))
     except _Interrupted as exc:
         why = f"interrupted by {exc}"
     finally:
         for s in previous:
             signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the warm shutdown short
-        _echo(f"stopping ({why}): workers finish their running tasks (up to {runtime.options.grace:g} s)")
-        killed = runtime.shutdown()
-        if killed:
-            _echo(f"killed after the grace period: {', '.join(killed)}")
-        _echo("stopped; queued tasks stay in Redis for the next `bookgen up` with this state folder"
-              if runtime.spec.redis.managed and keeps_state else "stopped")
+        if started:
+            _echo(f"stopping ({why}): workers finish their running tasks (up to {runtime.options.grace:g} s)")
+            killed = runtime.shutdown()
+            if killed:
+                _echo(f"killed after the grace period: {', '.join(killed)}")
+            _echo("stopped; queued tasks stay in Redis for the next `bookgen up` with this state folder"
+                  if runtime.spec.redis.managed and keeps_state else "stopped")
         for s, handler in previous.items():
             signal.signal(s, handler)
     return why
@@ -122,6 +137,8 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
 
 async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callable[[], Any] | None,
                 done: Callable[[], bool] | None, views: Any) -> str:
+    import asyncio
+
     stop = asyncio.Event()
     reason = {"why": "duration reached" if duration is not None else "finished"}
     loop = asyncio.get_running_loop()
@@ -137,14 +154,13 @@ async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callabl
     if view:
         from rich.live import Live
 
-        live = Live(views.screen(runtime.pool_rows(), runtime.endpoints, str(runtime.state_dir)),
-                    refresh_per_second=4, transient=False)
+        live = Live(views.screen(runtime.pool_rows()), refresh_per_second=4, transient=False)
         live.start()
 
     def tick() -> None:
         rows = runtime.pool_rows()
         if live is not None:
-            live.update(views.screen(rows, runtime.endpoints, str(runtime.state_dir), extra() if extra else None))
+            live.update(views.screen(rows, extra() if extra else None))
         else:
             reporter.update(rows)
             if extra is not None:
@@ -163,17 +179,53 @@ async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callabl
     return reason["why"]
 
 
+def _pointer(runtime: Any) -> list[str]:
+    """How another shell reaches this system; the URL itself (with its password) only via `bookgen env`."""
+    import shlex
+
+    if runtime.state_dir == (Path.cwd() / ".bookgen").resolve():
+        command = 'eval "$(bookgen env)"'
+    else:
+        command = f'eval "$(bookgen env --state-dir {shlex.quote(str(runtime.state_dir))})"'
+    if runtime.state_dir.name != ".bookgen":  # only ./.bookgen is found without being named
+        return [f"another shell: {command}"]
+    return [f"another shell: {command} (commands run in {runtime.state_dir.parent} need nothing)"]
+
+
+#: Libraries that log one line per HTTP request at INFO (the Prometheus and endpoint sources query
+#: every poll interval): only their warnings are worth a line.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "urllib3")
+
+
 def _logging(view: bool) -> None:
     logging.basicConfig(level=logging.WARNING if view else logging.INFO, format="bookgen up: %(message)s")
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _with_redis_url(spec: QueueSpec, url: str | None) -> QueueSpec:
+    if not url:
+        return spec
+    import dataclasses
+
+    from bookgen_worker.config import redis_url_from_env
+
+    redis_url_from_env({"REDIS_URL": url})  # a bad URL: the one-line ConfigError
+    return dataclasses.replace(spec, redis=dataclasses.replace(spec.redis, mode="external", url=url))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    import os
+
+    from bookgen_worker.cli.target import default_state_dir
+
     from bookgen_operator.local.runtime import LocalRuntime
 
-    spec = load_spec(args.file)
+    spec = _with_redis_url(load_spec(args.file), getattr(args, "redis_url", None))
     view = not args.no_view and sys.stdout.isatty()
     _logging(view)
-    runtime = LocalRuntime(spec, _options(args, args.state_dir), echo=_echo)
+    state_dir = getattr(args, "state_dir", None) or default_state_dir(os.environ)
+    runtime = LocalRuntime(spec, _options(args, state_dir), echo=_echo)
     why = _serve(runtime, view=view, duration=args.duration)
     return 0 if not why.startswith("interrupted by SIGINT") else 130
 
@@ -184,6 +236,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 def demo_spec() -> QueueSpec:
     """The default spec, tuned so a short book makes the pools visibly scale: one task per slot, and
     idle workers leave after 10 s instead of 60."""
+    from bookgen_operator.spec import parse_queue
+
     return parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "metadata": {"name": "demo"},
                         "spec": {"autoscaling": {"targetPerSlot": 1, "scaleDownWindowSeconds": 10},
                                  "flower": {"enabled": True}, "beat": {"enabled": True}}})
@@ -203,7 +257,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 0 <= args.pace <= 600:
         raise ValueError(f"--pace must be between 0 and 600 seconds (got {args.pace:g})")
     os.environ["BOOKGEN_OFFLINE_SECONDS"] = f"{args.pace:g}"  # the workers inherit it
-    temp = args.state_dir is None
+    temp = getattr(args, "state_dir", None) is None
     state_dir = Path(tempfile.mkdtemp(prefix="bookgen-demo-")) if temp else args.state_dir
     output = (args.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or "output")).resolve()
     view = not args.no_view and sys.stdout.isatty()
@@ -263,24 +317,64 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ render
 
 
-def render_manifests(spec: QueueSpec) -> str:
+def render_manifests(spec: QueueSpec, *, generate_secrets: bool = False) -> str:
     import yaml
 
     from bookgen_operator.resources import desired_objects, generated_secrets, monitoring_objects
 
     secrets = generated_secrets(spec)
-    docs = [
-        f"# Manifests the BookGen operator creates for BookGenQueue {spec.namespace}/{spec.name}.\n"
-        "# The Secrets below hold freshly generated random values (the operator creates them once and keeps\n"
-        "# them); rendering again gives new ones. ServiceMonitor/PrometheusRule (metrics.*: auto) appear only\n"
-        "# when the Prometheus Operator CRDs exist, so they are included here only if set to `always`.\n"
-    ]
-    for obj in [*secrets, *desired_objects(spec), *monitoring_objects(spec, crds_present=False)]:
+    header = [f"# Manifests the BookGen operator creates for BookGenQueue {spec.namespace}/{spec.name}."]
+    if generate_secrets:
+        header += ["# The Secrets below hold freshly generated random values: apply them once; rendering again",
+                   "# gives new ones, and applying those would change a running Redis's password."]
+    elif secrets:
+        header += ["# The Secrets they reference are not included (applying this again must not change a",
+                   "# password). Create them once, e.g.:"]
+        for secret in secrets:
+            keys = " ".join(f"--from-literal={key}=\"$(openssl rand -hex 24)\"" if key != "username" else
+                            f"--from-literal={key}={value}" for key, value in secret["stringData"].items())
+            header.append(f"#   kubectl create secret generic {secret['metadata']['name']} -n {spec.namespace} {keys}")
+        header.append("# or render once with --generate-secrets.")
+    header += ["# ServiceMonitor/PrometheusRule (metrics.*: auto) appear only when the Prometheus Operator CRDs",
+               "# exist, so they are included here only if set to `always`."]
+    docs = []
+    for obj in [*(secrets if generate_secrets else []), *desired_objects(spec),
+                *monitoring_objects(spec, crds_present=False)]:
         obj = {**obj, "metadata": {**obj["metadata"], "namespace": spec.namespace}}
         docs.append(yaml.safe_dump(obj, sort_keys=False))
-    return docs[0] + "---\n" + "---\n".join(docs[1:])
+    return "\n".join(header) + "\n---\n" + "---\n".join(docs)
+
+
+def spec_in_namespace(path: Path, namespace: str | None) -> QueueSpec:
+    """The spec as the operator would see it in `namespace` (kubectl's rule: a file naming another
+    namespace than -n is an error, not silently moved)."""
+    import dataclasses
+
+    from bookgen_operator.spec import SpecError, load_queue_file
+
+    spec = load_queue_file(path)
+    if namespace is None:
+        return spec
+    written = _file_namespace(path)
+    if written and written != namespace:
+        raise SpecError(f"{path} is for namespace {written!r}, not {namespace!r}: drop its metadata.namespace "
+                        "or pass the same -n")
+    return dataclasses.replace(spec, namespace=namespace)
+
+
+def _file_namespace(path: Path) -> str | None:
+    import yaml
+
+    try:
+        body = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    value = meta.get("namespace") if isinstance(meta, dict) else None
+    return str(value) if value else None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_manifests(load_spec(args.file)))
+    spec = spec_in_namespace(args.file, args.namespace)
+    sys.stdout.write(render_manifests(spec, generate_secrets=args.generate_secrets))
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
 import redis
 from bookgen_worker import deadletter
 from bookgen_worker.app import bookgen_settings
@@ -17,6 +18,12 @@ from tests.support.waiting import wait_for
 from tests.support.workers import FAST_TEST_ENV, running_worker
 
 BASE = float(FAST_TEST_ENV["BOOKGEN_RETRY_BACKOFF_BASE"])
+
+
+@pytest.fixture(autouse=True)
+def _cli_reaches_the_test_redis(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    """main() reads the system to talk to from the environment, as a shell would give it."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
 
 
 def attempts_of(client: redis.Redis, label: str) -> list[dict]:

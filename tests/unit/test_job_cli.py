@@ -17,6 +17,12 @@ from bookgen_worker.jobs.states import JobState
 from celery import Celery
 
 
+@pytest.fixture(autouse=True)
+def _cli_reaches_the_test_redis(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    """main() reads the system to talk to from the environment, as a shell would give it."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

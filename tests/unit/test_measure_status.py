@@ -6,12 +6,16 @@ import json
 import re
 
 import pytest
-from bookgen_worker.app import configure_app
 from bookgen_worker.cli import main
 from bookgen_worker.cli.status import format_age
-from bookgen_worker.config import settings_from_env
 from bookgen_worker.queues import QUEUES, transport_priority
 from celery import Celery
+
+
+@pytest.fixture(autouse=True)
+def _cli_reaches_the_test_redis(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    """main() reads the system to talk to from the environment, as a shell would give it."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
 
 
 def _send(app: Celery, queue: str, count: int) -> None:
@@ -46,11 +50,11 @@ def test_status_json_is_the_measurement(celery_app: Celery, capsys: pytest.Captu
 
 
 def test_unknown_queue_and_unreachable_redis_are_one_line_errors(
-    celery_app: Celery, capsys: pytest.CaptureFixture[str]
+    celery_app: Celery, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert main(["status", "--queue", "nope"]) == 2
     assert capsys.readouterr().err.strip().startswith("bookgen: error: unknown queue(s) nope")
-    configure_app(celery_app, settings_from_env({"REDIS_URL": "redis://:secret@127.0.0.1:1/0"}))
+    monkeypatch.setenv("REDIS_URL", "redis://:secret@127.0.0.1:1/0")
     assert main(["status"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bookgen: error: cannot reach Redis") and "\n" not in err and "secret" not in err

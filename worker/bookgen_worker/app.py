@@ -38,7 +38,12 @@ def task_modules(env: Mapping[str, str] | None = None) -> list[str]:
 
 def create_app(settings: Settings | None = None) -> Celery:
     app = Celery("bookgen", include=task_modules())
-    configure_app(app, settings or settings_from_env())
+    if settings is not None:
+        configure_app(app, settings)
+    else:
+        # The environment is read when the configuration is first needed, not at import: a bad
+        # variable must not break `bookgen --help`, and the CLI picks its broker before any use.
+        app.add_defaults(lambda: _configure_from_env(app))
     install_metrics(app)  # task counters, publish-time header, worker registry/heartbeat/exporter bootsteps
     return app
 
@@ -92,7 +97,17 @@ def _forget_connections(app: Celery) -> None:
     app._local.__dict__.pop("backend", None)
 
 
+def _configure_from_env(app: Celery) -> dict[str, object]:
+    """Celery's lazy defaults hook: configure from the environment unless configure_app ran first.
+    A bad variable raises ConfigError here, where the process first needs its configuration."""
+    if not hasattr(app, "bookgen_settings"):
+        configure_app(app, settings_from_env())
+    return {}
+
+
 def bookgen_settings(celery_app: Celery) -> Settings:
+    if not hasattr(celery_app, "bookgen_settings"):
+        celery_app.conf.broker_url  # noqa: B018  (loads the lazy configuration, which sets it)
     return celery_app.bookgen_settings  # type: ignore[attr-defined,no-any-return]
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_py
+from bookgen_worker.cli.target import write_connection
 from bookgen_worker.config import Settings, redact, settings_from_env
 from bookgen_worker.metrics.workers import read_workers
 
@@ -115,6 +116,9 @@ class LocalRuntime:
 
     def start(self) -> None:
         """Everything up to the first workers; on failure everything started so far is stopped."""
+        # A bad BOOKGEN_* variable: its one-line ConfigError now, before anything is started.
+        settings_from_env({**{k: v for k, v in os.environ.items() if k not in _DROPPED}, **spec_env(self.spec),
+                           "REDIS_URL": "redis://127.0.0.1:6379/0"})
         self._lock()
         leftovers = self.supervisor.reap_leftovers()
         if leftovers:
@@ -136,6 +140,8 @@ class LocalRuntime:
             env = {"REDIS_URL": self.spec.redis.url, "REDIS_PASSWORD": os.environ.get("REDIS_PASSWORD", "")}
             self.redis_url = settings_from_env(env).redis_url
         self.endpoints.redis = redact(self.redis_url)
+        # How `bookgen status`, `submit`, `env`... in this folder find this Redis (0600: the URL has the password).
+        write_connection(self.state_dir, self.redis_url, pid=str(os.getpid()))
         output = self.options.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or self.state_dir / "output")
         output = output.resolve()
         output.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """The live terminal view of `bookgen up`: per pool pending, in flight, replicas, last decision.
 
 Without a terminal (or with --no-view) the same facts are printed as one line per change, so logs
-and tests can follow what the autoscaler did.
+and tests can follow what the autoscaler did. The endpoints are printed once, above the view, and
+not repeated in it. The view fits 80 columns: no cell wraps (a wrapped row makes a live display
+jump); the decision, the only free text, is shortened with an ellipsis to what the terminal holds.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -18,41 +21,46 @@ def _num(value: Any) -> str:
     return "?" if value is None else str(value)
 
 
+def replicas_cell(row: Mapping[str, Any]) -> str:
+    """`3+1 [1-4]`: running, stopping (if any), and the pool's bounds, in a few columns."""
+    text = f"{row['replicas']}"
+    if row.get("stopping"):
+        text += f"+{row['stopping']}"
+    return f"{text} [{row['min']}-{row['max']}]"
+
+
 def pools_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
-    table = Table(title=title or None, expand=True, title_justify="left")
-    table.add_column("pool", style="bold")
-    table.add_column("replicas", justify="right")
-    table.add_column("busy", justify="right")
-    table.add_column("pending", justify="right")
-    table.add_column("in flight", justify="right")
-    table.add_column("last decision", ratio=1, overflow="fold")
+    table = Table(title=title or None, expand=True, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("pool", style="bold", no_wrap=True)
+    table.add_column("workers", justify="right", no_wrap=True)
+    table.add_column("busy", justify="right", no_wrap=True)
+    table.add_column("pending", justify="right", no_wrap=True)
+    table.add_column("in flight", justify="right", no_wrap=True)
+    table.add_column("last decision", ratio=1, no_wrap=True, overflow="ellipsis", min_width=10)
     for row in rows:
-        replicas = f"{row['replicas']}"
-        if row.get("stopping"):
-            replicas += f" (+{row['stopping']} stopping)"
-        replicas += f"  [{row['min']}..{row['max']}]"
         decision = row.get("decision") or ""
+        decision = decision.removeprefix(f"{row['pool']}: ")  # the row already names the pool
         if row.get("scaled_ago") is not None:
-            decision = f"[scaled {row['scaled_ago']:.0f} s ago] {decision}"
+            decision = f"[{row['scaled_ago']:.0f}s ago] {decision}"
         # Text, not strings: a reason like "[1..4]" must not be read as rich markup.
-        table.add_row(Text(row["pool"]), Text(replicas), _num(row.get("busy")), _num(row.get("pending")),
-                      _num(row.get("in_flight")), Text(decision))
+        table.add_row(Text(row["pool"]), Text(replicas_cell(row)), _num(row.get("busy")), _num(row.get("pending")),
+                      _num(row.get("in_flight")), Text(decision, no_wrap=True, overflow="ellipsis"))
     return table
 
 
-def header(endpoints: Any, state_dir: str) -> Text:
-    lines = [f"state {state_dir}", f"redis {endpoints.redis}"]
+def header(endpoints: Any, state_dir: str) -> list[str]:
+    """The lines `bookgen up` prints once when it has started (the redis URL is redacted)."""
+    lines = [f"state folder {state_dir}", f"redis {endpoints.redis}"]
     if endpoints.flower:
         lines.append(f"flower {endpoints.flower} (login in {endpoints.flower_auth_file})")
     if endpoints.metrics:
         lines.append(f"metrics {endpoints.metrics}")
     lines.append(f"output {endpoints.output_dir}")
-    return Text("\n".join(lines), style="dim")
+    return lines
 
 
-def screen(rows: Sequence[Mapping[str, Any]], endpoints: Any, state_dir: str,
-           extra: RenderableType | None = None) -> Group:
-    parts: list[RenderableType] = [header(endpoints, state_dir), pools_table(rows, "worker pools (Ctrl-C stops)")]
+def screen(rows: Sequence[Mapping[str, Any]], extra: RenderableType | None = None) -> Group:
+    parts: list[RenderableType] = [pools_table(rows, "worker pools (Ctrl-C stops)")]
     if extra is not None:
         parts.append(extra)
     return Group(*parts)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
-from .. import deadletter
-from ..app import app, bookgen_settings
-from ..config import Settings
 from ..errors import BookGenError
-from ..redis_client import check_reachable
+from .connect import add_output_option, connect, console, dump
+
+if TYPE_CHECKING:
+    from ..deadletter import DeadLetter
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,10 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     listing = actions.add_parser("list", help="one line per dead-lettered task, oldest first")
     listing.add_argument("--archive", action="store_true", help="list the archived entries instead")
+    add_output_option(listing, json_alias=True)
     listing.set_defaults(handler=list_entries)
 
     show = actions.add_parser("show", help="everything recorded about one task, including the traceback")
     show.add_argument("task_id")
+    add_output_option(show)
     show.set_defaults(handler=show_entry)
 
     replay = actions.add_parser("replay", help="send tasks again with their original queue and priority")
@@ -38,21 +40,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     purge.set_defaults(handler=purge_entries)
 
 
-def _settings() -> Settings:
-    settings = bookgen_settings(app)
-    check_reachable(settings)
-    return settings
-
-
 def _when(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def list_entries(args: argparse.Namespace) -> int:
-    entries = deadletter.entries(_settings(), archive=args.archive)
-    console = Console()
+    from rich.table import Table
+
+    from .. import deadletter
+
+    entries = deadletter.entries(connect(args)[1], archive=args.archive)
+    if args.output != "table":
+        sys.stdout.write(dump([_record(entry) for entry in entries], args.output))
+        return 0
+    out = console()
     if not entries:
-        console.print("The dead-letter queue is empty.")
+        out.print("The dead-letter queue is empty.")
         return 0
     table = Table(title=f"{len(entries)} dead-lettered task(s)")
     for column in ("task id", "task", "queue", "attempts", "failed at (UTC)", "error"):
@@ -60,24 +63,36 @@ def list_entries(args: argparse.Namespace) -> int:
     for entry in entries:
         table.add_row(
             entry.task_id, entry.task_name, entry.queue, str(entry.attempts), _when(entry.failed_at),
-            f"{entry.exception_type}: {entry.exception_message}"[:80],
+            f"{entry.exception_type}: {entry.exception_message}".splitlines()[0][:200],
         )
-    console.print(table)
+    out.print(table)
     return 0
 
 
 def show_entry(args: argparse.Namespace) -> int:
-    entry = deadletter.get(_settings(), args.task_id)
+    from .. import deadletter
+
+    entry = deadletter.get(connect(args)[1], args.task_id)
     if entry is None:
         raise BookGenError(f"no dead-letter entry with task id {args.task_id!r} (see `bookgen dlq list`)")
+    if args.output != "table":
+        sys.stdout.write(dump(_record(entry), args.output))
+        return 0
     record = {key: value for key, value in vars(entry).items() if key != "traceback"}
     print(json.dumps(record, indent=2, default=str))
     print("\nTraceback:\n" + entry.traceback)
     return 0
 
 
+def _record(entry: DeadLetter) -> dict[str, object]:
+    """Plain data (JSON round trip: tuples become lists, odd objects their repr) for -o json|yaml."""
+    return json.loads(json.dumps(asdict(entry), default=repr))
+
+
 def replay_entries(args: argparse.Namespace) -> int:
-    settings = _settings()
+    from .. import deadletter
+
+    app, settings = connect(args)
     task_ids = [entry.task_id for entry in deadletter.entries(settings)] if args.all else args.task_ids
     if not task_ids:
         raise BookGenError("name the task ids to replay, or pass --all")
@@ -91,10 +106,16 @@ def replay_entries(args: argparse.Namespace) -> int:
 
 
 def purge_entries(args: argparse.Namespace) -> int:
-    settings = _settings()
+    from .. import deadletter
+
+    settings = connect(args)[1]
     if not args.yes:
         count = deadletter.size(settings)
-        answer = input(f"Delete {count} dead-letter entr{'y' if count == 1 else 'ies'}? [y/N] ")
+        try:
+            answer = input(f"Delete {count} dead-letter entr{'y' if count == 1 else 'ies'}? [y/N] ")
+        except EOFError:  # stdin closed or not a terminal: no answer is not a yes
+            print()
+            raise BookGenError("no answer on stdin; nothing deleted (pass --yes to purge without asking)") from None
         if answer.strip().lower() not in {"y", "yes"}:
             print("Nothing deleted.")
             return 1

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
+import sys
 import time
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-from ..app import app, bookgen_settings
-from ..config import Settings
-from ..jobs import store
+from ..config import Settings, redact
+from ..errors import RedisUnavailable
 from ..jobs.records import DEFAULT_PARALLEL, DEFAULT_TARGET_WORDS, JobRecord
 from ..jobs.states import JobState
 from ..queues import DEFAULT_PRIORITY
-from ..redis_client import check_reachable
+from .connect import add_output_option, connect, console, dump
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# redis, rich and the job store are imported where used: `bookgen --help` should not pay for them.
 
 #: How often `watch` reads the job hash (one HGETALL; cheap).
 POLL_SECONDS = 0.2
@@ -35,11 +36,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     submit.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL,
                         help=f"chapters in flight at once (default {DEFAULT_PARALLEL})")
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    add_output_option(submit)
     submit.set_defaults(handler=submit_job)
 
     watch = subparsers.add_parser("watch", help="show a job's progress until it ends")
     watch.add_argument("job_id")
+    add_output_option(watch)
     watch.set_defaults(handler=watch_job)
+
+    show = subparsers.add_parser("show", help="everything recorded about one job")
+    show.add_argument("job_id")
+    add_output_option(show)
+    show.set_defaults(handler=show_job)
 
     for name, helptext, handler in (
         ("pause", "hold a job: chapters not yet sent wait until it is resumed", pause_job),
@@ -52,44 +60,105 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     listing = subparsers.add_parser("jobs", help="list the latest jobs, newest first")
     listing.add_argument("--limit", type=int, default=20)
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_output_option(listing, json_alias=True)
     listing.set_defaults(handler=list_jobs)
 
 
-def _settings() -> Settings:
-    settings = bookgen_settings(app)
-    check_reachable(settings)  # one line naming the (redacted) URL instead of a traceback
-    return settings
+def _positive(value: int, option: str) -> None:
+    if value < 1:
+        raise ValueError(f"{option} must be at least 1 (got {value})")
 
 
 def submit_job(args: argparse.Namespace) -> int:
-    settings = _settings()
+    from ..jobs import store
+
+    app, settings = connect(args)
     job_id = store.submit_job(settings, args.subject, args.chapters, args.words, args.formats,
                               priority=args.priority, parallel=args.parallel, celery_app=app)
-    print(job_id)
-    return follow(settings, job_id) if args.wait else 0
+    if args.output == "table":
+        print(job_id, flush=True)
+    elif not args.wait:  # with --wait, the records that follow carry the id
+        sys.stdout.write(dump({"id": job_id}, args.output))
+    return follow(settings, job_id, output=args.output) if args.wait else 0
 
 
 def watch_job(args: argparse.Namespace) -> int:
-    settings = _settings()
+    from ..jobs import store
+
+    _, settings = connect(args)
     store.get_job(settings, args.job_id)  # unknown id: a clear error before any progress bar
-    return follow(settings, args.job_id)
+    return follow(settings, args.job_id, output=args.output)
 
 
-def follow(settings: Settings, job_id: str, console: Console | None = None) -> int:
-    """A progress bar until the job reaches a terminal state; exit status 0 only for COMPLETED."""
+def show_job(args: argparse.Namespace) -> int:
+    from ..jobs import store
+
+    _, settings = connect(args)
+    job = store.get_job(settings, args.job_id)
+    if args.output != "table":
+        sys.stdout.write(dump(job.as_dict(), args.output))
+        return 0
+    out = console()
+    for key, value in job.as_dict().items():
+        if key in ("created_at", "updated_at") and isinstance(value, float):
+            value = _when(value) + " UTC"
+        out.print(f"{key + ':':<16} {value}", highlight=False, soft_wrap=True, markup=False)
+    return 0
+
+
+def _reading(settings: Settings, job_id: str) -> JobRecord:
+    """One read of the job; Redis going away mid-watch is the one-line RedisUnavailable."""
+    import redis
+
+    from ..jobs import store
+
+    try:
+        return store.get_job(settings, job_id)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RedisUnavailable(f"lost Redis at {redact(settings.redis_url)} while following job {job_id}: "
+                               f"{reason}") from None
+
+
+def follow(settings: Settings, job_id: str, console: Console | None = None, output: str = "table") -> int:
+    """A progress bar until the job reaches a terminal state; exit status 0 only for COMPLETED.
+    With -o json|yaml: one record per change instead (JSON Lines, or YAML documents)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if output != "table":
+        return _follow_records(settings, job_id, output)
     console = console or Console()
-    job = store.get_job(settings, job_id)
+    job = _reading(settings, job_id)
     columns = (TextColumn("[bold]{task.fields[state]:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("{task.description}"))
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(job.status, total=job.total, completed=job.current, state=str(job.state))
         while not job.terminal:
             time.sleep(POLL_SECONDS)
-            job = store.get_job(settings, job_id)
+            job = _reading(settings, job_id)
             progress.update(bar, description=job.status, completed=job.current, state=str(job.state))
     report(job, console)
     return 0 if job.state == JobState.COMPLETED else 1
+
+
+def _follow_records(settings: Settings, job_id: str, output: str) -> int:
+    import json
+
+    last: dict[str, object] | None = None
+    while True:
+        job = _reading(settings, job_id)
+        record = job.as_dict()
+        changed = {k: v for k, v in record.items() if k != "updated_at"}
+        if changed != last:
+            last = changed
+            text = json.dumps(record, default=str, ensure_ascii=False) + "\n" if output == "json" else \
+                "---\n" + dump(record, "yaml")
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        if job.terminal:
+            return 0 if job.state == JobState.COMPLETED else 1
+        time.sleep(POLL_SECONDS)
 
 
 def report(job: JobRecord, console: Console) -> None:
@@ -101,19 +170,27 @@ def report(job: JobRecord, console: Console) -> None:
 
 
 def pause_job(args: argparse.Namespace) -> int:
-    job = store.pause_job(_settings(), args.job_id)
+    from ..jobs import store
+
+    job = store.pause_job(connect(args)[1], args.job_id)
     print(f"{job.id} {job.state} at {job.current}/{job.total}; chapters already sent will finish")
     return 0
 
 
 def resume_job(args: argparse.Namespace) -> int:
-    job = store.resume_job(_settings(), args.job_id, celery_app=app)
+    from ..jobs import store
+
+    app, settings = connect(args)
+    job = store.resume_job(settings, args.job_id, celery_app=app)
     print(f"{job.id} {job.state} at {job.current}/{job.total}")
     return 0
 
 
 def cancel_job(args: argparse.Namespace) -> int:
-    job, revoked = store.cancel_job(_settings(), args.job_id, celery_app=app)
+    from ..jobs import store
+
+    app, settings = connect(args)
+    job, revoked = store.cancel_job(settings, args.job_id, celery_app=app)
     print(f"{job.id} {job.state} at {job.current}/{job.total}; revoked {len(revoked)} queued task(s)")
     return 0
 
@@ -123,13 +200,18 @@ def _when(timestamp: float) -> str:
 
 
 def list_jobs(args: argparse.Namespace) -> int:
-    jobs = store.list_jobs(_settings(), limit=args.limit)
-    if args.json:
-        print(json.dumps([job.as_dict() for job in jobs], indent=2))
+    from rich.table import Table
+
+    from ..jobs import store
+
+    _positive(args.limit, "--limit")
+    jobs = store.list_jobs(connect(args)[1], limit=args.limit)
+    if args.output != "table":
+        sys.stdout.write(dump([job.as_dict() for job in jobs], args.output))
         return 0
-    console = Console()
+    out = console()
     if not jobs:
-        console.print("No jobs yet. Start one with `bookgen submit \"Ada Lovelace\" --chapters 5`.")
+        out.print("No jobs yet. Start one with `bookgen submit \"Ada Lovelace\" --chapters 5`.")
         return 0
     table = Table(title=f"{len(jobs)} latest job(s)")
     table.add_column("job id", no_wrap=True)  # whole, so it can be pasted into pause/resume/cancel
@@ -138,5 +220,5 @@ def list_jobs(args: argparse.Namespace) -> int:
     for job in jobs:
         table.add_row(job.id, job.subject, str(job.state), f"{job.current}/{job.total}", job.status,
                       _when(job.created_at))
-    console.print(table)
+    out.print(table)
     return 0

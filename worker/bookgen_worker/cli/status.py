@@ -6,21 +6,22 @@ The numbers come from the same measure() the exporter and the autoscaler use, re
 from __future__ import annotations
 
 import argparse
-import json
+import sys
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
-from ..app import app, bookgen_settings
-from ..metrics.measure import Snapshot, measure
-from ..metrics.workers import WorkerInfo, read_workers
 from ..queues import QUEUES
-from ..redis_client import check_reachable, get_redis
+from .connect import add_output_option, connect, console, dump
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..metrics.measure import Snapshot
+    from ..metrics.workers import WorkerInfo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("status", help="per-queue pending, in-flight and oldest age; workers per pool")
-    parser.add_argument("--json", action="store_true", help="print the measurement as JSON instead of tables")
+    add_output_option(parser, json_alias=True)
     parser.add_argument("--queue", action="append", dest="queues", metavar="NAME",
                         help="only this queue (repeatable); default: all")
     parser.set_defaults(handler=show_status)
@@ -37,6 +38,8 @@ def format_age(seconds: float | None) -> str:
 
 
 def queue_table(snapshot: Snapshot) -> Table:
+    from rich.table import Table
+
     table = Table(title="Queues")
     table.add_column("queue")
     for column in ("pending", "in flight", "oldest age"):
@@ -51,6 +54,8 @@ def queue_table(snapshot: Snapshot) -> Table:
 
 
 def worker_table(workers: list[WorkerInfo]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Workers")
     for column in ("pool", "worker", "queues"):
         table.add_column(column)
@@ -61,24 +66,27 @@ def worker_table(workers: list[WorkerInfo]) -> Table:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    settings = bookgen_settings(app)
-    check_reachable(settings)
+    from ..metrics.measure import measure
+    from ..metrics.workers import read_workers
+    from ..redis_client import get_redis
+
     queues = args.queues or list(QUEUES)
     unknown = [q for q in queues if q not in QUEUES]
     if unknown:
         raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+    _, settings = connect(args)
     client = get_redis(settings)
     snapshot = measure(client, settings, queues)
     workers = read_workers(client, settings)
-    if args.json:
+    if args.output != "table":
         data = snapshot.to_dict()
         data["workers"] = [{**vars(w), "queues": list(w.queues)} for w in workers]
-        print(json.dumps(data, indent=2))
+        sys.stdout.write(dump(data, args.output))
         return 0
-    console = Console()
-    console.print(queue_table(snapshot))
+    out = console()
+    out.print(queue_table(snapshot))
     if workers:
-        console.print(worker_table(workers))
+        out.print(worker_table(workers))
     else:
-        console.print("No worker has reported in the last 10 s.")
+        out.print("No worker has reported in the last 10 s.")
     return 0
