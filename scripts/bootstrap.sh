@@ -16,6 +16,8 @@ ensure_apt_package() {  # ensure_apt_package COMMAND PACKAGE
 }
 
 ensure_apt_package redis-server redis-server
+# The test suite runs a real Prometheus and promtool (tests/prometheus/): Debian's prometheus package.
+case ",${BOOKGEN_EXTRAS:-}," in *,test,*) ensure_apt_package promtool prometheus ;; esac
 ensure_apt_package python3 python3
 python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt_package __never__ python3-venv
 

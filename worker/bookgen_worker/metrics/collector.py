@@ -36,6 +36,7 @@ COUNTER_NAMES = {
     "succeeded": "bookgen_tasks_succeeded_total",
     "failed": "bookgen_tasks_failed_total",
     "retried": "bookgen_tasks_retried_total",
+    "dead_lettered": "bookgen_tasks_dead_lettered_total",
 }
 
 
@@ -163,7 +164,8 @@ def counter_metrics(raw: dict[bytes, bytes], initial: Iterable[tuple[str, str]] 
         if len(parts) == 3 and parts[0] in KINDS:
             values[(parts[0], parts[1], parts[2])] = float(value)
     families = {
-        kind: CounterMetricFamily(name, f"Tasks {kind}, per task name and queue", labels=["task", "queue"])
+        kind: CounterMetricFamily(name, f"Tasks {kind.replace('_', '-')}, per task name and queue",
+                                  labels=["task", "queue"])
         for kind, name in COUNTER_NAMES.items()
     }
     for (kind, task, queue), value in sorted(values.items()):

@@ -42,7 +42,7 @@ RUNTIME_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 6
 CELERY_RUNTIME_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, math.inf)
 
-KINDS = ("sent", "succeeded", "failed", "retried")
+KINDS = ("sent", "succeeded", "failed", "retried", "dead_lettered")
 CELERY_KINDS = ("sent", "received", "started", "succeeded", "failed", "rejected", "revoked", "retried")
 SEPARATOR = "|"
 
@@ -75,6 +75,10 @@ def _add(settings: Settings, name: str, field: str, amount: Amount = 1) -> None:
 
 def count_task(settings: Settings, kind: str, task: str, queue: str) -> None:
     _add(settings, TASK_COUNTERS, SEPARATOR.join((kind, task, queue)))
+
+
+def count_dead_letter(settings: Settings, task: str, queue: str) -> None:
+    count_task(settings, "dead_lettered", task or "unknown", queue or "default")
 
 
 def observe_runtime(settings: Settings, task: str, queue: str, seconds: float) -> None:
