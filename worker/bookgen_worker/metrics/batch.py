@@ -114,6 +114,11 @@ class Batcher:
                                          len(self._pending[url]))
             return ok
 
+    def discard(self) -> None:
+        """Drop everything buffered (tests: a new test's Redis must not receive the last test's counts)."""
+        with self._flush_lock, self._lock:
+            self._pending = {}
+
     def pending_count(self) -> int:
         with self._lock:
             return sum(len(p) for p in self._pending.values())
