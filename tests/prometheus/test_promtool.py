@@ -90,3 +90,16 @@ def test_no_rule_aggregates_the_service_label_away() -> None:
                 assert {"namespace", "job"} <= labels, rule["alert"]
             else:
                 assert {"namespace", "service"} <= labels, rule["alert"]
+
+
+def test_the_operators_per_queue_scoping_keeps_every_rule_valid(tmp_path: Path) -> None:
+    from bookgen_operator.resources.monitoring import scope_expr
+
+    (groups,) = [rule_groups()["queue-rules.yaml"]]
+    scoped = [{**group, "rules": [{**r, "expr": scope_expr(r["expr"], 'namespace="books",service="q-metrics"')}
+                                  for r in group["rules"]]} for group in groups]
+    (tmp_path / "scoped.yaml").write_text(yaml.safe_dump({"groups": scoped}, sort_keys=False))
+    done = promtool("check", "rules", "scoped.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'absent(bookgen_last_measurement_timestamp_seconds{namespace="books",service="q-metrics"})' in (
+        tmp_path / "scoped.yaml").read_text()
