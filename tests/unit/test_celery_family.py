@@ -72,3 +72,28 @@ def test_a_silent_offline_host_is_purged_after_ten_minutes_and_an_online_one_nev
     assert stale == {"gone"} and "gone" not in memory
     stale, _ = celery_family.stale_hosts({"alive": 5.0}, memory, {"alive"}, now=10_000)
     assert not stale
+
+
+def test_the_collector_deletes_the_series_of_a_host_gone_for_ten_minutes(redis_url: str) -> None:
+    import redis as redis_lib
+    from bookgen_worker.config import Settings
+    from bookgen_worker.metrics.collector import BookGenCollector
+    from bookgen_worker.metrics.signals import count_celery, flush, observe_celery_runtime
+
+    settings = Settings(redis_url=redis_url)
+    for host in ("gone-pod", "live-pod"):
+        count_celery(settings, "received", "bookgen.t", host, "export")
+        observe_celery_runtime(settings, "bookgen.t", host, "export", 0.2)
+    assert flush()
+    client = redis_lib.Redis.from_url(redis_url)
+    collector = BookGenCollector(client, settings)
+    list(collector.collect())  # first sight of both hosts: nothing purged
+    # Ten minutes later with unchanged counts and no online worker on either host: both go, from Redis too.
+    collector._host_memory = {host: (total, since - 600) for host, (total, since) in collector._host_memory.items()}
+    collector._host_memory.pop("live-pod")  # ...except live-pod, seen for the first time now
+    families = {m.name: m for m in collector.collect()}
+    hosts = {s.labels["hostname"] for s in families["celery_task_received"].samples}
+    assert hosts == {"live-pod"}
+    fields = [f.decode() for f in client.hkeys("bookgen:metrics:celery:tasks")]
+    assert fields and not [f for f in fields if "gone-pod" in f]
+    assert not [f.decode() for f in client.hkeys("bookgen:metrics:celery:runtime") if b"gone-pod" in f]
