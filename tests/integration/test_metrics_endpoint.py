@@ -106,8 +106,14 @@ def test_scrapes_equal_measure_under_prefork_and_after_children_are_recycled(
         # Counters written by pool children that no longer exist are all there: each child flushed its
         # last batch when it exited (worker_process_shutdown), the main process flushes every second.
         labels = {"task": "bookgen.get_queue_stats", "queue": "monitoring"}
-        wait_for(lambda: value(scrape(url), "bookgen_tasks_succeeded_total", **labels) == runs, timeout=10,
-                 what="the counters of every run to be flushed")
+        celery_labels = {"name": "bookgen.get_queue_stats", "hostname": "test", "queue_name": "monitoring"}
+
+        def flushed() -> bool:  # children flush as they exit, the main process (received) every second
+            samples = scrape(url)
+            return (value(samples, "bookgen_tasks_succeeded_total", **labels) == runs
+                    and value(samples, "celery_task_received_total", **celery_labels) == runs)
+
+        wait_for(flushed, timeout=10, what="the counters of every run to be flushed")
         after = scrape(url)
         assert_same_numbers(after, measure(redis_client, settings))
         assert value(after, "bookgen_tasks_sent_total", **labels) == runs
@@ -115,7 +121,6 @@ def test_scrapes_equal_measure_under_prefork_and_after_children_are_recycled(
         assert value(after, "bookgen_task_runtime_seconds_count", **labels) == runs
         assert value(after, "bookgen_task_runtime_seconds_bucket", le="+Inf", **labels) == runs
         assert value(after, "bookgen_tasks_failed_total", **labels) == 0  # initialised, never failed
-        celery_labels = {"name": "bookgen.get_queue_stats", "hostname": "test", "queue_name": "monitoring"}
         assert value(after, "celery_task_received_total", **celery_labels) == runs
         assert value(after, "celery_task_started_total", **celery_labels) == runs
         assert value(after, "celery_task_succeeded_total", **celery_labels) == runs
