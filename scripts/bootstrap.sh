@@ -8,15 +8,18 @@ TOOLS="$ROOT/.tools"
 
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-ensure_apt_package() {  # ensure_apt_package COMMAND PACKAGE
+ensure_apt_package() {  # ensure_apt_package COMMAND PACKAGE [APT-GET OPTION...]
   command -v "$1" >/dev/null 2>&1 && return 0
   echo "bootstrap: installing $2 (apt)" >&2
   # Wait for another apt (a second shell, unattended upgrades) instead of failing on its lock.
   need_root apt-get -o DPkg::Lock::Timeout=600 update -qq
-  DEBIAN_FRONTEND=noninteractive need_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$2" >/dev/null
+  DEBIAN_FRONTEND=noninteractive need_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${@:3}" "$2" >/dev/null
 }
 
 ensure_apt_package redis-server redis-server
+# The test suite runs a real Prometheus and promtool (tests/prometheus/): Debian's prometheus package.
+# Without recommends: the tests need the two binaries, not node-exporter.
+case ",${BOOKGEN_EXTRAS:-}," in *,test,*) ensure_apt_package promtool prometheus --no-install-recommends ;; esac
 ensure_apt_package python3 python3
 python3 -c 'import venv, ensurepip' 2>/dev/null || ensure_apt_package __never__ python3-venv
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILE_TOTAL = Counter(
     "bookgen_operator_reconciles_total", "Reconciles of BookGenQueues by trigger and result.", ["trigger", "result"]
@@ -29,6 +29,14 @@ RECONCILE_SECONDS = Histogram(
 WRITES_TOTAL = Counter(
     "bookgen_operator_writes_total", "Writes of children and status by verb and kind.", ["verb", "kind"]
 )
+
+# Per pool of a BookGenQueue: what the autoscaler wants and what the platform has (the dashboard's
+# "desired vs actual replicas"). `queue_namespace`/`queue_service` name the queue as its own metrics are
+# labelled (`namespace`, `service`), without clashing with the operator pod's target labels.
+POOL_LABELS = ["queue_namespace", "queue_service", "pool"]
+POOL_DESIRED = Gauge("bookgen_operator_pool_desired_replicas", "Replicas the autoscaler wants for the pool.",
+                     POOL_LABELS)
+POOL_CURRENT = Gauge("bookgen_operator_pool_current_replicas", "Replicas the pool's Deployment has.", POOL_LABELS)
 
 #: uid -> number of reconciles started (in-process view of RECONCILE_TOTAL per object).
 RECONCILES: collections.Counter[str] = collections.Counter()
@@ -49,6 +57,11 @@ def reconcile_timer(uid: str, trigger: str) -> Iterator[dict[str, str]]:
 
 def count_write(verb: str, kind: str) -> None:
     WRITES_TOTAL.labels(verb=verb, kind=kind).inc()
+
+
+def record_pool(namespace: str, service: str, pool: str, desired: int, current: int) -> None:
+    POOL_DESIRED.labels(namespace, service, pool).set(desired)
+    POOL_CURRENT.labels(namespace, service, pool).set(current)
 
 
 def count_error(reason: str) -> None:

@@ -16,6 +16,8 @@ COPIES = {
     ROOT / "crds" / "bookgenqueue.yaml": CHART / "crds" / "bookgenqueue.yaml",
     ROOT / "worker" / "bookgen_worker" / "metrics" / "assets" / "dashboard.json": CHART / "files" / "dashboard.json",
     ROOT / "worker" / "bookgen_worker" / "metrics" / "assets" / "alerts.yaml": CHART / "files" / "alerts.yaml",
+    ROOT / "worker" / "bookgen_worker" / "metrics" / "assets" / "operator-alerts.yaml":
+        CHART / "files" / "operator-alerts.yaml",
 }
 VALUES_TABLE = CHART / "hack" / "values_table.py"
 

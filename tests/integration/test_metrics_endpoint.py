@@ -103,15 +103,31 @@ def test_scrapes_equal_measure_under_prefork_and_after_children_are_recycled(
         wait_for(lambda: not (set(worker.child_pids()) & children_before) and len(worker.child_pids()) == 2,
                  timeout=30, what="every pool child to be replaced (max-tasks-per-child 1)")
 
+        # Counters written by pool children that no longer exist are all there: each child flushed its
+        # last batch when it exited (worker_process_shutdown), the main process flushes every second.
+        labels = {"task": "bookgen.get_queue_stats", "queue": "monitoring"}
+        celery_labels = {"name": "bookgen.get_queue_stats", "hostname": "test", "queue_name": "monitoring"}
+
+        def flushed() -> bool:  # children flush as they exit, the main process (received) every second
+            samples = scrape(url)
+            return (value(samples, "bookgen_tasks_succeeded_total", **labels) == runs
+                    and value(samples, "celery_task_received_total", **celery_labels) == runs)
+
+        wait_for(flushed, timeout=10, what="the counters of every run to be flushed")
         after = scrape(url)
         assert_same_numbers(after, measure(redis_client, settings))
-        # Counters written by pool children that no longer exist are all there.
-        labels = {"task": "bookgen.get_queue_stats", "queue": "monitoring"}
         assert value(after, "bookgen_tasks_sent_total", **labels) == runs
         assert value(after, "bookgen_tasks_succeeded_total", **labels) == runs
         assert value(after, "bookgen_task_runtime_seconds_count", **labels) == runs
         assert value(after, "bookgen_task_runtime_seconds_bucket", le="+Inf", **labels) == runs
-        assert value(after, "bookgen_tasks_failed_total", **labels) is None
+        assert value(after, "bookgen_tasks_failed_total", **labels) == 0  # initialised, never failed
+        assert value(after, "celery_task_received_total", **celery_labels) == runs
+        assert value(after, "celery_task_started_total", **celery_labels) == runs
+        assert value(after, "celery_task_succeeded_total", **celery_labels) == runs
+        assert value(after, "celery_task_failed_total", exception="", **celery_labels) == 0
+        assert value(after, "celery_task_runtime_count", **celery_labels) == runs
+        assert value(after, "celery_worker_up", hostname="test") == 1
+        assert value(after, "celery_active_process_count", queue_name="monitoring") == 2
         # The task measured the same thing, through the same function.
         assert all(s["queues"]["export"]["pending"] == 5 for s in stats)
         assert all(s["queues"]["validation"]["in_flight"] == 3 for s in stats)

@@ -27,8 +27,8 @@ def sample_names(samples: Samples) -> set[str]:
     return {name for name, _labels in samples}
 
 
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
+def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
+    return samples.get((metric, tuple(sorted(labels.items()))))
 
 
 def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
@@ -40,7 +40,15 @@ def live_endpoint(redis_url: str) -> Iterator[str]:
     """The real exporter (HTTP server + collector) on a free port, with every kind of series present."""
     from bookgen_worker.config import Settings
     from bookgen_worker.metrics.exporter import make_registry
-    from bookgen_worker.metrics.signals import KINDS, count_task, observe_runtime
+    from bookgen_worker.metrics.signals import (
+        CELERY_KINDS,
+        KINDS,
+        count_celery,
+        count_task,
+        flush,
+        observe_celery_runtime,
+        observe_runtime,
+    )
     from bookgen_worker.metrics.workers import WorkerInfo, publish
     from bookgen_worker.redis_client import get_redis
     from prometheus_client import start_http_server
@@ -53,6 +61,10 @@ def live_endpoint(redis_url: str) -> Iterator[str]:
     for kind in KINDS:
         count_task(settings, kind, "bookgen.export_to_pdf", "export")
     observe_runtime(settings, "bookgen.export_to_pdf", "export", 0.2)
+    for kind in CELERY_KINDS:
+        count_celery(settings, kind, "bookgen.export_to_pdf", "h", "export", "ValueError" if kind == "failed" else "")
+    observe_celery_runtime(settings, "bookgen.export_to_pdf", "h", "export", 0.2)
+    assert flush(), "could not write the metrics to Redis"
     client.lpush("export", json.dumps({"headers": {"bookgen_sent_at": time.time()}}))
     port = free_port()
     server, _thread = start_http_server(port, addr="127.0.0.1", registry=make_registry(settings))

@@ -68,6 +68,7 @@ def start_worker(
     extra_env: Mapping[str, str] | None = None,
     app: str = "bookgen_worker.app",
     with_probe_tasks: bool = True,
+    host: str = "test",
 ) -> WorkerProcess:
     log_path = workdir / f"worker-{name}.log"
     env = {**os.environ, **FAST_TEST_ENV, "REDIS_URL": redis_url, **(extra_env or {})}
@@ -78,7 +79,7 @@ def start_worker(
     command = [
         sys.executable, "-m", "celery", "-A", app, "worker",
         "-Q", ",".join(queues), "-c", str(concurrency), "-P", pool,
-        "-n", f"{name}@test", "--without-gossip", "--without-mingle", "-l", "INFO",
+        "-n", f"{name}@{host}", "--without-gossip", "--without-mingle", "-l", "INFO",
         "-f", str(log_path),
     ]
     log_path.touch()

@@ -47,7 +47,9 @@ def test_schema_essentials(dashboard: dict[str, Any]) -> None:
     assert dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    assert {"namespace", "queue"} <= set(variables)
+    assert {"namespace", "service", "queue", "operator_job"} <= set(variables)
+    # the queue variable chains off the service: two BookGenQueues in one namespace are never summed
+    assert 'service=~"$service"' in variables["queue"]["query"]["query"]
     ids = [p["id"] for p in panels(dashboard)]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     for panel in panels(dashboard):
@@ -69,16 +71,31 @@ def test_panels_cover_what_the_issue_asks_for(dashboard: dict[str, Any]) -> None
         assert needed in text
 
 
-def test_queries_are_sane_and_filter_by_namespace(dashboard: dict[str, Any]) -> None:
+def test_queries_are_sane_and_filter_by_namespace_and_service(dashboard: dict[str, Any]) -> None:
     for expr in expressions(dashboard):
         assert balanced(expr), expr
         assert not unknown_functions(expr), expr
     for panel in panels(dashboard):
         for target in panel.get("targets", []):
-            assert re.search(r'namespace=~"\$namespace"', target["expr"]), target["expr"]
+            expr = target["expr"]
+            if "bookgen_operator_reconcile" in expr or "bookgen_operator_writes" in expr:
+                assert 'job=~"$operator_job"' in expr, expr  # the operator is one per cluster, not per queue
+                continue
+            for selector in re.findall(r"\b(?:bookgen|celery)_\w+\{[^}]*\}", expr):
+                assert re.search(r'(?:^|[{ ,])(?:queue_)?namespace=~"\$namespace"', selector), selector
+                assert re.search(r'(?:queue_)?service=~"\$service"', selector), selector
+
+
+def test_panels_for_the_operator_and_replicas_per_pool(dashboard: dict[str, Any]) -> None:
+    text = " ".join(expressions(dashboard))
+    for needed in ("bookgen_operator_pool_desired_replicas", "bookgen_operator_pool_current_replicas",
+                   "bookgen_operator_reconciles_total", "bookgen_operator_reconcile_errors_total",
+                   "bookgen_tasks_dead_lettered_total"):
+        assert needed in text
 
 
 def test_every_queried_metric_is_exported_by_a_live_endpoint(dashboard: dict[str, Any], exported: set[str]) -> None:
-    used = set().union(*(metric_names(expr) for expr in expressions(dashboard)))
+    used = {name for expr in expressions(dashboard) for name in metric_names(expr)
+            if not name.startswith("bookgen_operator_")}  # the operator's: tests/prometheus/test_live_prometheus.py
     assert used, "no metric found in the dashboard"
     assert used <= exported, f"not exported: {sorted(used - exported)}"

@@ -15,7 +15,7 @@ from bookgen_worker.heartbeat import main as heartbeat_main
 from bookgen_worker.metrics.collector import BookGenCollector, runtime_histogram
 from bookgen_worker.metrics.exporter import metrics_port
 from bookgen_worker.metrics.keys import TASK_RUNTIME, WORKERS
-from bookgen_worker.metrics.signals import count_task, observe_runtime
+from bookgen_worker.metrics.signals import count_task, flush, observe_runtime
 from bookgen_worker.metrics.workers import WorkerInfo, pool_name, publish, read_workers, sweep
 from bookgen_worker.queues import MONITORING, task_name
 from prometheus_client import CollectorRegistry, generate_latest
@@ -85,6 +85,7 @@ def test_counters_and_runtime_histogram_are_cumulative_in_the_exposition(
     for seconds in (0.01, 0.3, 0.3, 7.0):
         observe_runtime(settings, "bookgen.x", "export", seconds)
     count_task(settings, "failed", "bookgen.x", "export")
+    assert flush()  # the handlers batch in memory; this writes the batch
     histogram = runtime_histogram(redis_client.hgetall(TASK_RUNTIME))
     buckets = {s.labels["le"]: s.value for s in histogram.samples if s.name.endswith("_bucket")}
     assert buckets["0.05"] == 1 and buckets["0.5"] == 3 and buckets["5.0"] == 3 and buckets["10.0"] == 4

@@ -53,7 +53,11 @@ def _key(settings: Settings, archive: bool = False) -> str:
 
 
 def record(settings: Settings, entry: DeadLetter) -> None:
-    get_redis(settings).hset(_key(settings), entry.task_id, entry.to_json())
+    added = get_redis(settings).hset(_key(settings), entry.task_id, entry.to_json())
+    if added:  # a counter of arrivals: the queue's size is a gauge that replays and purges also move
+        from .metrics.signals import count_dead_letter
+
+        count_dead_letter(settings, entry.task_name, entry.queue)
 
 
 def size(settings: Settings) -> int:

@@ -143,7 +143,8 @@ class RedisAccess:
 def status_reporter(spec: Any, kube: Kube, *, min_interval: float = 5.0,
                     clock: Callable[[], float] = time.monotonic) -> Callable[[PoolStatus], Awaitable[None]]:
     """on_decision for the operator: an Event per scaling, a status patch when something changed."""
-    from bookgen_operator import events
+    from bookgen_operator import events, opmetrics
+    from bookgen_operator.resources.labels import metrics_name
 
     owner = {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
              "metadata": {"name": spec.name, "namespace": spec.namespace, "uid": spec.uid}}
@@ -152,6 +153,7 @@ def status_reporter(spec: Any, kube: Kube, *, min_interval: float = 5.0,
 
     async def report(status: PoolStatus) -> None:
         latest[status.pool] = status
+        opmetrics.record_pool(spec.namespace, metrics_name(spec), status.pool, status.desired, status.current)
         if status.scaled:
             events.normal(owner, "Scaled", status.reason)
         elif status.error:

@@ -19,10 +19,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ..config import Settings
-from ..queues import QUEUES
-from .keys import SNAPSHOT, TASK_COUNTERS, TASK_RUNTIME, key
+from ..queues import QUEUES, TASK_TYPES, task_name
+from . import celery_family
+from .keys import CELERY_COUNTERS, CELERY_RUNTIME, SNAPSHOT, TASK_COUNTERS, TASK_RUNTIME, key
 from .measure import Snapshot, measure
-from .signals import KINDS, RUNTIME_BUCKETS, SEPARATOR, bucket_label
+from .signals import KINDS, RUNTIME_BUCKETS, SEPARATOR, bucket_label, host_of
 from .workers import SWEEP_AFTER, WorkerInfo, read_workers
 
 #: A worker counts as online when it reported within this many seconds (it publishes every second).
@@ -35,6 +36,7 @@ COUNTER_NAMES = {
     "succeeded": "bookgen_tasks_succeeded_total",
     "failed": "bookgen_tasks_failed_total",
     "retried": "bookgen_tasks_retried_total",
+    "dead_lettered": "bookgen_tasks_dead_lettered_total",
 }
 
 
@@ -44,6 +46,7 @@ class BookGenCollector(Collector):  # type: ignore[misc]
         self.settings = settings
         self.queues = tuple(queues)
         self.last_success: float | None = None
+        self._host_memory: dict[str, tuple[float, float]] = {}
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("bookgen_redis_up", "1 when the last scrape could read Redis, else 0")
@@ -52,9 +55,12 @@ class BookGenCollector(Collector):  # type: ignore[misc]
             workers = [w for w in known if time.time() - w.updated_at <= ONLINE_MAX_AGE]
             queues = sorted(set(self.queues) | {q for w in workers for q in w.queues}, key=self._order)
             snapshot = measure(self.client, self.settings, queues)
-            counters = self.client.hgetall(key(self.settings, TASK_COUNTERS))
-            runtimes = self.client.hgetall(key(self.settings, TASK_RUNTIME))
-            stored = self.client.get(key(self.settings, SNAPSHOT))
+            with self.client.pipeline(transaction=False) as pipe:
+                for name in (TASK_COUNTERS, TASK_RUNTIME, CELERY_COUNTERS, CELERY_RUNTIME):
+                    pipe.hgetall(key(self.settings, name))
+                pipe.get(key(self.settings, SNAPSHOT))
+                counters, runtimes, celery_counters, celery_runtimes, stored = pipe.execute()
+            self._purge(celery_counters, celery_runtimes, {host_of(w.hostname) for w in workers})
         except (redis.exceptions.RedisError, OSError) as exc:
             logger.warning("metrics scrape could not read Redis: %s", exc)
             up.add_metric([], 0)
@@ -66,9 +72,27 @@ class BookGenCollector(Collector):  # type: ignore[misc]
         self.last_success = max(snapshot.measured_at, _stored_time(stored))
         yield from queue_metrics(snapshot)
         yield from pool_metrics(workers, queues, {w.pool for w in known})
-        yield from counter_metrics(counters)
+        yield from counter_metrics(counters, INITIAL_SERIES)
         yield runtime_histogram(runtimes)
+        yield from celery_family.counter_metrics(celery_counters)
+        yield celery_family.runtime_histogram(celery_runtimes)
+        yield from celery_family.worker_metrics(known, workers)
+        yield from celery_family.queue_metrics(snapshot, workers, queues)
         yield from self._last_measurement()
+
+    def _purge(self, counters: dict[bytes, bytes], runtimes: dict[bytes, bytes], online_hosts: set[str]) -> None:
+        """Delete the celery_* series of hosts gone for long (autoscaled pods would pile up forever)."""
+        stale, self._host_memory = celery_family.stale_hosts(
+            celery_family.host_totals(counters), self._host_memory, online_hosts, time.time())
+        if not stale:
+            return
+        for name, raw, index in ((CELERY_COUNTERS, counters, 2), (CELERY_RUNTIME, runtimes, 1)):
+            fields = celery_family.fields_of_hosts(list(raw), stale, index)
+            for field in fields:
+                raw.pop(field, None)
+            if fields:
+                self.client.hdel(key(self.settings, name), *fields)
+        logger.info("purged celery_* series of hosts gone for %.0f s: %s", celery_family.PURGE_AFTER, sorted(stale))
 
     def _order(self, queue: str) -> tuple[int, str]:
         return (self.queues.index(queue) if queue in self.queues else len(self.queues), queue)
@@ -98,16 +122,13 @@ def queue_metrics(snapshot: Snapshot) -> Iterator[Metric]:
                                   labels=["queue"])
     oldest = GaugeMetricFamily("bookgen_queue_oldest_pending_age_seconds",
                                "Age of the oldest waiting task (0 when none waits)", labels=["queue"])
-    compat = GaugeMetricFamily("celery_queue_length", "Pending tasks (celery-exporter compatible name)",
-                               labels=["queue_name"])
     for name, depth in snapshot.queues.items():
         pending.add_metric([name], depth.pending)
         in_flight.add_metric([name], depth.in_flight)
         oldest.add_metric([name], depth.oldest_pending_age or 0.0)
-        compat.add_metric([name], depth.pending)
     dead = GaugeMetricFamily("bookgen_dead_letter_queue_size", "Tasks in the dead-letter queue",
                              value=snapshot.dead_letters)
-    yield from (pending, in_flight, oldest, compat, dead)
+    yield from (pending, in_flight, oldest, dead)
 
 
 def pool_metrics(workers: Sequence[WorkerInfo], queues: Sequence[str], pools: Iterable[str] = ()) -> Iterator[Metric]:
@@ -129,15 +150,26 @@ def pool_metrics(workers: Sequence[WorkerInfo], queues: Sequence[str], pools: It
     yield from (online, busy, slots, consumers)
 
 
-def counter_metrics(raw: dict[bytes, bytes]) -> Iterator[Metric]:
-    families = {
-        kind: CounterMetricFamily(name, f"Tasks {kind}, per task name and queue", labels=["task", "queue"])
-        for kind, name in COUNTER_NAMES.items()
-    }
-    for field, value in sorted(raw.items()):
+#: Every task the app routes, with its queue: their counters are exported at 0 before the first event,
+#: so rate() panels and ratios have a series (an empty panel reads as "no data", not as "no failure").
+INITIAL_SERIES: tuple[tuple[str, str], ...] = tuple(
+    (task_name(short), queue) for queue, names in TASK_TYPES.values() for short in names
+)
+
+
+def counter_metrics(raw: dict[bytes, bytes], initial: Iterable[tuple[str, str]] = ()) -> Iterator[Metric]:
+    values: dict[tuple[str, str, str], float] = {(kind, task, queue): 0.0 for kind in KINDS for task, queue in initial}
+    for field, value in raw.items():
         parts = field.decode(errors="replace").split(SEPARATOR)
         if len(parts) == 3 and parts[0] in KINDS:
-            families[parts[0]].add_metric(parts[1:], float(value))
+            values[(parts[0], parts[1], parts[2])] = float(value)
+    families = {
+        kind: CounterMetricFamily(name, f"Tasks {kind.replace('_', '-')}, per task name and queue",
+                                  labels=["task", "queue"])
+        for kind, name in COUNTER_NAMES.items()
+    }
+    for (kind, task, queue), value in sorted(values.items()):
+        families[kind].add_metric([task, queue], value)
     yield from families.values()
 
 

@@ -21,3 +21,9 @@ DEAD_LETTER_SUMMARY = "bookgen:metrics:dead_letters"
 
 def key(settings: Settings, name: str) -> str:
     return prefixed(settings, name)
+
+#: hash "<kind>|<name>|<hostname>|<queue>|<exception>" -> count: the celery-exporter family
+#: (kind in sent/received/started/succeeded/failed/rejected/revoked/retried; exception only for failed)
+CELERY_COUNTERS = "bookgen:metrics:celery:tasks"
+#: hash "<name>|<hostname>|<queue>|<le or sum or count>" -> value (per-bucket, successes only, like celery-exporter)
+CELERY_RUNTIME = "bookgen:metrics:celery:runtime"
