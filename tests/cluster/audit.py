@@ -80,9 +80,10 @@ class AuditLog:
         return [e for e in self.events(since) if e.verb == "watch" and e.user == user and e.stage == "ResponseStarted"]
 
     def calls(self, user: str, since: int = 0) -> set[tuple[str, str, str, str]]:
-        """(verb, group, resource, subresource) of every successful request the user made."""
+        """(verb, group, resource, subresource) of every request the user made that RBAC let through
+        (a 404 on a GET is still a call the operator needs permission for)."""
         return {(e.verb, e.group, e.resource, e.subresource) for e in self.events(since)
-                if e.user == user and e.resource and (e.ok or e.stage == "ResponseStarted")}
+                if e.user == user and e.resource and e.code not in (401, 403)}
 
     def settled_writes(self, user: str, since: int = 0, quiet: float = 0.5, timeout: float = 10.0) -> list[AuditEvent]:
         """The writes once the log has not grown for `quiet` seconds (or after `timeout`)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from tests.cluster import api_calls
 from tests.cluster.conftest import Cluster
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
@@ -58,6 +59,15 @@ def install_chart(cluster: Cluster, namespace: str, release: str, *values: str) 
     return Install(namespace, release)
 
 
+def stop_and_check(cluster: Cluster, install: Install, op: OperatorProcess) -> None:
+    """Stop the operator; it must exit cleanly, never have been refused by RBAC, and its calls are recorded."""
+    code = op.stop()
+    assert code == 0, f"the operator did not stop cleanly ({code}):\n{op.log()[-3000:]}"
+    assert not op.forbidden(), "the chart's RBAC refused the operator:\n" + "\n".join(op.forbidden())
+    cluster.audit.settled_writes(install.username, since=op.audit_mark)
+    api_calls.OBSERVED.update(cluster.audit.calls(install.username, since=op.audit_mark))
+
+
 def uninstall_chart(cluster: Cluster, install: Install) -> None:
     helm(cluster, "uninstall", install.service_account, "-n", install.namespace, "--wait")
 
@@ -86,6 +96,7 @@ class OperatorProcess:
     liveness_url: str
     metrics_port: int
     extra: dict[str, str] = field(default_factory=dict)
+    audit_mark: int = 0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -108,7 +119,8 @@ class OperatorProcess:
         return self.proc.returncode
 
 
-def start_operator(kubeconfig: Path, log_path: Path, *args: str, env: dict[str, str] | None = None) -> OperatorProcess:
+def start_operator(kubeconfig: Path, log_path: Path, *args: str, env: dict[str, str] | None = None,
+                   audit_mark: int = 0) -> OperatorProcess:
     liveness = f"http://127.0.0.1:{free_port()}/healthz"
     metrics_port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKGEN_KUBE_", "KUBERNETES_"))}
@@ -120,7 +132,7 @@ def start_operator(kubeconfig: Path, log_path: Path, *args: str, env: dict[str, 
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env, cwd=ROOT,
     )
     logf.close()
-    op = OperatorProcess(proc, log_path, liveness, metrics_port)
+    op = OperatorProcess(proc, log_path, liveness, metrics_port, audit_mark=audit_mark)
     import urllib.request
 
     def live() -> bool:

@@ -18,6 +18,7 @@ from tests.cluster.operator_run import (
     OperatorProcess,
     install_chart,
     start_operator,
+    stop_and_check,
     token_kubeconfig,
     uninstall_chart,
 )
@@ -44,13 +45,12 @@ def chart(cluster: Cluster) -> Iterator[Install]:
 def operator(cluster: Cluster, chart: Install, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
     kubeconfig = token_kubeconfig(cluster, chart, tmp_path / "operator.kubeconfig")
     # Cluster-wide, as the chart runs it by default (an earlier test's namespace may still be terminating).
-    op = start_operator(kubeconfig, tmp_path / "operator.log", env={"BOOKGEN_AUTOSCALER": "off"})
+    op = start_operator(kubeconfig, tmp_path / "operator.log", env={"BOOKGEN_AUTOSCALER": "off"},
+                        audit_mark=cluster.audit.mark())
     try:
         yield op
     finally:
-        code = op.stop()
-        assert code == 0, f"the operator did not stop cleanly ({code}):\n{op.log()[-3000:]}"
-        assert not op.forbidden(), "the chart's RBAC refused the operator:\n" + "\n".join(op.forbidden())
+        stop_and_check(cluster, chart, op)
 
 
 def create_queue(cluster: Cluster, ns: str, name: str = "demo", spec: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from kubernetes import client
 
 from tests.cluster.conftest import Cluster
 from tests.cluster.node_agent import WORKER_ENV_ANNOTATION, WORKER_REDIS_ANNOTATION
-from tests.cluster.operator_run import Install, OperatorProcess, start_operator, token_kubeconfig
+from tests.cluster.operator_run import Install, OperatorProcess, start_operator, stop_and_check, token_kubeconfig
 from tests.cluster.test_operator import GROUP, PLURAL, VERSION, chart  # noqa: F401  (the module fixture)
 from tests.support import blocking_tasks
 from tests.support.redis_server import RedisServer
@@ -35,12 +35,12 @@ HELD, SHORT = ("held-a", "held-b"), ("short-a", "short-b")
 def autoscaling_operator(cluster: Cluster, chart: Install, namespace: str,  # noqa: F811
                          tmp_path: Path) -> Iterator[OperatorProcess]:
     kubeconfig = token_kubeconfig(cluster, chart, tmp_path / "operator.kubeconfig")
-    op = start_operator(kubeconfig, tmp_path / "operator.log", env={"BOOKGEN_AUTOSCALER": "on"})
+    op = start_operator(kubeconfig, tmp_path / "operator.log", env={"BOOKGEN_AUTOSCALER": "on"},
+                        audit_mark=cluster.audit.mark())
     try:
         yield op
     finally:
-        op.stop()
-        assert not op.forbidden(), "the chart's RBAC refused the operator:\n" + "\n".join(op.forbidden())
+        stop_and_check(cluster, chart, op)
 
 
 def replicas(cluster: Cluster, ns: str) -> int | None:
