@@ -21,6 +21,8 @@ class PoolMetrics:
     observed_at: float  # epoch seconds of the measurement itself (not of the request)
     #: Workers (pod names) running at least one task, when the source can tell (Redis registry).
     busy_pods: tuple[str, ...] | None = None
+    #: Tasks workers hold for an ETA/countdown (never demand); None when the source cannot tell.
+    scheduled: int | None = None
 
 
 class PoolQuery(Protocol):

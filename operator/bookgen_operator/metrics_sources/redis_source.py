@@ -1,7 +1,8 @@
 """Observations read from Redis directly, through the same `measure()` the exporter uses.
 
-One pipelined round trip for every queue of every pool, plus the worker registry (busy slots and
-the pods running tasks). The blocking redis-py calls run in a thread so the event loop stays free.
+One pipelined round trip for every queue of every pool, the worker registry included (in flight,
+busy slots and the pods running tasks all come from it; measure() reads it in the same pipeline).
+The blocking redis-py calls run in a thread so the event loop stays free.
 Any Redis error makes every pool unknown (None) for this poll, never empty.
 """
 
@@ -14,7 +15,6 @@ from collections.abc import Sequence
 import redis
 from bookgen_worker.config import Settings
 from bookgen_worker.metrics import measure
-from bookgen_worker.metrics.workers import read_workers
 
 from bookgen_operator.metrics_sources.base import PoolMetrics, PoolQuery
 
@@ -30,20 +30,20 @@ class RedisSource:
 
     def _read(self, pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:
         queues = sorted({q for p in pools for q in p.queues})
-        snapshot = measure(self.client, self.settings, queues)
-        workers = read_workers(self.client, self.settings, self.worker_max_age, now=snapshot.measured_at)
+        snapshot = measure(self.client, self.settings, queues, worker_max_age=self.worker_max_age)
         out: dict[str, PoolMetrics | None] = {}
         for pool in pools:
             depths = [snapshot.queues[q] for q in pool.queues]
-            members = [w for w in workers if w.pool == pool.name]
+            load = snapshot.pools.get(pool.name)
             ages = [d.oldest_pending_age for d in depths if d.oldest_pending_age is not None]
             out[pool.name] = PoolMetrics(
                 pending=sum(d.pending for d in depths),
                 in_flight=sum(d.in_flight for d in depths),
                 oldest_age=max(ages) if ages else None,
-                busy_slots=sum(w.busy for w in members),
+                busy_slots=load.busy_slots if load else 0,
                 observed_at=snapshot.measured_at,
-                busy_pods=tuple(sorted({w.pod for w in members if w.busy > 0})),
+                busy_pods=load.busy_pods if load else (),
+                scheduled=sum(d.scheduled for d in depths),
             )
         return out
 
