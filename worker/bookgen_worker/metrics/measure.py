@@ -36,7 +36,7 @@ from ..config import Settings
 from ..queues import DEAD_LETTER_KEY, QUEUES, priority_list_keys
 from .keys import WORKER_LOAD, WORKERS, key
 from .measure_script import MEASURE_LUA
-from .workers import LIVE_MAX_AGE
+from .workers import LIVE_MAX_AGE, WorkerInfo
 
 #: Message header holding the publish time (epoch seconds), stamped by a before_task_publish handler.
 SENT_AT_HEADER = "bookgen_sent_at"
@@ -153,9 +153,14 @@ def measure(
         pools[name] = PoolLoad(int(busy), int(online), int(slots), tuple(sorted(_text(pods).split("\n")))
                                if pods else ())
         pos += 5
-    if legacy:  # a live worker too old to say what it holds: count kombu's hash, as before (O(in flight))
-        counted = in_flight_by_queue(client.hvals(prefix + UNACKED_KEY), queues)
+    if legacy:  # workers too old to publish a load line: count kombu's hash, as before (O(in flight))
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hvals(prefix + UNACKED_KEY)
+            pipe.hvals(key(settings, WORKERS))
+            unacked_values, entries = pipe.execute()
+        counted = in_flight_by_queue(unacked_values, queues)
         held = {q: (counted.get(q, 0), 0, 0) for q in queues}
+        pools = legacy_pools(entries, measured_at, worker_max_age)
     depths: dict[str, QueueDepth] = {}
     for index, queue in enumerate(queues):
         pending = sum(int(x) for x in lengths[index * steps : (index + 1) * steps])
@@ -165,6 +170,24 @@ def measure(
         depths[queue] = QueueDepth(queue, pending, running + reserved, age, running, reserved, scheduled)
     return Snapshot(queues=depths, dead_letters=dead_letters, measured_at=measured_at, unacked=unacked,
                     held=None if legacy else total_held, pools=pools)
+
+
+def legacy_pools(entries: Iterable[bytes | str], now: float, max_age: float) -> dict[str, PoolLoad]:
+    """Per pool load from the JSON registry entries (the fallback when some workers publish no load line)."""
+    live = []
+    for raw in entries:
+        try:
+            info = WorkerInfo.from_json(raw)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if now - info.updated_at <= max_age:
+            live.append(info)
+    pools: dict[str, PoolLoad] = {}
+    for name in sorted({w.pool for w in live}):
+        members = [w for w in live if w.pool == name]
+        pools[name] = PoolLoad(sum(w.busy for w in members), len(members), sum(w.concurrency for w in members),
+                               tuple(sorted({w.pod for w in members if w.busy > 0})))
+    return pools
 
 
 def _text(value: bytes | str) -> str:
