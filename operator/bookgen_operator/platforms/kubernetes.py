@@ -128,6 +128,15 @@ class RedisAccess:
             self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         return self.client, self.settings
 
+    def drop(self) -> None:
+        """Forget the client, closing its connections first (dropping it alone leaked them until GC)."""
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as exc:  # closing a broken connection may fail too; it is gone either way
+                log.debug("closing the Redis client failed: %s", exc)
+
     async def registry(self) -> list[tuple[str, str, int]]:
         from bookgen_worker.metrics.workers import read_workers
 
@@ -135,7 +144,7 @@ class RedisAccess:
         try:
             workers = await asyncio.to_thread(read_workers, client, settings)
         except Exception:
-            self.client = None  # reconnect (and re-read the password) next time
+            self.drop()  # reconnect (and re-read the password) next time
             raise
         return [(w.pool, w.pod, w.busy) for w in workers]
 
