@@ -208,13 +208,17 @@ async def run_queue_autoscaler(spec: Any, kube: Kube, stopped: Any) -> None:
     access = RedisAccess(spec, kube)
 
     class LazyRedisSource:
+        inner: RedisSource | None = None
+
         async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
             try:
                 client, settings = await access.connect()
             except Exception as exc:
                 log.warning("cannot connect to Redis for metrics: %s", exc)
                 return {p.name: None for p in pools}
-            return await RedisSource(client, settings).observe(pools)
+            if self.inner is None or self.inner.client is not client:  # one per client: it keeps rate state
+                self.inner = RedisSource(client, settings)
+            return await self.inner.observe(pools)
 
         async def close(self) -> None:
             return None
