@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -133,7 +134,9 @@ def main() -> None:
             pool = redis.ConnectionPool.from_url(url, connection_class=CountingConnection)
             client = redis.Redis(connection_pool=pool)
 
+            cpu_started = time.process_time()
             full_median, full_p95, snapshot = timed(lambda: measure(client, settings), args.runs)
+            client_cpu = (time.process_time() - cpu_started) / (args.runs + 1)
             CountingConnection.round_trips = 0
             measure(client, settings)
             full_trips = CountingConnection.round_trips
@@ -162,6 +165,8 @@ def main() -> None:
                   f"{sum(before.values()):>11}{'(demand)':>11}")
             print(f"{'naive: one LLEN per queue':<{w}}{naive_median * 1e3:>8.3f}ms{naive_p95 * 1e3:>8.3f}ms"
                   f"{naive_trips:>13}{sum(naive.values()):>10}{'(unseen)':>11}{'':>11}")
+            print(f"measure(): client CPU {client_cpu * 1e3:.3f}ms per call; the rest is Redis running the script "
+                  f"and waiting for a CPU (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
             counted = {q: (d.running, d.reserved, d.scheduled) for q, d in snapshot.queues.items()}
             exact = counted == {q: tuple(truth.get(q, Held())) for q in QUEUES}
             print(f"measure() counts {'EQUAL' if exact else 'DIFFER FROM'} the truth per queue "

@@ -23,11 +23,12 @@ slots, and the pods with a busy slot joined by newlines.
 from __future__ import annotations
 
 MEASURE_LUA = r"""
-local match, gmatch, tonumber, call = string.match, string.gmatch, tonumber, redis.call
+local find, match, gmatch, tonumber, call = string.find, string.match, string.gmatch, tonumber, redis.call
 local steps = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local max_age = tonumber(ARGV[3])
 local pattern = '"' .. ARGV[4] .. '"%s*:%s*"?([%d%.eE+-]+)'
+local plain = '"' .. ARGV[4] .. '": '
 local nqueues = #ARGV - 4
 local nlists = nqueues * steps
 local out = {}
@@ -36,8 +37,11 @@ for i = 1, nlists do
   local n = call('LLEN', KEYS[i])
   out[#out + 1] = n
   if n > 0 then
-    -- A pattern finds the header without decoding the whole message (the body is base64: no false hit).
-    local sent = tonumber(match(call('LINDEX', KEYS[i], -1) or '', pattern))
+    -- A plain find locates the header without decoding the whole message (the body is base64: no false
+    -- hit); the pattern is the fallback for other JSON spacing.
+    local msg = call('LINDEX', KEYS[i], -1) or ''
+    local at = find(msg, plain, 1, true)
+    local sent = tonumber(at and match(msg, '^"?([%d%.eE+-]+)', at + #plain) or match(msg, pattern))
     local q = math.floor((i - 1) / steps) + 1
     if sent and (oldest[q] == nil or sent < oldest[q]) then oldest[q] = sent end
   end
