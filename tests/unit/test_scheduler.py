@@ -152,3 +152,26 @@ async def test_a_redis_client_that_failed_is_closed_before_it_is_dropped() -> No
     with pytest.raises(ConnectionError):
         await access.registry()
     assert access.client is None and client.closed
+
+
+async def test_a_queue_is_scheduled_while_its_daemon_runs_and_reads_replicas_from_the_watch() -> None:
+    from bookgen_operator.platforms.scheduled import build, run_scheduled
+    from bookgen_operator.spec import parse_queue
+
+    spec = parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
+                        "metadata": {"name": "books", "namespace": "ns", "uid": "u1"},
+                        "spec": {"autoscaling": {"source": "redis"}}})
+    cache = ReplicaCache()
+    for pool in spec.pools:
+        cache.seen("ns", f"books-worker-{pool.name}", 2)
+    autoscaler = build(spec, kube=None, access=RedisAccess(spec, None), replicas=cache)  # type: ignore[arg-type]
+    assert [await autoscaler.platform.replicas(p.name) for p in spec.pools] == [2] * len(spec.pools)
+
+    scheduler = Scheduler()
+    stopped = asyncio.Event()
+    daemon = asyncio.create_task(run_scheduled(spec, None, stopped, scheduler))
+    await until(lambda: "ns/books" in scheduler._lanes)
+    stopped.set()
+    await daemon
+    assert "ns/books" not in scheduler._lanes
+    await scheduler.close()
