@@ -1,4 +1,5 @@
-"""The picture for `python -m bench.simulate --plot PATH`: queue depth and replicas over time, per model.
+"""The pictures of `python -m bench.simulate`: queue depth and replicas over time per model (`--plot PATH`),
+and p95 wait against worker-seconds per policy and trace (`--pareto --plot PATH`).
 
 Needs matplotlib (the `bench` extra); importing this module fails with ModuleNotFoundError without it,
 which bench/simulate.py turns into a one-line error. Draws with the Agg backend, no pyplot state.
@@ -13,12 +14,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
+    from bench.pareto import Point
     from bench.simulate import Result, Sample
 
 #: model name (as in the table) -> line colour
-COLOURS = {"ours": "tab:blue", "KEDA+HPA": "tab:red", "KEDA (all lists)": "tab:green"}
-LABELS = {"ours": "ours (defaults)", "KEDA+HPA": "KEDA + HPA, base list",
-          "KEDA (all lists)": "KEDA + HPA, all lists"}
+COLOURS = {"ours": "tab:blue", "KEDA defaults": "tab:red", "KEDA tuned": "tab:green", "oracle": "0.4",
+           "ours targetPerSlot": "tab:cyan", "ours targetWaitSeconds": "tab:blue"}
+LABELS = {"ours": "ours (defaults)", "KEDA defaults": "KEDA + HPA defaults (base list)",
+          "KEDA tuned": "KEDA + HPA tuned (all lists + in flight)", "oracle": "oracle (knows the trace)"}
 
 
 def _label(name: str, result: Result) -> str:
@@ -43,7 +46,7 @@ def plot(path: str | Path, *, trace_name: str, seed: int, series: list[tuple[str
         colour, z = COLOURS.get(name), 3 if name == "ours" else 2  # ours on top
         depth.plot(minutes, [s.pending + s.in_flight for s in shown], color=colour, lw=1.2, zorder=z,
                    drawstyle="steps-post", label=_label(name, by_name[name]))
-        if name == "KEDA+HPA":  # what its scaler sees: LLEN of the base list, nothing in flight
+        if name == "KEDA defaults":  # what its scaler sees: LLEN of the base list, nothing in flight
             depth.plot(minutes, [s.base_pending for s in shown], color=colour, lw=0.9, ls=":",
                        drawstyle="steps-post", label="KEDA + HPA's metric: base list length only (priority 10..8)")
         replicas.plot(minutes, [s.replicas for s in shown], color=colour, lw=1.2, zorder=z, drawstyle="steps-post")
@@ -59,10 +62,38 @@ def plot(path: str | Path, *, trace_name: str, seed: int, series: list[tuple[str
     replicas.set_xlabel("time since the trace started (min)")
     # One legend for both panels (same colours), under the axes; filled by column: ours | all lists, base | its metric.
     handles, labels = depth.get_legend_handles_labels()
-    order = [0, 1, 3, 2] if len(handles) == 4 else list(range(len(handles)))
-    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside lower center", ncols=2,
+    fig.legend(handles, labels, loc="outside lower center", ncols=2,
                fontsize=8, frameon=False)
     fig.suptitle(f"Autoscaler simulation: {trace_name} trace, seed {seed} ({tasks:,} tasks; "
                  f"concurrency {concurrency}, worker startup {startup:g} s)", fontsize=12)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+
+
+def plot_pareto(path: str | Path, *, curves: dict[str, dict[str, list[Point]]], defaults: dict[str, Point],
+                seeds: list[int], concurrency: int, startup: float, grace: float) -> None:
+    """One panel per trace: each policy's sweep as a line of (worker-seconds, p95 wait), ours marked."""
+    fig = Figure(figsize=(12, 9), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2).flatten()
+    for ax, (trace, by_policy) in zip(axes, curves.items(), strict=False):
+        for policy, points in by_policy.items():
+            shown = sorted((p for p in points if p.p95 != float("inf")), key=lambda p: p.worker_seconds)
+            if not shown:
+                continue
+            ax.plot([p.worker_seconds for p in shown], [max(p.p95, 0.5) for p in shown], marker="o", ms=3, lw=1.2,
+                    color=COLOURS.get(policy), ls="--" if policy == "oracle" else "-", label=policy)
+        ours = defaults.get(trace)
+        if ours is not None:
+            ax.plot([ours.worker_seconds], [max(ours.p95, 0.5)], marker="*", ms=14, color="tab:blue", ls="none",
+                    label=f"ours, default (p95 {ours.p95:.0f} s)")
+        ax.set_yscale("log")
+        ax.set_title(trace)
+        ax.set_xlabel("worker-seconds (mean over seeds)")
+        ax.set_ylabel("p95 queue wait (s, log)")
+        ax.grid(True, color="0.85", lw=0.6)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"p95 wait against worker-seconds, each policy's knob swept (seeds {','.join(map(str, seeds))}; "
+                 f"concurrency {concurrency}, startup {startup:g} s, grace {grace:g} s)", fontsize=11)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=100)

@@ -86,5 +86,9 @@ TRACES: dict[str, Callable[[random.Random], list[Arrival]]] = {
 }
 
 
-def make(name: str, seed: int) -> list[Arrival]:
-    return sorted(TRACES[name](random.Random(f"{name}:{seed}")), key=lambda a: a.at)
+def make(name: str, seed: int, duration_scale: float = 1.0) -> list[Arrival]:
+    """The trace, with every task duration multiplied by `duration_scale` (same arrivals and priorities)."""
+    trace = sorted(TRACES[name](random.Random(f"{name}:{seed}")), key=lambda a: a.at)
+    if duration_scale != 1.0:
+        trace = [Arrival(a.at, a.duration * duration_scale, a.priority) for a in trace]
+    return trace

@@ -77,6 +77,7 @@ _QUEUE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 
 _POLICY_FIELDS = (
     "targetPerSlot",
+    "targetWaitSeconds",
     "targetOldestAgeSeconds",
     "scaleUpWindowSeconds",
     "scaleDownWindowSeconds",
@@ -94,6 +95,8 @@ def _policy_values(r: Reader, base: AutoscalingSpec | None) -> dict[str, Any]:
     b = base or AutoscalingSpec()
     return {
         "target_per_slot": r.number("targetPerSlot", b.target_per_slot, 0, above=True),
+        # 0 turns the latency target off: the pool is sized by targetPerSlot alone.
+        "target_wait": r.number("targetWaitSeconds", b.target_wait, 0, 86400) or None,
         # 0 turns the oldest-age guard off (a CRD field cannot be set to null).
         "target_oldest_age": r.number("targetOldestAgeSeconds", b.target_oldest_age, 0) or None,
         "scale_up_window": r.number("scaleUpWindowSeconds", b.scale_up_window, 0, 3600),

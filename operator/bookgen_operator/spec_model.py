@@ -100,6 +100,7 @@ class AutoscalingSpec:
     # defaults must match (tests/unit/test_crd_schema.py checks).
     poll_interval: float = Policy.poll_interval
     target_per_slot: float = Policy.target_per_slot
+    target_wait: float | None = Policy.target_wait
     target_oldest_age: float | None = Policy.target_oldest_age
     scale_up_window: float = Policy.scale_up_window
     scale_down_window: float = Policy.scale_down_window

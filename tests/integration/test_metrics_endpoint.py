@@ -12,12 +12,14 @@ import pytest
 import redis
 from bookgen_worker.app import bookgen_settings
 from bookgen_worker.metrics import Snapshot, measure
+from bookgen_worker.metrics.workers import Held
 from bookgen_worker.queues import QUEUES, transport_priority
 from celery import Celery
 from kombu import Queue
 
 from tests.support.metrics_scrape import Samples, by_label, scrape, value
 from tests.support.redis_server import free_port
+from tests.support.registry import registered
 from tests.support.waiting import wait_for
 from tests.support.workers import REPO_ROOT, WorkerProcess, start_worker
 
@@ -85,7 +87,8 @@ def test_scrapes_equal_measure_under_prefork_and_after_children_are_recycled(
                                  priority=transport_priority(priority))
     redis_client.hset("failed_tasks", mapping={"dead-1": "{}", "dead-2": "{}"})
 
-    with held_unacked(celery_app, "validation", 3):
+    # measure() counts in flight from what live workers report holding: a registry entry stands for the holder.
+    with held_unacked(celery_app, "validation", 3), registered(redis_client, settings, {"validation": Held(3)}):
         first = scrape(url)
         snapshot = measure(redis_client, settings)
         assert set(snapshot.queues) == set(QUEUES)

@@ -13,10 +13,12 @@ from bookgen_worker.app import bookgen_settings, configure_app
 from bookgen_worker.config import settings_from_env
 from bookgen_worker.metrics import QueueDepth, Snapshot, measure
 from bookgen_worker.metrics.measure import SENT_AT_HEADER, in_flight_by_queue, naive_lengths, sent_at
+from bookgen_worker.metrics.workers import Held
 from bookgen_worker.queues import QUEUES, transport_priority
 from celery import Celery
 from kombu import Queue
 
+from tests.support.registry import registered
 from tests.support.workers import FAST_TEST_ENV
 
 PRIORITIES = (0, 3, 5, 9, 10)
@@ -97,8 +99,10 @@ def test_pending_and_in_flight_count_every_priority_list_and_the_unacked_hash(
         for priority in PRIORITIES:
             for _ in range(copies):
                 _send(app, queue, priority)
-    with _taken(app, {"validation": 3, "export": 4}):
-        snapshot = measure(redis_client, bookgen_settings(app))
+    settings = bookgen_settings(app)
+    with _taken(app, {"validation": 3, "export": 4}), \
+            registered(redis_client, settings, {"validation": Held(1, 2), "export": Held(4)}):
+        snapshot = measure(redis_client, settings)
 
     assert {q: (d.pending, d.in_flight) for q, d in snapshot.queues.items()} == {
         "high_priority": (0, 0),
@@ -109,6 +113,7 @@ def test_pending_and_in_flight_count_every_priority_list_and_the_unacked_hash(
         "default": (0, 0),
     }
     assert snapshot.demand(["validation", "export"]) == 10 + 15
+    assert (snapshot.unacked, snapshot.held, snapshot.unaccounted) == (7, 7, 0)  # registry and kombu agree
     # The naive single LLEN misses the higher-numbered priority lists (and never sees in-flight tasks).
     assert sum(naive_lengths(redis_client, bookgen_settings(app), queues).values()) < 5 + 7 + 11
 

@@ -21,6 +21,7 @@ from bookgen_operator.autoscaler.decide import decide
 from bookgen_operator.autoscaler.history import History
 from bookgen_operator.autoscaler.observation import Observation
 from bookgen_operator.autoscaler.policy import Policy
+from bookgen_operator.autoscaler.rates import Totals
 from bookgen_operator.metrics_sources.base import PoolMetrics
 from bookgen_operator.metrics_sources.prometheus import PrometheusSource, parse_response, pool_queries
 
@@ -55,6 +56,12 @@ def success(query: str) -> tuple[int, Any]:
         return 200, vector("4")
     if "oldest_pending_age" in query:
         return 200, vector("12.5")
+    if "bookgen_tasks_sent_total" in query:
+        return 200, vector("120")
+    if "bookgen_task_runtime_seconds_count" in query:
+        return 200, vector("100")
+    if "bookgen_task_runtime_seconds_sum" in query:
+        return 200, vector("2500")
     return 200, vector("3")  # busy slots
 
 
@@ -141,7 +148,8 @@ WITH_FALLBACK = Policy(target_per_slot=10, max_replicas=20, stale_after=30, fall
 async def test_a_good_answer_gives_the_full_target(prometheus: tuple[FakePrometheus, str]) -> None:
     fake, url = prometheus
     metrics = await observe(url)
-    assert metrics == PoolMetrics(pending=57, in_flight=4, oldest_age=12.5, busy_slots=3, observed_at=NOW - 2)
+    assert metrics == PoolMetrics(pending=57, in_flight=4, oldest_age=12.5, busy_slots=3, observed_at=NOW - 2,
+                                  totals=Totals(sent=120, finished=100, runtime_sum=2500))
     assert decision(metrics, POLICY) == 7  # ceil(61 / 10)
     # Every query selects the namespace and exactly the pool's queues.
     assert all('namespace="books"' in q for q in fake.queries)

@@ -264,3 +264,14 @@ def test_update_errors_match_the_crds_transition_rule() -> None:
         assert bool(python) == bool(crd), new_spec
         for message in python:
             assert any(message.split(": ", 1)[1] in m for m in crd)
+
+
+def test_target_wait_defaults_to_60_s_a_pool_may_set_its_own_and_zero_turns_it_off() -> None:
+    spec = {"autoscaling": {"targetWaitSeconds": 30},
+            "pools": [{"name": "content", "queues": ["content_generation"], "autoscaling": {"targetWaitSeconds": 0}},
+                      {"name": "monitoring", "queues": ["monitoring"]}]}
+    for raw in (body(spec), defaulted(body(spec))):
+        assert [p.policy.target_wait for p in parse_queue(raw).pools] == [None, 30.0]
+    assert {p.policy.target_wait for p in parse_queue(body({})).pools} == {60.0}
+    with pytest.raises(SpecError, match="targetWaitSeconds must be at least 0"):
+        parse_queue(body({"autoscaling": {"targetWaitSeconds": -1}}))

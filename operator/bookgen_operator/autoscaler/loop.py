@@ -1,10 +1,12 @@
 """The autoscaling loop: observe every pool, decide, actuate, report. The same on Kubernetes and locally.
 
 `step()` does one round for all pools: one `source.observe()` call, then per pool the platform's
-current replicas and busy workers, the pure `decide()`, a `platform.scale()` when the decision
+current replicas and busy workers (from the observation itself when the source read the worker
+registry, as the Redis source does), the pure `decide()`, a `platform.scale()` when the decision
 changes the count, and an `on_decision(PoolStatus)` callback (the kopf layer turns it into an Event
 and a status patch; the local runtime into its live view). `run(stop)` repeats it every poll
-interval (the shortest of the pools' policies) without drift, until `stop` is set.
+interval (the shortest of the pools' policies) without drift, until `stop` is set; the operator's
+autoscaler.scheduler runs the step() of every BookGenQueue instead, concurrently and bounded.
 
 Safety: if the platform cannot tell which workers are busy, every current worker counts as busy, so
 the pool can grow but only shrinks once fresh metrics show no task in flight; a failed observation
@@ -27,6 +29,7 @@ from bookgen_operator.autoscaler.decide import decide
 from bookgen_operator.autoscaler.history import History
 from bookgen_operator.autoscaler.observation import Decision, Observation
 from bookgen_operator.autoscaler.policy import Policy
+from bookgen_operator.autoscaler.rates import RateWindow
 from bookgen_operator.metrics_sources.base import MetricsSource, PoolMetrics
 from bookgen_operator.platforms.base import BusyUnknown, Platform, PlatformError
 
@@ -97,6 +100,7 @@ class Autoscaler:
         self.clock = clock
         self.on_decision = on_decision
         self.histories: dict[str, History] = {p.name: History() for p in self.pools}
+        self.rates: dict[str, RateWindow] = {p.name: RateWindow() for p in self.pools}
         self.status: dict[str, PoolStatus] = {}
 
     @property
@@ -118,9 +122,11 @@ class Autoscaler:
             return PoolStatus(pool.name, history.last_desired or 0, 0, f"{pool.name}: {exc}", False, False, 0,
                               None, None, history.last_scale_time, None, str(exc))
         try:
-            busy_pods = list(await self.platform.busy_workers(pool.name))
-            if metrics and metrics.busy_pods:
-                busy_pods = sorted(set(busy_pods) | set(metrics.busy_pods))
+            if metrics is not None and metrics.busy_pods is not None:
+                # The Redis source read the registry in the same round trip: no second read per pool.
+                busy_pods = sorted(metrics.busy_pods)
+            else:
+                busy_pods = list(await self.platform.busy_workers(pool.name))
             busy = busy_floor(busy_pods, metrics, pool.concurrency)
         except BusyUnknown:
             # Cannot tell which workers are busy: every worker counts as busy (grow, never shrink) unless
@@ -130,9 +136,12 @@ class Autoscaler:
                     and now - metrics.observed_at <= pool.policy.stale_after)
             busy_pods, busy = [], 0 if idle else current
         now = self.clock()
+        rates = self.rates[pool.name]
+        if metrics is not None and metrics.totals is not None:
+            rates.add(metrics.observed_at, metrics.totals)
         obs = Observation(pool.name, metrics.pending if metrics else None, metrics.in_flight if metrics else None,
                           metrics.oldest_age if metrics else None, current, busy, pool.concurrency,
-                          metrics.observed_at if metrics else now)
+                          metrics.observed_at if metrics else now, rates.service_time(), rates.arrival_rate())
         decision = decide(obs, pool.policy, history, now)
         if decision.recommendation is not None:
             horizon = max(pool.policy.scale_up_window, pool.policy.scale_down_window) + pool.policy.poll_interval

@@ -22,6 +22,10 @@ class Observation:
     busy_workers: int
     concurrency: int
     observed_at: float
+    #: Mean run time of a task of these queues over the recent window (seconds); None = not known yet.
+    service_time: float | None = None
+    #: Tasks sent to these queues per second over the recent window; None = not known.
+    arrival_rate: float | None = None
 
     @property
     def metrics_missing(self) -> bool:

@@ -13,10 +13,15 @@ from dataclasses import dataclass
 class Policy:
     min_replicas: int = 1
     max_replicas: int = 10
-    #: Desired workers = ceil((pending + in flight) / (target_per_slot * concurrency)).
-    #: 10 (with the oldest-age guard below) answers bursts faster than KEDA's defaults with fewer
-    #: worker-seconds; 5 halves the wait but starts twice the workers (bench/simulate.py).
+    #: Desired workers = ceil((pending + in flight) / (target_per_slot * concurrency)) while no
+    #: service time is known (or with target_wait off). 10 keeps a standing queue (p95 ~230 s on
+    #: every trace of bench/simulate.py); it only bridges the first minutes now.
     target_per_slot: float = 10.0
+    #: Latency target (seconds): size the pool so waiting tasks start within about this long (p95),
+    #: from the measured service time (decide.wait_slots). The default, from the Pareto curves of
+    #: `bench/simulate.py --pareto`: 60 s is the one setting that beats tuned KEDA by >= 1.3x at equal
+    #: worker-seconds on all four traces (README "Autoscaling"). None (CRD: 0) = targetPerSlot only.
+    target_wait: float | None = 60.0
     #: Optional: scale up further (up to 3x) while the oldest pending task is older than this (seconds);
     #: the latency guard under steady load, where a queue-length target alone lets waits grow.
     target_oldest_age: float | None = 120.0
@@ -44,5 +49,7 @@ class Policy:
             )
         if self.target_per_slot <= 0:
             raise ValueError("autoscaling targetPerSlot must be above 0")
+        if self.target_wait is not None and self.target_wait <= 0:
+            raise ValueError("autoscaling targetWaitSeconds must be above 0")
         if self.poll_interval <= 0:
             raise ValueError("autoscaling pollInterval must be above 0 seconds")

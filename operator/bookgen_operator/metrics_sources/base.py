@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bookgen_operator.autoscaler.rates import Totals
+
 
 @dataclass(frozen=True)
 class PoolMetrics:
@@ -21,6 +23,11 @@ class PoolMetrics:
     observed_at: float  # epoch seconds of the measurement itself (not of the request)
     #: Workers (pod names) running at least one task, when the source can tell (Redis registry).
     busy_pods: tuple[str, ...] | None = None
+    #: Tasks workers hold for an ETA/countdown (never demand); None when the source cannot tell.
+    scheduled: int | None = None
+    #: Cumulative sent / finished / run-time totals of the pool's queues (the workers' counters and
+    #: runtime histogram), for the service time and arrival rate; None when the source cannot tell.
+    totals: Totals | None = None
 
 
 class PoolQuery(Protocol):

@@ -15,9 +15,13 @@ from collections.abc import Callable, Sequence
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bookgen_operator.autoscaler.rates import Totals
 from bookgen_operator.metrics_sources.base import PoolMetrics, PoolQuery, finite
 
 log = logging.getLogger(__name__)
+
+
+_TOTALS = ("bookgen_tasks_sent_total", "bookgen_task_runtime_seconds_count", "bookgen_task_runtime_seconds_sum")
 
 
 class Exposition:
@@ -26,12 +30,17 @@ class Exposition:
     def __init__(self, text: str) -> None:
         self.by_queue: dict[str, dict[str, float]] = {}
         self.by_pool: dict[str, dict[str, float]] = {}
+        #: Summed over tasks, per queue: bookgen_tasks_sent_total and the runtime histogram's _count / _sum.
+        self.totals: dict[str, dict[str, float]] = {}
         self.measured_at: float | None = None
         self.redis_up: float | None = None
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if not finite(sample.value):
                     continue
+                if sample.name in _TOTALS and "queue" in sample.labels:
+                    per = self.totals.setdefault(sample.name, {})
+                    per[sample.labels["queue"]] = per.get(sample.labels["queue"], 0.0) + sample.value
                 if "queue" in sample.labels:
                     self.by_queue.setdefault(sample.name, {})[sample.labels["queue"]] = sample.value
                 elif "pool" in sample.labels:
@@ -56,7 +65,12 @@ class Exposition:
             oldest_age=max(known_ages) if known_ages and total_pending > 0 else None,
             busy_slots=int(busy) if busy is not None else None,
             observed_at=self.measured_at if self.measured_at is not None else now,
+            totals=self._pool_totals(pool) if self.totals else None,
         )
+
+    def _pool_totals(self, pool: PoolQuery) -> Totals:
+        sent, count, total = (sum(self.totals.get(name, {}).get(q, 0.0) for q in pool.queues) for name in _TOTALS)
+        return Totals(sent, count, total)
 
 
 class EndpointSource:

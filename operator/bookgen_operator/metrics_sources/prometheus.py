@@ -8,7 +8,8 @@ Queries (per pool, `queue=~` over the queues it consumes):
 - oldest age: `max(bookgen_queue_oldest_pending_age_seconds{...})`;
 - busy slots: `sum(max by (pool) (bookgen_pool_busy_slots{..., pool="<pool>"}))`;
 - freshness: `min(timestamp(bookgen_queue_pending{...}))`, the scrape time of the oldest sample, so
-  the decision core can tell a fresh value from one Prometheus still serves from its 5-minute lookback.
+  the decision core can tell a fresh value from one Prometheus still serves from its 5-minute lookback;
+- totals for the latency target: tasks sent and the runtime histogram's `_count` and `_sum`.
 
 Every failure maps to "unknown" (None), never to zero: HTTP errors, `status: error`, timeouts, an
 empty vector (the series does not exist — exporter down or not scraped) and NaN/Inf.
@@ -24,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bookgen_operator.autoscaler.rates import Totals
 from bookgen_operator.metrics_sources.base import PoolMetrics, PoolQuery, finite
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,10 @@ def pool_queries(pool: PoolQuery, labels: Mapping[str, str]) -> dict[str, str]:
         "oldest_age": f"max(bookgen_queue_oldest_pending_age_seconds{q})",
         "busy_slots": f"sum(max by (pool) (bookgen_pool_busy_slots{p}))",
         "observed_at": f"min(timestamp(bookgen_queue_pending{q}))",
+        # Cumulative totals for the service time and arrival rate (autoscaler.rates differences them).
+        "sent": f"sum(max by (queue, task) (bookgen_tasks_sent_total{q}))",
+        "finished": f"sum(max by (queue, task) (bookgen_task_runtime_seconds_count{q}))",
+        "runtime_sum": f"sum(max by (queue, task) (bookgen_task_runtime_seconds_sum{q}))",
     }
 
 
@@ -82,6 +88,13 @@ def parse_response(payload: Any) -> float | None:
     except (TypeError, ValueError, KeyError, IndexError):
         return None
     return value if finite(value) else None
+
+
+def _totals(values: Mapping[str, float | None]) -> Totals | None:
+    sent, finished, runtime = values.get("sent"), values.get("finished"), values.get("runtime_sum")
+    if sent is None or finished is None or runtime is None:
+        return None  # no task has run yet (no series): the latency target waits for a service time
+    return Totals(sent, finished, runtime)
 
 
 class PrometheusSource:
@@ -128,6 +141,7 @@ class PrometheusSource:
             oldest_age=age if (age is not None and pending > 0) else None,
             busy_slots=round(busy) if busy is not None else None,
             observed_at=at if at is not None else self.clock(),
+            totals=_totals(values),
         )
 
     async def observe(self, pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:

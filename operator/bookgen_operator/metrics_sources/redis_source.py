@@ -1,7 +1,8 @@
 """Observations read from Redis directly, through the same `measure()` the exporter uses.
 
-One pipelined round trip for every queue of every pool, plus the worker registry (busy slots and
-the pods running tasks). The blocking redis-py calls run in a thread so the event loop stays free.
+One pipelined round trip for every queue of every pool, the worker registry included (in flight,
+busy slots and the pods running tasks all come from it; measure() reads it in the same pipeline).
+The blocking redis-py calls run in a thread so the event loop stays free.
 Any Redis error makes every pool unknown (None) for this poll, never empty.
 """
 
@@ -9,47 +10,88 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 
 import redis
 from bookgen_worker.config import Settings
 from bookgen_worker.metrics import measure
-from bookgen_worker.metrics.workers import read_workers
+from bookgen_worker.metrics.keys import TASK_COUNTERS, TASK_RUNTIME, key
 
+from bookgen_operator.autoscaler.rates import Totals
 from bookgen_operator.metrics_sources.base import PoolMetrics, PoolQuery
 
 log = logging.getLogger(__name__)
 
+#: The task counters change slowly next to queue depth: read them (one more round trip) this often.
+TOTALS_EVERY = 10.0
+
+
+def queue_totals(client: redis.Redis, settings: Settings) -> dict[str, Totals]:
+    """Per queue: tasks sent, tasks finished (runtime count) and their run time, from the workers' counters."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(key(settings, TASK_COUNTERS))
+        pipe.hgetall(key(settings, TASK_RUNTIME))
+        counters, runtimes = pipe.execute()
+    sums: dict[str, list[float]] = {}
+    for field, value in counters.items():
+        kind, _, rest = field.decode().partition("|")
+        if kind == "sent":
+            sums.setdefault(rest.rpartition("|")[2], [0.0, 0.0, 0.0])[0] += float(value)
+    for field, value in runtimes.items():
+        head, _, part = field.decode().rpartition("|")
+        column = {"count": 1, "sum": 2}.get(part)
+        if column is not None:
+            sums.setdefault(head.rpartition("|")[2], [0.0, 0.0, 0.0])[column] += float(value)
+    return {q: Totals(*v) for q, v in sums.items()}
+
+
+def pool_totals(totals: Mapping[str, Totals], queues: Sequence[str]) -> Totals:
+    parts = [totals.get(q, Totals(0, 0, 0)) for q in queues]
+    return Totals(sum(t.sent for t in parts), sum(t.finished for t in parts), sum(t.runtime_sum for t in parts))
+
 
 class RedisSource:
-    def __init__(self, client: redis.Redis, settings: Settings, *, worker_max_age: float = 10.0) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, *, worker_max_age: float = 10.0,
+                 executor: Executor | None = None) -> None:
         self.client = client
+        #: Where the blocking calls run (autoscaler.scheduler.redis_executor in the operator); None = to_thread.
+        self.executor = executor
         self.settings = settings
         self.worker_max_age = worker_max_age
         self.last_error: str | None = None
+        self._totals: dict[str, Totals] = {}
+        self._totals_at = -float("inf")
 
     def _read(self, pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:
         queues = sorted({q for p in pools for q in p.queues})
-        snapshot = measure(self.client, self.settings, queues)
-        workers = read_workers(self.client, self.settings, self.worker_max_age, now=snapshot.measured_at)
+        snapshot = measure(self.client, self.settings, queues, worker_max_age=self.worker_max_age)
+        if time.monotonic() - self._totals_at >= TOTALS_EVERY:
+            self._totals, self._totals_at = queue_totals(self.client, self.settings), time.monotonic()
         out: dict[str, PoolMetrics | None] = {}
         for pool in pools:
             depths = [snapshot.queues[q] for q in pool.queues]
-            members = [w for w in workers if w.pool == pool.name]
+            load = snapshot.pools.get(pool.name)
             ages = [d.oldest_pending_age for d in depths if d.oldest_pending_age is not None]
             out[pool.name] = PoolMetrics(
                 pending=sum(d.pending for d in depths),
                 in_flight=sum(d.in_flight for d in depths),
                 oldest_age=max(ages) if ages else None,
-                busy_slots=sum(w.busy for w in members),
+                busy_slots=load.busy_slots if load else 0,
                 observed_at=snapshot.measured_at,
-                busy_pods=tuple(sorted({w.pod for w in members if w.busy > 0})),
+                busy_pods=load.busy_pods if load else (),
+                scheduled=sum(d.scheduled for d in depths),
+                totals=pool_totals(self._totals, pool.queues),
             )
         return out
 
     async def observe(self, pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:
         try:
-            result = await asyncio.to_thread(self._read, pools)
+            if self.executor is not None:
+                result = await asyncio.get_running_loop().run_in_executor(self.executor, self._read, pools)
+            else:
+                result = await asyncio.to_thread(self._read, pools)
         except (redis.exceptions.RedisError, OSError) as exc:
             message = f"cannot measure the queues in Redis: {type(exc).__name__}: {exc}"
             if message != self.last_error:

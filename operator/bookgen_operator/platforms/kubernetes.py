@@ -128,6 +128,15 @@ class RedisAccess:
             self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         return self.client, self.settings
 
+    def drop(self) -> None:
+        """Forget the client, closing its connections first (dropping it alone leaked them until GC)."""
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as exc:  # closing a broken connection may fail too; it is gone either way
+                log.debug("closing the Redis client failed: %s", exc)
+
     async def registry(self) -> list[tuple[str, str, int]]:
         from bookgen_worker.metrics.workers import read_workers
 
@@ -135,7 +144,7 @@ class RedisAccess:
         try:
             workers = await asyncio.to_thread(read_workers, client, settings)
         except Exception:
-            self.client = None  # reconnect (and re-read the password) next time
+            self.drop()  # reconnect (and re-read the password) next time
             raise
         return [(w.pool, w.pod, w.busy) for w in workers]
 
@@ -201,13 +210,17 @@ async def run_queue_autoscaler(spec: Any, kube: Kube, stopped: Any) -> None:
     access = RedisAccess(spec, kube)
 
     class LazyRedisSource:
+        inner: RedisSource | None = None
+
         async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
             try:
                 client, settings = await access.connect()
             except Exception as exc:
                 log.warning("cannot connect to Redis for metrics: %s", exc)
                 return {p.name: None for p in pools}
-            return await RedisSource(client, settings).observe(pools)
+            if self.inner is None or self.inner.client is not client:  # one per client: it keeps rate state
+                self.inner = RedisSource(client, settings)
+            return await self.inner.observe(pools)
 
         async def close(self) -> None:
             return None

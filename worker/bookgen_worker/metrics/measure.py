@@ -1,17 +1,25 @@
-"""Exact queue depth: pending over every priority list, in flight from kombu's `unacked` hash.
+"""Exact queue depth: pending over every priority list, in flight from what live workers say they hold.
 
 KEDA's Redis scaler and celery-exporter read one `LLEN` of the base list, so they miss the priority
-sub-lists (`queue\\x06\\x163`, ...) and every task a worker has already taken (prefetched or running),
-which kombu keeps in the shared `unacked` hash until it is acknowledged. Counting only the base list
-makes an autoscaler shrink a busy fleet. Here one pipelined round trip reads, for all queues at once:
+sub-lists (`queue\\x06\\x163`, ...) and every task a worker has already taken (prefetched or running).
+Counting only the base list makes an autoscaler shrink a busy fleet. Here one round trip (one Lua
+script, measure_script.py, atomic like MULTI/EXEC) reads, for all queues at once:
 
 - `LLEN` of every priority list (pending),
-- `LINDEX list -1` of every priority list: kombu pushes with LPUSH and pops with RPOP/BRPOP, so the
-  right end holds the oldest message of each list (its `bookgen_sent_at` header gives the age),
-- `HVALS unacked` (each value is JSON `[message, exchange, routing_key]`, attributed by routing key),
+- the tail of every priority list: kombu pushes with LPUSH and pops with RPOP/BRPOP, so the right
+  end holds the oldest message of each list (its `bookgen_sent_at` header gives the age),
+- the worker registry's load lines (metrics/workers.py): each live worker's running, reserved and
+  ETA-held (scheduled) tasks per queue. In flight = running + reserved. This costs O(workers), where
+  parsing kombu's `unacked` hash cost O(in flight) (1.3-1.8 s at 50,000 tasks, longer than a poll),
+- `HLEN unacked`: the O(1) total kombu holds, as a consistency check. `unaccounted` = that total
+  minus what live workers hold: tasks of a worker that died (they come back only after the
+  visibility timeout, so no new worker could take them now) or of a consumer outside the registry,
 - `HLEN failed_tasks` (the dead-letter queue).
 
-The pipeline runs as MULTI/EXEC so the numbers are one consistent snapshot.
+Tasks held for an ETA/countdown (retry backoff) are `scheduled`, never demand: no new worker can
+take them before they are due. Registry entries of workers too old to publish a load line make the
+measurement fall back to parsing `unacked` (one more round trip), so a rolling upgrade never counts
+zero in flight.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from ..config import Settings
 from ..queues import DEAD_LETTER_KEY, QUEUES, priority_list_keys
+from .keys import WORKER_LOAD, WORKERS, key
+from .measure_script import MEASURE_LUA
+from .workers import LIVE_MAX_AGE, WorkerInfo
 
 #: Message header holding the publish time (epoch seconds), stamped by a before_task_publish handler.
 SENT_AT_HEADER = "bookgen_sent_at"
@@ -38,8 +49,11 @@ UNACKED_KEY = "unacked"
 class QueueDepth:
     queue: str
     pending: int  # sum of LLEN over every priority list
-    in_flight: int  # entries of the kombu `unacked` hash whose routing key is this queue
+    in_flight: int  # running + reserved by live workers (demand)
     oldest_pending_age: float | None  # seconds, None when nothing pending (or no publish time known)
+    running: int = 0  # accepted by a worker's pool
+    reserved: int = 0  # taken by a worker, waiting there for a slot (prefetch)
+    scheduled: int = 0  # held by a worker for an ETA/countdown: not demand
 
     @property
     def demand(self) -> int:
@@ -47,10 +61,33 @@ class QueueDepth:
 
 
 @dataclass(frozen=True)
+class PoolLoad:
+    """One pool's live workers, as the registry says."""
+
+    busy_slots: int
+    workers: int
+    slots: int
+    busy_pods: tuple[str, ...]  # pods with at least one busy slot
+
+
+@dataclass(frozen=True)
 class Snapshot:
     queues: Mapping[str, QueueDepth]
     dead_letters: int
     measured_at: float
+    #: HLEN of kombu's `unacked` hash (None when not measured, e.g. an old snapshot).
+    unacked: int | None = None
+    #: What live workers hold in all (running + reserved + scheduled over every queue they consume).
+    held: int | None = None
+    #: Live workers per pool (from the registry, in the same round trip; not serialised).
+    pools: Mapping[str, PoolLoad] = field(default_factory=dict, compare=False)
+
+    @property
+    def unaccounted(self) -> int | None:
+        """`unacked` entries no live worker accounts for (dead workers, foreign consumers); 0 = consistent.
+
+        Negative when the registry is a moment ahead of Redis (a worker reports a message it is acking)."""
+        return None if self.unacked is None or self.held is None else self.unacked - self.held
 
     def demand(self, queues: Iterable[str]) -> int:
         """Pending plus in-flight tasks summed over `queues` (unknown queues count as empty)."""
@@ -59,20 +96,27 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         return {
             "queues": {
-                name: {"pending": d.pending, "in_flight": d.in_flight, "oldest_pending_age": d.oldest_pending_age}
+                name: {"pending": d.pending, "in_flight": d.in_flight, "oldest_pending_age": d.oldest_pending_age,
+                       "running": d.running, "reserved": d.reserved, "scheduled": d.scheduled}
                 for name, d in self.queues.items()
             },
             "dead_letters": self.dead_letters,
             "measured_at": self.measured_at,
+            "unacked": self.unacked,
+            "held": self.held,
+            "unaccounted": self.unaccounted,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
         queues = {
-            name: QueueDepth(name, int(d["pending"]), int(d["in_flight"]), d.get("oldest_pending_age"))
+            name: QueueDepth(name, int(d["pending"]), int(d["in_flight"]), d.get("oldest_pending_age"),
+                             int(d.get("running", 0)), int(d.get("reserved", 0)), int(d.get("scheduled", 0)))
             for name, d in data["queues"].items()
         }
-        return cls(queues=queues, dead_letters=int(data["dead_letters"]), measured_at=float(data["measured_at"]))
+        optional = {k: int(data[k]) for k in ("unacked", "held") if data.get(k) is not None}
+        return cls(queues=queues, dead_letters=int(data["dead_letters"]), measured_at=float(data["measured_at"]),
+                   **optional)
 
 
 def measure(
@@ -81,40 +125,79 @@ def measure(
     queues: Sequence[str] = QUEUES,
     *,
     now: float | None = None,
+    worker_max_age: float = LIVE_MAX_AGE,
 ) -> Snapshot:
-    """Measure every queue in one pipelined round trip (see the module docstring)."""
+    """Measure every queue in one round trip (see the module docstring and measure_script)."""
     prefix = settings.global_keyprefix
-    lists = {q: priority_list_keys(q, settings.priority_steps, settings.priority_separator, prefix) for q in queues}
-    with client.pipeline(transaction=True) as pipe:
-        for keys in lists.values():
-            for key in keys:
-                pipe.llen(key)
-        for keys in lists.values():
-            for key in keys:
-                pipe.lindex(key, -1)
-        pipe.hvals(prefix + UNACKED_KEY)
-        pipe.hlen(prefix + DEAD_LETTER_KEY)
-        replies = pipe.execute()
-    measured_at = time.time() if now is None else now
+    steps = len(settings.priority_steps)
+    list_keys = [k for q in queues
+                 for k in priority_list_keys(q, settings.priority_steps, settings.priority_separator, prefix)]
+    keys = [*list_keys, key(settings, WORKERS), prefix + UNACKED_KEY, prefix + DEAD_LETTER_KEY,
+            key(settings, WORKER_LOAD)]
+    at = time.time() if now is None else now
+    reply = client.eval(MEASURE_LUA, len(keys), *keys, steps, repr(at), repr(worker_max_age), SENT_AT_HEADER,
+                        *queues)
+    measured_at = at
 
-    per_queue = len(settings.priority_steps)
-    count = per_queue * len(lists)
-    lengths, tails = replies[:count], replies[count : 2 * count]
-    unacked, dead_letters = replies[2 * count], replies[2 * count + 1]
-
-    in_flight = in_flight_by_queue(unacked, queues)
+    n = len(queues)
+    lengths, oldest = reply[: n * steps], reply[n * steps : n * steps + n]
+    pos = n * steps + n
+    unacked, dead_letters, total_held, legacy = (int(x) for x in reply[pos : pos + 4])
+    pos += 4
+    held = {q: tuple(int(x) for x in reply[pos + 3 * i : pos + 3 * i + 3]) for i, q in enumerate(queues)}
+    pos += 3 * n
+    pools: dict[str, PoolLoad] = {}
+    for _ in range(int(reply[pos])):
+        name, busy, online, slots, pods = reply[pos + 1 : pos + 6]
+        name = _text(name)
+        pools[name] = PoolLoad(int(busy), int(online), int(slots), tuple(sorted(_text(pods).split("\n")))
+                               if pods else ())
+        pos += 5
+    if legacy:  # workers too old to publish a load line: count kombu's hash, as before (O(in flight))
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hvals(prefix + UNACKED_KEY)
+            pipe.hvals(key(settings, WORKERS))
+            unacked_values, entries = pipe.execute()
+        counted = in_flight_by_queue(unacked_values, queues)
+        held = {q: (counted.get(q, 0), 0, 0) for q in queues}
+        pools = legacy_pools(entries, measured_at, worker_max_age)
     depths: dict[str, QueueDepth] = {}
-    for index, queue in enumerate(lists):
-        span = slice(index * per_queue, (index + 1) * per_queue)
-        pending = sum(int(n) for n in lengths[span])
-        sent = [t for t in (sent_at(raw) for raw in tails[span] if raw is not None) if t is not None]
-        age = max(0.0, measured_at - min(sent)) if pending and sent else None
-        depths[queue] = QueueDepth(queue, pending, in_flight.get(queue, 0), age)
-    return Snapshot(queues=depths, dead_letters=int(dead_letters), measured_at=measured_at)
+    for index, queue in enumerate(queues):
+        pending = sum(int(x) for x in lengths[index * steps : (index + 1) * steps])
+        sent = _text(oldest[index])
+        age = max(0.0, measured_at - float(sent)) if pending and sent else None
+        running, reserved, scheduled = held[queue]
+        depths[queue] = QueueDepth(queue, pending, running + reserved, age, running, reserved, scheduled)
+    return Snapshot(queues=depths, dead_letters=dead_letters, measured_at=measured_at, unacked=unacked,
+                    held=None if legacy else total_held, pools=pools)
+
+
+def legacy_pools(entries: Iterable[bytes | str], now: float, max_age: float) -> dict[str, PoolLoad]:
+    """Per pool load from the JSON registry entries (the fallback when some workers publish no load line)."""
+    live = []
+    for raw in entries:
+        try:
+            info = WorkerInfo.from_json(raw)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if now - info.updated_at <= max_age:
+            live.append(info)
+    pools: dict[str, PoolLoad] = {}
+    for name in sorted({w.pool for w in live}):
+        members = [w for w in live if w.pool == name]
+        pools[name] = PoolLoad(sum(w.busy for w in members), len(members), sum(w.concurrency for w in members),
+                               tuple(sorted({w.pod for w in members if w.busy > 0})))
+    return pools
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def in_flight_by_queue(unacked_values: Iterable[bytes | str], queues: Sequence[str]) -> dict[str, int]:
-    """Count `unacked` entries per queue: by routing key, else by exchange (ours are named after queues)."""
+    """Count `unacked` entries per queue: by routing key, else by exchange (ours are named after queues).
+
+    O(in flight): only the fallback for registry entries of workers too old to report what they hold."""
     known = set(queues)
     counts: dict[str, int] = {}
     for raw in unacked_values:

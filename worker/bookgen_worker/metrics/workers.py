@@ -1,10 +1,19 @@
-"""The worker registry: each worker's main process says, every second, who it is and how busy it is.
+"""The worker registry: each worker's main process says, every second, who it is and what it holds.
 
 Busy slots come from `celery.worker.state.active_requests` of the main process (the requests handed
-to the pool and accepted), which under prefork is the only process that knows them all. The
-autoscaler uses this to never scale a pool below its busy workers and to mark busy pods with a
-pod-deletion-cost; the collector turns it into per-pool gauges. Entries older than `max_age` are
-ignored (a killed worker cannot delete its own entry); very old ones are swept by live workers.
+to the pool and accepted), which under prefork is the only process that knows them all. The same
+process also knows, per queue, every message it holds unacknowledged (`held`):
+
+- running: accepted by the pool (a slot runs it),
+- reserved: taken from Redis and waiting in this worker (prefetch, or a rate-limit bucket),
+- scheduled: held for an ETA/countdown (retry backoff) and not yet due: not demand, since no other
+  worker could take it (celery's `state.scheduled_requests`).
+
+measure() sums `held` over live workers (O(workers), not O(in-flight)) instead of parsing kombu's
+`unacked` hash. The autoscaler uses the registry to never scale a pool below its busy workers and to
+mark busy pods with a pod-deletion-cost; the collector turns it into per-pool gauges. Entries older
+than `max_age` are ignored (a killed worker cannot delete its own entry, and holds nothing any other
+worker could run before the visibility timeout); very old ones are swept by live workers.
 """
 
 from __future__ import annotations
@@ -14,22 +23,41 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from celery import bootsteps
 
 from ..config import Settings
 from ..redis_client import get_redis
-from .keys import WORKERS, key
+from .keys import WORKER_LOAD, WORKERS, key
 
 logger = logging.getLogger(__name__)
 
 PUBLISH_INTERVAL = 1.0
 #: Entries this old are deleted by any live worker (their owner is surely gone).
 SWEEP_AFTER = 300.0
+#: A worker that has not reported for this long is gone (it publishes every PUBLISH_INTERVAL).
+LIVE_MAX_AGE = 10.0
+
+
+class Held(NamedTuple):
+    """What one worker holds unacknowledged for one queue."""
+
+    running: int = 0
+    reserved: int = 0
+    scheduled: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Demand: what this worker runs or will run next (ETA-held tasks are not due yet)."""
+        return self.running + self.reserved
+
+    @property
+    def total(self) -> int:
+        return self.running + self.reserved + self.scheduled
 
 
 @dataclass(frozen=True)
@@ -42,9 +70,13 @@ class WorkerInfo:
     concurrency: int
     busy: int
     updated_at: float
+    #: queue -> what this worker holds of it; None from a worker too old to say (rolling upgrade).
+    held: Mapping[str, Held] | None = None
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "queues": list(self.queues)})
+        data = {**asdict(self), "queues": list(self.queues)}
+        data["held"] = None if self.held is None else {q: list(h) for q, h in self.held.items()}
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> WorkerInfo:
@@ -58,15 +90,39 @@ class WorkerInfo:
             concurrency=int(data["concurrency"]),
             busy=int(data["busy"]),
             updated_at=float(data["updated_at"]),
+            held=_held(data.get("held")),
         )
 
 
+def _held(raw: Any) -> dict[str, Held] | None:
+    if raw is None:
+        return None
+    return {str(q): Held(*(int(n) for n in counts[:3])) for q, counts in raw.items()}
+
+
+def load_line(info: WorkerInfo) -> str:
+    """`updated_at pool pod busy concurrency` then `queue running reserved scheduled` per queue, tab-separated."""
+    fields = [repr(info.updated_at), info.pool, info.pod, str(info.busy), str(info.concurrency)]
+    for queue, held in sorted((info.held or {}).items()):
+        fields += [queue, str(held.running), str(held.reserved), str(held.scheduled)]
+    return "\t".join(f.replace("\t", " ") for f in fields)
+
+
 def publish(client: redis.Redis, settings: Settings, info: WorkerInfo) -> None:
-    client.hset(key(settings, WORKERS), info.hostname, info.to_json())
+    """The JSON entry (read by the collector, the CLI, the local runtime) and, when the worker can say
+    what it holds, its load line (read by measure()), in one round trip."""
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hset(key(settings, WORKERS), info.hostname, info.to_json())
+        if info.held is not None:
+            pipe.hset(key(settings, WORKER_LOAD), info.hostname, load_line(info))
+        pipe.execute()
 
 
 def unregister(client: redis.Redis, settings: Settings, hostname: str) -> None:
-    client.hdel(key(settings, WORKERS), hostname)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.hdel(key(settings, WORKERS), hostname)
+        pipe.hdel(key(settings, WORKER_LOAD), hostname)
+        pipe.execute()
 
 
 def read_workers(
@@ -94,7 +150,12 @@ def sweep(client: redis.Redis, settings: Settings, *, now: float | None = None) 
                 stale.append(field)
         except (ValueError, KeyError, TypeError):
             stale.append(field)
-    return int(client.hdel(key(settings, WORKERS), *stale)) if stale else 0
+    removed = int(client.hdel(key(settings, WORKERS), *stale)) if stale else 0
+    # Load lines go with their entry (a line without one is an orphan of an entry removed above or earlier).
+    orphans = set(client.hkeys(key(settings, WORKER_LOAD))) - set(client.hkeys(key(settings, WORKERS)))
+    if orphans:
+        client.hdel(key(settings, WORKER_LOAD), *orphans)
+    return removed
 
 
 def pool_name(hostname: str, env: dict[str, str] | os._Environ[str] = os.environ) -> str:
@@ -117,6 +178,52 @@ def busy_count() -> int:
     from celery.worker import state
 
     return len(state.active_requests)
+
+
+def request_queue(request: Any, queues: Iterable[str]) -> str:
+    """The queue a request came from: its routing key, else its exchange (ours are named after queues)."""
+    info = getattr(request, "delivery_info", None) or {}
+    routing_key, exchange = info.get("routing_key"), info.get("exchange")
+    known = set(queues)
+    if routing_key in known or exchange not in known:
+        return str(routing_key or exchange or "")
+    return str(exchange)
+
+
+def count_held(active: Iterable[Any], reserved: Iterable[Any], scheduled: Iterable[Any],
+               queues: Sequence[str]) -> dict[str, Held]:
+    """Per queue: running (active), reserved and not active, scheduled (ETA) and not yet reserved.
+
+    celery adds a request to `reserved_requests` before the pool accepts it (and to `active_requests`
+    on acceptance), and moves an ETA request from `scheduled_requests` to `reserved_requests` when it
+    is due; the differences keep every request in exactly one column.
+    """
+    active_ids = {id(r) for r in active}
+    reserved_list = list(reserved)
+    reserved_ids = {id(r) for r in reserved_list}
+    counts: dict[str, list[int]] = {}
+    for column, requests, skip in ((0, active, set()), (1, reserved_list, active_ids),
+                                   (2, scheduled, reserved_ids | active_ids)):
+        for request in requests:
+            if id(request) in skip:
+                continue
+            counts.setdefault(request_queue(request, queues), [0, 0, 0])[column] += 1
+    return {q: Held(*c) for q, c in counts.items()}
+
+
+def held_now(queues: Sequence[str]) -> tuple[int, dict[str, Held]] | None:
+    """(busy slots, held per queue) from this process's celery state; None if it kept changing under us."""
+    from celery.worker import state
+
+    for _ in range(5):
+        try:  # the sets are changed by the consumer's thread; copy them before counting
+            active = list(state.active_requests)
+            reserved = list(state.reserved_requests)
+            scheduled = list(getattr(state, "scheduled_requests", ()))  # celery >= 5.5
+        except RuntimeError:  # "Set changed size during iteration": try again
+            continue
+        return len(active), count_held(active, reserved, scheduled, queues)
+    return None
 
 
 class WorkerRegistryStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -147,10 +254,13 @@ class WorkerRegistryStep(bootsteps.StartStopStep):  # type: ignore[misc]
 
         def loop() -> None:
             sweeps = 0
+            last: tuple[int, dict[str, Held]] = (0, {})
             while not self._stop.is_set():
                 try:
                     client = get_redis(settings)
-                    publish(client, settings, WorkerInfo(**static, busy=busy_count(), updated_at=time.time()))
+                    last = held_now(static["queues"]) or last
+                    busy, held = last
+                    publish(client, settings, WorkerInfo(**static, busy=busy, updated_at=time.time(), held=held))
                     sweeps += 1
                     if sweeps % 60 == 1:
                         sweep(client, settings)

@@ -1,0 +1,67 @@
+"""The operator's autoscaling on the shared scheduler: what `run_queue_autoscaler` does, for many queues at once.
+
+Wiring (handlers.py, kept to the lead's merge; nothing here imports kopf):
+
+- one `SCHEDULER` and one `REPLICAS` cache per operator process;
+- a watch of worker Deployments (label `app.kubernetes.io/component=worker`) feeds `REPLICAS`:
+  `REPLICAS.seen(namespace, name, spec.replicas)` on ADDED/MODIFIED, `REPLICAS.gone(...)` on DELETED;
+- the per-BookGenQueue daemon calls `run_scheduled(spec, kube, stopped)` instead of
+  `run_queue_autoscaler(spec, kube, stopped)`: it registers the queue's Autoscaler and returns
+  when the queue goes away (or its spec changes, as today).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bookgen_operator.autoscaler.loop import Autoscaler
+from bookgen_operator.autoscaler.scheduler import ReplicaCache, Scheduler, WatchedPlatform, redis_executor
+from bookgen_operator.platforms.kubernetes import KubernetesPlatform, RedisAccess, log, source_options, status_reporter
+
+SCHEDULER = Scheduler()
+REPLICAS = ReplicaCache()
+
+
+def build(spec: Any, kube: Any, access: RedisAccess, replicas: ReplicaCache = REPLICAS) -> Autoscaler:
+    """The Autoscaler of one BookGenQueue: its source (Redis calls on the bounded executor), the
+    Kubernetes platform behind the watch cache, and the status reporter."""
+    from bookgen_operator.metrics_sources.redis_source import RedisSource
+    from bookgen_operator.metrics_sources.select import make_source
+
+    class LazyRedisSource:
+        def __init__(self) -> None:
+            self.inner: RedisSource | None = None
+
+        async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
+            try:
+                client, settings = await access.connect()
+            except Exception as exc:
+                log.warning("cannot connect to Redis for metrics: %s", exc)
+                return {p.name: None for p in pools}
+            if self.inner is None or self.inner.client is not client:  # keep its rate state across polls
+                self.inner = RedisSource(client, settings, executor=redis_executor())
+            return await self.inner.observe(pools)
+
+        async def close(self) -> None:
+            return None
+
+    source = make_source(spec.autoscaling.source, **source_options(spec), redis=LazyRedisSource)
+    inner = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
+    platform = WatchedPlatform(inner, replicas, spec.namespace, inner.deployment)
+    return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
+
+
+async def run_scheduled(spec: Any, kube: Any, stopped: Any, scheduler: Scheduler = SCHEDULER) -> None:
+    """Schedule this BookGenQueue's autoscaler on the shared scheduler until `stopped` is set."""
+    access = RedisAccess(spec, kube)
+    autoscaler = build(spec, kube, access)
+    key = f"{spec.namespace}/{spec.name}"
+    scheduler.add(key, autoscaler)
+    try:
+        await stopped.wait()
+    finally:
+        scheduler.remove(key)
+        await asyncio.shield(autoscaler.source.close())
+        access.drop()
