@@ -75,6 +75,8 @@ class QueueState:
     retry_delay: float = SECRET_RETRY_SECONDS
     autoscaling: Condition | None = None
     warned_generation: int | None = None
+    #: The stored form of children we wrote (reconcile.learn): compare the way the server stores them.
+    learned: dict[tuple, Any] = dataclasses.field(default_factory=dict)
 
 
 STATES: dict[str, QueueState] = {}
@@ -171,36 +173,87 @@ async def _report_problem(body: Mapping[str, Any], reason: str, message: str) ->
     await _write_status(body, status)
 
 
-async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]]) -> dict[tuple, Any]:
-    """Create/patch what differs; returns the freshest view of every child."""
-    actual: dict[tuple, Any] = {}
-    for obj in desired:
-        actual[key_of(obj)] = await KUBE.get(resource_for(obj["apiVersion"], obj["kind"]), spec.namespace,
-                                             obj["metadata"]["name"])
+#: Kinds of children that may be pruned, by (apiVersion, kind); monitoring kinds only where served.
+PRUNABLE = (("v1", "Service"), ("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"),
+            ("policy/v1", "PodDisruptionBudget"), ("networking.k8s.io/v1", "NetworkPolicy"))
+MONITORING_KINDS = ((f"{MONITORING_GROUP}/v1", "ServiceMonitor"), (f"{MONITORING_GROUP}/v1", "PrometheusRule"))
+
+
+def children_selector(name: str) -> str:
+    """Our children of one queue, selected by the server (the owner's uid is checked on top)."""
+    return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=bookgen-operator"
+
+
+async def _existing(spec: QueueSpec, groups: frozenset[str]) -> dict[tuple, Any]:
+    """Every child of this queue that exists, by key: one list per kind, selected by our labels."""
+    kinds = PRUNABLE + (MONITORING_KINDS if MONITORING_GROUP in groups else ())
+    found: dict[tuple, Any] = {}
+    for api_version, kind in kinds:
+        for obj in await KUBE.list(resource_for(api_version, kind), spec.namespace, children_selector(spec.name)):
+            found[(api_version, kind, obj["metadata"]["name"])] = obj
+    return found
+
+
+async def _write(spec: QueueSpec, action: Any, state: QueueState, owns_replicas: bool) -> Any:
+    """One planned write; returns the object as stored (None after a delete). Learns the stored form."""
+    from bookgen_operator.reconcile import comparable, learn
+
+    res = resource_for(action.api_version, action.kind)
+    key = (action.api_version, action.kind, action.name)
+    if action.verb == "delete":
+        await KUBE.delete(res, spec.namespace, action.name, uid=action.body.get("uid"))
+        state.learned.pop(key, None)
+        return None
+    if action.verb == "create":
+        try:
+            stored = await KUBE.create(res, spec.namespace, action.body)
+        except KubeError as exc:
+            if exc.code != 409:
+                raise
+            # Created meanwhile (or it lost our labels, so the list missed it): re-read; the next
+            # reconcile compares it like any other child.
+            return await KUBE.get(res, spec.namespace, action.name)
+        enforced = comparable(action.body, existing=True, autoscaler_owns_replicas=owns_replicas)
+    else:
+        stored = await KUBE.patch(res, spec.namespace, action.name, action.body)
+        enforced = action.body
+    state.learned[key] = learn(enforced, stored)
+    return stored
+
+
+async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]],
+                 groups: frozenset[str], state: QueueState) -> dict[tuple, Any]:
+    """Create/patch what differs, delete owned children no longer desired; returns the freshest view
+    of every desired child."""
+    from bookgen_operator.reconcile import prune
     from bookgen_operator.resources import autoscaler_owns_replicas
 
-    actions = plan(desired, actual, autoscaler_owns_replicas=autoscaler_owns_replicas(spec))
+    existing = await _existing(spec, groups)
+    actual: dict[tuple, Any] = {}
+    for obj in desired:
+        key = key_of(obj)
+        actual[key] = existing.get(key)
+        if actual[key] is None:  # not found by our labels: it may exist with its labels edited away
+            actual[key] = await KUBE.get(resource_for(obj["apiVersion"], obj["kind"]), spec.namespace,
+                                         obj["metadata"]["name"])
+    owns = autoscaler_owns_replicas(spec)
+    actions = plan(desired, actual, autoscaler_owns_replicas=owns, learned=state.learned)
+    actions += prune(desired, existing, body["metadata"]["uid"])
     for action in actions:
-        res = resource_for(action.api_version, action.kind)
-        try:
-            if action.verb == "create":
-                actual[(action.api_version, action.kind, action.name)] = await KUBE.create(
-                    res, spec.namespace, action.body)
-            else:
-                actual[(action.api_version, action.kind, action.name)] = await KUBE.patch(
-                    res, spec.namespace, action.name, action.body)
-        except KubeError as exc:
-            if exc.code == 409 and action.verb == "create":
-                continue  # created concurrently; the next reconcile compares it
-            raise
+        stored = await _write(spec, action, state, owns)
+        if action.verb != "delete":
+            actual[(action.api_version, action.kind, action.name)] = stored
         opmetrics.count_write(action.verb, action.kind)
     created = [a for a in actions if a.verb == "create"]
     patched = [a for a in actions if a.verb == "patch"]
+    deleted = [a for a in actions if a.verb == "delete"]
     if created:
         fresh = len(created) == len(desired)  # nothing existed: a new queue, not a repair
         events.normal(body, "Created" if fresh else "Restored", "; ".join(a.describe() for a in created))
     if patched:
         events.normal(body, "Updated", "; ".join(a.describe() for a in patched))
+    if deleted:
+        events.normal(body, "Removed", "; ".join(a.describe() for a in deleted))
     if actions:
         log.info("%s/%s: %s", spec.namespace, spec.name, ", ".join(a.describe() for a in actions))
     return actual
@@ -235,12 +288,13 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
         state.retry_at, state.retry_delay = 0.0, SECRET_RETRY_SECONDS
         if created:
             events.normal(body, "SecretsGenerated", f"generated Secrets {', '.join(created)}")
-        desired, impossible = _desired(spec, body, await _api_groups())
+        groups = await _api_groups()
+        desired, impossible = _desired(spec, body, groups)
         if impossible and state.warned_generation != meta.get("generation"):
             state.warned_generation = meta.get("generation")
             events.warning(body, "PrometheusOperatorMissing", f"not creating {', '.join(impossible)}: the "
                            f"{MONITORING_GROUP} CRDs are not installed (install the Prometheus Operator)")
-        actual = await _apply(body, spec, desired)
+        actual = await _apply(body, spec, desired, groups, state)
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
         conditions = component_conditions(
@@ -291,6 +345,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     port = os.environ.get("BOOKGEN_OPERATOR_METRICS_PORT")
     if port:
         opmetrics.start_server(int(port))
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = CHILD_SELECTOR
 
 
 @kopf.on.login()
@@ -346,8 +402,24 @@ async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
             log.info("child-triggered reconcile of %s: %s", ref["name"], exc)
 
 
-kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)(_child_changed)
-kopf.on.event("apps", "v1", "statefulsets", labels=MANAGED_BY)(_child_changed)
+#: The children kopf watches for us, selected by the API server (settings.watching.label_selectors):
+#: the `labels=` filter of a handler runs in kopf, after it has listed and cached every object.
+CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+CHILD_RESOURCES = (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"))
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels=MANAGED_BY)(_child_changed)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def queue_deleted(body: kopf.Body, **_: Any) -> None:
+    """Forget the queue's in-memory state (its children go with the garbage collector)."""
+    forget(body["metadata"]["uid"])
+
+
+def forget(uid: str) -> None:
+    """Drop every per-queue item the operator keeps in memory, so deleted queues cost nothing."""
+    STATES.pop(uid, None)
+    opmetrics.forget(uid)
 
 
 def _autoscaler_entry() -> Any:
