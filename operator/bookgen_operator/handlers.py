@@ -32,6 +32,7 @@ import kopf
 
 from bookgen_operator import events, opmetrics
 from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret, resource_for
+from bookgen_operator.operator_defaults import OperatorDefaults
 from bookgen_operator.reconcile import adopt, key_of, plan
 from bookgen_operator.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
 from bookgen_operator.status import (
@@ -264,7 +265,7 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
     state = STATES.setdefault(meta["uid"], QueueState())
     with opmetrics.reconcile_timer(meta["uid"], trigger) as outcome:
         try:
-            spec = parse_queue(body)
+            spec = OperatorDefaults.from_env(os.environ).apply(parse_queue(body))
         except SpecError as exc:
             outcome["result"] = "invalid"
             opmetrics.count_error("InvalidSpec")
