@@ -198,12 +198,44 @@ def test_monitoring_objects_carry_the_additional_labels(render: Render) -> None:
     assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
 
 
-def test_prometheus_rule_is_the_canonical_alerts_file_untemplated(render: Render) -> None:
+def test_prometheus_rule_alerts_on_the_operator_and_never_duplicates_the_per_queue_alerts(render: Render) -> None:
     (rule,) = by_kind(render([VARIANTS["monitoring"]]), "PrometheusRule")
     canonical = yaml.safe_load((ROOT / "worker" / "bookgen_worker" / "metrics" / "assets" / "alerts.yaml").read_text())
-    assert rule["spec"] == canonical["spec"]
-    annotations = json.dumps(rule["spec"])
-    assert "{{ $labels.queue }}" in annotations  # Prometheus templates survive Helm
+    queue_alerts = {r["alert"] for g in canonical["spec"]["groups"] for r in g["rules"]}
+    ours = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert ours == {"BookGenOperatorDown", "BookGenOperatorReconcileErrors"}
+    assert not ours & queue_alerts  # each BookGenQueue's own PrometheusRule carries those, scoped to it
+    assert "{{ $labels.reason }}" in json.dumps(rule["spec"])  # Prometheus templates survive Helm
+
+
+def test_one_registry_pull_secrets_and_digest_reach_the_operator_and_every_child(render: Render) -> None:
+    digest = "sha256:" + "ab" * 32
+    objects = render(sets=["global.imageRegistry=mirror.local:5000", "global.imagePullSecrets[0].name=corp",
+                           "imagePullSecrets[0].name=regcred", f"image.digest={digest}",
+                           "monitoring.labels.release=kps"])
+    pod = operator_deployment(objects)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"mirror.local:5000/bookgen/bookgen-queue:0.1.0@{digest}"
+    assert pod["imagePullSecrets"] == [{"name": "corp"}, {"name": "regcred"}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BOOKGEN_IMAGE_REGISTRY"] == "mirror.local:5000"
+    assert env["BOOKGEN_IMAGE_PULL_SECRETS"] == "corp"
+    assert env["BOOKGEN_MONITOR_LABELS"] == "release=kps"
+    from bookgen_operator.operator_defaults import OperatorDefaults
+    from bookgen_operator.resources import desired_objects, monitoring_objects, pod_specs
+    from bookgen_operator.spec import parse_queue
+
+    spec = OperatorDefaults.from_env(env).apply(parse_queue({"metadata": {"name": "q", "namespace": "n"}}))
+    for name, child in pod_specs(desired_objects(spec)):
+        assert child["imagePullSecrets"] == [{"name": "corp"}], name
+        assert all(c["image"].startswith("mirror.local:5000/") for c in child["containers"]), name
+    assert all(o["metadata"]["labels"]["release"] == "kps" for o in monitoring_objects(spec, True))
+
+
+def test_a_malformed_digest_or_registry_is_refused(render: Render) -> None:
+    for bad in ("image.digest=latest", "global.imageRegistry=not a host"):
+        with pytest.raises(HelmError, match="(?i)does not match pattern"):
+            render(sets=[bad])
 
 
 def test_grafana_dashboard_config_map(render: Render) -> None:
