@@ -32,6 +32,7 @@ import kopf
 
 from bookgen_operator import events, opmetrics
 from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret, resource_for
+from bookgen_operator.leader import LEADERSHIP
 from bookgen_operator.operator_defaults import OperatorDefaults
 from bookgen_operator.reconcile import adopt, key_of, plan
 from bookgen_operator.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
@@ -62,7 +63,8 @@ class _Connection:
 
 
 CONNECTION = _Connection()
-KUBE = Kube(lambda: CONNECTION.info)
+#: Every write checks leadership (leader.py): a replica that lost its Lease never writes again.
+KUBE = Kube(lambda: CONNECTION.info, may_write=LEADERSHIP.leading)
 
 
 @dataclasses.dataclass

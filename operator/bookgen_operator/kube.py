@@ -91,6 +91,7 @@ RESOURCES: Mapping[tuple[str, str], Resource] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): Resource("monitoring.coreos.com", "v1", "servicemonitors"),
     ("monitoring.coreos.com/v1", "PrometheusRule"): Resource("monitoring.coreos.com", "v1", "prometheusrules"),
     ("bookgen.io/v1alpha1", "BookGenQueue"): Resource("bookgen.io", "v1alpha1", "bookgenqueues"),
+    ("coordination.k8s.io/v1", "Lease"): Resource("coordination.k8s.io", "v1", "leases"),
 }
 
 
@@ -146,22 +147,31 @@ def _ssl_context(info: Any) -> ssl.SSLContext | bool:
     return context
 
 
+#: Names this replica in the API server's audit log (which replica wrote what).
+USER_AGENT = f"bookgen-operator/0.1 ({os.environ.get('POD_NAME') or os.uname().nodename}/{os.getpid()})"
+
+
 def _headers(info: Any) -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT}
     token = getattr(info, "token", None)
     if token:
-        return {"Authorization": f"{getattr(info, 'scheme', None) or 'Bearer'} {token}"}
+        headers["Authorization"] = f"{getattr(info, 'scheme', None) or 'Bearer'} {token}"
+        return headers
     user, password = getattr(info, "username", None), getattr(info, "password", None)
     if user and password:
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-    return {}
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return headers
 
 
 class Kube:
     """Async API client; `credentials()` returns the current kopf.ConnectionInfo (or a Connection)."""
 
-    def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0) -> None:
+    def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0,
+                 may_write: Callable[[], bool] | None = None) -> None:
         self._credentials = credentials
         self._timeout = timeout
+        #: Checked before every write: False (e.g. leadership lost) refuses the write, never sends it.
+        self._may_write = may_write
         #: One HTTP client per (event loop, endpoint and TLS identity): clients cannot cross loops.
         self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
 
@@ -191,6 +201,8 @@ class Kube:
                        params: Mapping[str, str] | None = None) -> JSON:
         deadline = time.monotonic() + THROTTLE_BUDGET
         while True:
+            if method != "GET" and self._may_write is not None and not self._may_write():
+                raise KubeError(503, "NotLeader", f"{method} {path}: this operator is not the leader; not writing")
             client, headers = self._session()
             if content_type:
                 headers["Content-Type"] = content_type

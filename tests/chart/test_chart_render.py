@@ -234,7 +234,7 @@ def test_one_registry_pull_secrets_and_digest_reach_the_operator_and_every_child
 
 def test_a_malformed_digest_or_registry_is_refused(render: Render) -> None:
     for bad in ("image.digest=latest", "global.imageRegistry=not a host"):
-        with pytest.raises(HelmError, match="(?i)does not match pattern"):
+        with pytest.raises(HelmError, match=r"(?i)does not match pattern"):
             render(sets=[bad])
 
 

@@ -18,7 +18,7 @@ NS = "books"
 DEPLOY, STS = "apps/v1/deployments", "apps/v1/statefulsets"
 API_CALLS_FILE = Path(__file__).resolve().parents[2] / "operator" / "api-calls.json"
 #: Test modules whose API calls (operator and autoscaler) make up operator/api-calls.json.
-CONTRIBUTORS = {"test_autoscale_e2e.py", "test_e2e.py", "test_lifecycle_e2e.py"}
+CONTRIBUTORS = {"test_autoscale_e2e.py", "test_e2e.py", "test_leader_e2e.py", "test_lifecycle_e2e.py"}
 
 
 def queue(name: str = "demo", spec: dict[str, Any] | None = None) -> dict[str, Any]:

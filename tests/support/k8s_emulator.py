@@ -92,6 +92,8 @@ class ApiCall:
     namespace: str | None = None
     name: str | None = None
     body: Any = field(default=None, compare=False, repr=False)
+    #: The client's User-Agent (the audit log's userAgent): which process made the call.
+    agent: str = field(default="", compare=False, repr=False)
 
     @property
     def is_write(self) -> bool:
@@ -549,7 +551,8 @@ class K8sEmulator(kmock.KubernetesEmulator):
             response.headers["Retry-After"] = self._retry_after
             return response
         verb = self._verb(request)
-        call = ApiCall(verb, key[0], key[1], request.subresource, request.namespace, request.name, request.data)
+        call = ApiCall(verb, key[0], key[1], request.subresource, request.namespace, request.name, request.data,
+                       request.headers.get("User-Agent", ""))
         self.calls.append(call)
         if call.is_write:
             for hook in self.write_hooks:
