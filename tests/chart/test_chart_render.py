@@ -118,10 +118,19 @@ def operator_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return deployment
 
 
-def test_operator_deployment_is_one_recreated_replica_with_a_liveness_probe(render: Render) -> None:
-    deployment = operator_deployment(render())
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+def test_operator_deployment_is_leader_elected_replicas_with_a_pdb_and_a_liveness_probe(render: Render) -> None:
+    objects = render()
+    deployment = operator_deployment(objects)
+    assert deployment["spec"]["replicas"] == 2
+    # a rolling update: a stuck terminating old pod never holds the rollout (it would with Recreate)
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    (pdb,) = by_kind(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert "--leader-elect" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert by_kind(render(sets=["replicaCount=1"]), "PodDisruptionBudget") == []
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "bookgen_operator"]
@@ -152,8 +161,10 @@ def test_namespaced_mode_passes_each_namespace_to_the_operator(render: Render) -
     (container,) = operator_deployment(objects)["spec"]["template"]["spec"]["containers"]
     assert [a for a in container["args"] if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
     assert "--verbose" in container["args"]
-    assert {r["metadata"]["namespace"] for r in by_kind(objects, "Role")} == {"team-a", "team-b"}
-    assert {r["metadata"]["namespace"] for r in by_kind(objects, "RoleBinding")} == {"team-a", "team-b"}
+    # a Role per watched namespace, plus the leader election Role in the release namespace
+    watched = {"team-a", "team-b", "bookgen-system"}
+    assert {r["metadata"]["namespace"] for r in by_kind(objects, "Role")} == watched
+    assert {r["metadata"]["namespace"] for r in by_kind(objects, "RoleBinding")} == watched
     (account,) = by_kind(objects, "ServiceAccount")
     assert account["metadata"]["name"] == "bookgen-operator-sa"
     for binding in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
@@ -255,7 +266,8 @@ def test_grafana_dashboard_config_map(render: Render) -> None:
 
 def test_minimal_renders_only_the_operator(render: Render) -> None:
     objects = render([VARIANTS["minimal"]])
-    assert sorted(o["kind"] for o in objects) == ["CustomResourceDefinition", "Deployment", "Pod", "Service"]
+    assert sorted(o["kind"] for o in objects) == ["CustomResourceDefinition", "Deployment", "Pod",
+                                                  "PodDisruptionBudget", "Service"]
     pod = operator_deployment(objects)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "preexisting-operator"
 
