@@ -313,6 +313,8 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
 async def reconcile(body: Mapping[str, Any], trigger: str) -> None:
     """Serialise runs per queue; a trigger during a run makes the run repeat with a fresh body."""
     body = plain(body)
+    if body["metadata"].get("deletionTimestamp"):
+        return  # going away: the garbage collector removes the children; keep no state for it
     state = STATES.setdefault(body["metadata"]["uid"], QueueState())
     if state.lock.locked():
         state.dirty = True

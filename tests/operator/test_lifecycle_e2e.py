@@ -148,3 +148,27 @@ async def test_throttling_is_waited_out_and_no_condition_turns_false(kopf_operat
     # A new child after the throttle still rolls out (the operator did not give up or crash).
     await emu.delete_object(DEPLOY, NS, "demo-worker-export")
     await eventually(lambda: emu.get_object(DEPLOY, NS, "demo-worker-export"), what="the Deployment restored")
+
+
+async def test_child_watches_are_label_selected_by_the_server_and_deleted_queues_leave_no_state(
+    kopf_operator: RunningOperator,
+) -> None:
+    emu = kopf_operator.emulator
+    for i in range(50):  # unrelated Deployments elsewhere: the server must not send them at all
+        await emu.create_object(DEPLOY, {"metadata": {"name": f"other-{i}", "namespace": "elsewhere",
+                                                      "labels": {"app": "other"}},
+                                         "spec": {"template": {"spec": {"containers": [{"name": "c",
+                                                                                       "image": "x:1"}]}}}})
+    created = await emu.create_object(BGQ, queue())
+    uid = created["metadata"]["uid"]
+    await eventually(lambda: emu.get_object(DEPLOY, NS, "demo-worker-content"), what="the workers")
+    watches = [c for c in emu.calls if c.verb in ("watch", "list") and c.resource in ("deployments", "statefulsets")
+               and c.namespace is None]
+    assert watches, "kopf watches the children cluster-wide"
+    selector = "app.kubernetes.io/managed-by=bookgen-operator"
+    assert all(selector in c.params.get("labelSelector", "") for c in watches), [c.params for c in watches]
+    await eventually(lambda: uid in kopf_operator.handlers.STATES, what="per-queue state")
+    await emu.delete_object(BGQ, NS, "demo")
+    await eventually(lambda: emu.get_object(BGQ, NS, "demo") is None, what="the queue gone")
+    await eventually(lambda: uid not in kopf_operator.handlers.STATES and kopf_operator.reconciles(uid) == 0,
+                     what="the queue's in-memory state and counters dropped")

@@ -94,6 +94,8 @@ class ApiCall:
     body: Any = field(default=None, compare=False, repr=False)
     #: The client's User-Agent (the audit log's userAgent): which process made the call.
     agent: str = field(default="", compare=False, repr=False)
+    #: Query parameters (labelSelector, resourceVersion, ...).
+    params: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_write(self) -> bool:
@@ -552,7 +554,7 @@ class K8sEmulator(kmock.KubernetesEmulator):
             return response
         verb = self._verb(request)
         call = ApiCall(verb, key[0], key[1], request.subresource, request.namespace, request.name, request.data,
-                       request.headers.get("User-Agent", ""))
+                       request.headers.get("User-Agent", ""), dict(request.params))
         self.calls.append(call)
         if call.is_write:
             for hook in self.write_hooks:
