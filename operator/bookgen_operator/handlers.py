@@ -9,13 +9,15 @@ trigger during a run marks the queue dirty and the run repeats once with a fresh
 Failure policy (never a hot loop, never a crash):
 - invalid spec -> Ready=False/InvalidSpec with the parser's message; no retry until the spec changes;
 - a referenced Secret is missing -> Ready=False/SecretNotFound; retried with backoff (>= 30 s);
-- API errors -> kopf retries the handler with its own backoff; the timer tries again later.
+- API errors -> kopf retries the handler with its own backoff; the timer tries again later
+  (429/503 with Retry-After are waited out inside kube.py first, never reported in status).
 
 Deletion relies on owner references: every child (Secrets included) is owned by the queue, in
-its namespace, so the API server's garbage collector removes them; we register no deletion
-handler. The only finalizer is kopf's own (`bookgen.io/finalizer`), which kopf adds because the
-queue has a timer and a daemon: it lets kopf stop them before the object goes, then releases it.
-Redis data volumes (StatefulSet claims) are kept by Kubernetes' default retention, on purpose.
+its namespace, so the API server's garbage collector removes them; the (optional, finalizer-free)
+deletion handler only forgets the queue's in-memory state. The only finalizer is kopf's own
+(`bookgen.io/finalizer`), which kopf adds because the queue has a timer and a daemon: it lets kopf
+stop them before the object goes, then releases it. Redis data volumes (StatefulSet claims) are kept
+(`Retain`), on purpose; children no longer desired are pruned by children.apply_children.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from typing import Any
 import kopf
 
 from bookgen_operator import events, opmetrics
-from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret, resource_for
+from bookgen_operator.children import MONITORING_GROUP, apply_children
+from bookgen_operator.kube import RESOURCES, Kube, decoded, ensure_secret
 from bookgen_operator.leader import LEADERSHIP
 from bookgen_operator.operator_defaults import OperatorDefaults
-from bookgen_operator.reconcile import adopt, key_of, plan
+from bookgen_operator.reconcile import adopt
 from bookgen_operator.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
 from bookgen_operator.status import (
     Condition,
@@ -53,7 +56,6 @@ SECRET_RETRY_SECONDS = max(30.0, float(os.environ.get("BOOKGEN_SECRET_RETRY_SECO
 DISCOVERY_TTL = float(os.environ.get("BOOKGEN_DISCOVERY_TTL", "60"))
 #: Where the operator's own pod runs (the chart sets it from the downward API); each Redis admits it.
 OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or None
-MONITORING_GROUP = "monitoring.coreos.com"
 BGQ = RESOURCES[(f"{GROUP}/{VERSION}", "BookGenQueue")]
 
 
@@ -176,92 +178,6 @@ async def _report_problem(body: Mapping[str, Any], reason: str, message: str) ->
     await _write_status(body, status)
 
 
-#: Kinds of children that may be pruned, by (apiVersion, kind); monitoring kinds only where served.
-PRUNABLE = (("v1", "Service"), ("apps/v1", "StatefulSet"), ("apps/v1", "Deployment"),
-            ("policy/v1", "PodDisruptionBudget"), ("networking.k8s.io/v1", "NetworkPolicy"))
-MONITORING_KINDS = ((f"{MONITORING_GROUP}/v1", "ServiceMonitor"), (f"{MONITORING_GROUP}/v1", "PrometheusRule"))
-
-
-def children_selector(name: str) -> str:
-    """Our children of one queue, selected by the server (the owner's uid is checked on top)."""
-    return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=bookgen-operator"
-
-
-async def _existing(spec: QueueSpec, groups: frozenset[str]) -> dict[tuple, Any]:
-    """Every child of this queue that exists, by key: one list per kind, selected by our labels."""
-    kinds = PRUNABLE + (MONITORING_KINDS if MONITORING_GROUP in groups else ())
-    found: dict[tuple, Any] = {}
-    for api_version, kind in kinds:
-        for obj in await KUBE.list(resource_for(api_version, kind), spec.namespace, children_selector(spec.name)):
-            found[(api_version, kind, obj["metadata"]["name"])] = obj
-    return found
-
-
-async def _write(spec: QueueSpec, action: Any, state: QueueState, owns_replicas: bool) -> Any:
-    """One planned write; returns the object as stored (None after a delete). Learns the stored form."""
-    from bookgen_operator.reconcile import comparable, learn
-
-    res = resource_for(action.api_version, action.kind)
-    key = (action.api_version, action.kind, action.name)
-    if action.verb == "delete":
-        await KUBE.delete(res, spec.namespace, action.name, uid=action.body.get("uid"))
-        state.learned.pop(key, None)
-        return None
-    if action.verb == "create":
-        try:
-            stored = await KUBE.create(res, spec.namespace, action.body)
-        except KubeError as exc:
-            if exc.code != 409:
-                raise
-            # Created meanwhile (or it lost our labels, so the list missed it): re-read; the next
-            # reconcile compares it like any other child.
-            return await KUBE.get(res, spec.namespace, action.name)
-        enforced = comparable(action.body, existing=True, autoscaler_owns_replicas=owns_replicas)
-    else:
-        stored = await KUBE.patch(res, spec.namespace, action.name, action.body)
-        enforced = action.body
-    state.learned[key] = learn(enforced, stored)
-    return stored
-
-
-async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]],
-                 groups: frozenset[str], state: QueueState) -> dict[tuple, Any]:
-    """Create/patch what differs, delete owned children no longer desired; returns the freshest view
-    of every desired child."""
-    from bookgen_operator.reconcile import prune
-    from bookgen_operator.resources import autoscaler_owns_replicas
-
-    existing = await _existing(spec, groups)
-    actual: dict[tuple, Any] = {}
-    for obj in desired:
-        key = key_of(obj)
-        actual[key] = existing.get(key)
-        if actual[key] is None:  # not found by our labels: it may exist with its labels edited away
-            actual[key] = await KUBE.get(resource_for(obj["apiVersion"], obj["kind"]), spec.namespace,
-                                         obj["metadata"]["name"])
-    owns = autoscaler_owns_replicas(spec)
-    actions = plan(desired, actual, autoscaler_owns_replicas=owns, learned=state.learned)
-    actions += prune(desired, existing, body["metadata"]["uid"])
-    for action in actions:
-        stored = await _write(spec, action, state, owns)
-        if action.verb != "delete":
-            actual[(action.api_version, action.kind, action.name)] = stored
-        opmetrics.count_write(action.verb, action.kind)
-    created = [a for a in actions if a.verb == "create"]
-    patched = [a for a in actions if a.verb == "patch"]
-    deleted = [a for a in actions if a.verb == "delete"]
-    if created:
-        fresh = len(created) == len(desired)  # nothing existed: a new queue, not a repair
-        events.normal(body, "Created" if fresh else "Restored", "; ".join(a.describe() for a in created))
-    if patched:
-        events.normal(body, "Updated", "; ".join(a.describe() for a in patched))
-    if deleted:
-        events.normal(body, "Removed", "; ".join(a.describe() for a in deleted))
-    if actions:
-        log.info("%s/%s: %s", spec.namespace, spec.name, ", ".join(a.describe() for a in actions))
-    return actual
-
-
 async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
     meta = body["metadata"]
     state = STATES.setdefault(meta["uid"], QueueState())
@@ -297,7 +213,7 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
             state.warned_generation = meta.get("generation")
             events.warning(body, "PrometheusOperatorMissing", f"not creating {', '.join(impossible)}: the "
                            f"{MONITORING_GROUP} CRDs are not installed (install the Prometheus Operator)")
-        actual = await _apply(body, spec, desired, groups, state)
+        actual = await apply_children(KUBE, body, spec, desired, groups, state.learned)
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
         conditions = component_conditions(
