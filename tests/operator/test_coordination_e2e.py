@@ -1,5 +1,6 @@
-"""Leader election on a coordination.k8s.io Lease: two real operator processes with --leader-elect, one acts, the
-first one's death (kill -9), and no moment sees writes from both (issue 13, item 4)."""
+"""Leader election on a coordination.k8s.io Lease: two real operator processes with --leader-elect; one
+acts, the other takes over within 15 s of the first one's death (kill -9), and no moment sees writes from
+both (issue 13, item 4)."""
 
 from __future__ import annotations
 
