@@ -56,16 +56,16 @@ class Cluster:
         return _kube()[1](group, version, plural, namespaced)
 
     async def start_operator(self, name: str = "op-a", *, leader_elect: bool = False,
-                             interval: float = 2) -> Operator:
+                             interval: float = 2, env: dict[str, str] | None = None) -> Operator:
         metrics = free_port()
         args = [sys.executable, "-m", "bookgen_operator", "--namespace", self.namespace,
                 "--metrics-port", str(metrics), "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
         if leader_elect:
             args += ["--leader-elect", "--lease-namespace", self.namespace]
-        env = {k: v for k, v in os.environ.items() if k != "BOOKGEN_KUBE_SERVER"}
-        env.update(KUBECONFIG=str(self.kubeconfig), BOOKGEN_AUTOSCALER="off", POD_NAME=name,
-                   BOOKGEN_RECONCILE_INTERVAL=str(interval), POD_NAMESPACE=self.namespace)
-        process = await asyncio.create_subprocess_exec(*args, env=env, stdout=asyncio.subprocess.DEVNULL,
+        environ = {k: v for k, v in os.environ.items() if k != "BOOKGEN_KUBE_SERVER"}
+        environ.update(KUBECONFIG=str(self.kubeconfig), BOOKGEN_AUTOSCALER="off", POD_NAME=name,
+                       BOOKGEN_RECONCILE_INTERVAL=str(interval), POD_NAMESPACE=self.namespace, **(env or {}))
+        process = await asyncio.create_subprocess_exec(*args, env=environ, stdout=asyncio.subprocess.DEVNULL,
                                                        stderr=asyncio.subprocess.PIPE)
         self.processes.append(process)
         return Operator(process, metrics, name)
@@ -140,6 +140,8 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     else:
         emulator = default_emulator()
         emulator.declare("bookgen.io/v1alpha1/bookgenqueues", kind="BookGenQueue", subresources=["status"])
+        emulator.declare("monitoring.coreos.com/v1/servicemonitors", kind="ServiceMonitor")
+        emulator.declare("monitoring.coreos.com/v1/prometheusrules", kind="PrometheusRule")
         emulator, server = await start_emulator(emulator)
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({

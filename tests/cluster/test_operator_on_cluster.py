@@ -125,3 +125,34 @@ async def test_a_standby_replica_takes_over_within_15s_of_the_leaders_death(clus
 
 async def _is(get: Any, value: str) -> bool:
     return await get() == value
+
+
+async def test_monitor_labels_pull_secrets_registry_and_digest_reach_the_children(cluster: Cluster) -> None:
+    """Acceptance 6 and 7: with the prometheus-operator CRDs served (install them on a real cluster), the
+    per-queue monitors carry `release: kps`; every child pod spec gets the pull Secrets and the registry."""
+    import pytest
+
+    served = await cluster.kube._request("GET", "/apis")
+    if "monitoring.coreos.com" not in {g.get("name") for g in served.get("groups") or []}:
+        pytest.skip("the prometheus-operator CRDs are not installed in this cluster")
+    ns = cluster.namespace
+    await cluster.start_operator(env={"BOOKGEN_IMAGE_REGISTRY": "registry.internal:5000",
+                                      "BOOKGEN_IMAGE_PULL_SECRETS": "corp", "BOOKGEN_MONITOR_LABELS": "release=kps"})
+    digest = "sha256:" + "0" * 64
+    await cluster.kube.create(BGQ, ns, queue(cluster, spec={"image": {"digest": digest},
+                                                            "imagePullSecrets": [{"name": "team"}]}))
+    monitors = [RESOURCES[("monitoring.coreos.com/v1", kind)] for kind in ("ServiceMonitor", "PrometheusRule")]
+    for res in monitors:
+        obj = await eventually(lambda res=res: cluster.kube.get(res, ns, "demo"), timeout=60, what=res.plural)
+        assert obj["metadata"]["labels"]["release"] == "kps"
+    sts = RESOURCES[("apps/v1", "StatefulSet")]
+    await eventually(lambda: cluster.kube.get(DEPLOY, ns, "demo-flower"), timeout=60, what="every workload")
+    workloads = [*await cluster.kube.list(DEPLOY, ns), *await cluster.kube.list(sts, ns)]
+    assert len(workloads) == 7  # Redis, four pools, beat, Flower
+    for obj in workloads:
+        pod = obj["spec"]["template"]["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "team"}, {"name": "corp"}], obj["metadata"]["name"]
+        for container in pod["containers"]:
+            assert container["image"].startswith("registry.internal:5000/"), container["image"]
+            if "bookgen-queue" in container["image"]:
+                assert container["image"].endswith("@" + digest)
