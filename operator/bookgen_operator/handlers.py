@@ -30,11 +30,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import kopf
 
 from bookgen_operator import events, opmetrics
 from bookgen_operator.children import MONITORING_GROUP, apply_children
-from bookgen_operator.kube import RESOURCES, Kube, decoded, ensure_secret
+from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret
 from bookgen_operator.leader import LEADERSHIP
 from bookgen_operator.operator_defaults import OperatorDefaults
 from bookgen_operator.reconcile import adopt
@@ -319,7 +320,8 @@ async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
             continue
         try:
             await reconcile(queue, "child")
-        except (kopf.PermanentError, kopf.TemporaryError) as exc:
+        except (kopf.PermanentError, kopf.TemporaryError, KubeError, httpx.HTTPError) as exc:
+            # already in status, or the API is unreachable: the timer reconciles again later
             log.info("child-triggered reconcile of %s: %s", ref["name"], exc)
 
 

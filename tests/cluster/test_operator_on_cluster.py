@@ -156,3 +156,37 @@ async def test_monitor_labels_pull_secrets_registry_and_digest_reach_the_childre
             assert container["image"].startswith("registry.internal:5000/"), container["image"]
             if "bookgen-queue" in container["image"]:
                 assert container["image"].endswith("@" + digest)
+
+
+async def test_ten_seconds_of_429_are_waited_out_and_no_condition_turns_false(cluster: Cluster) -> None:
+    """Acceptance 8: a proxy in front of the API server answers 429 with Retry-After: 2 for 10 s."""
+    from tests.support.redis_server import free_port
+    from tests.support.throttling_proxy import ThrottlingProxy
+
+    proxy = ThrottlingProxy(cluster.kube)
+    url = await proxy.start(free_port())
+    try:
+        op = await cluster.start_operator(env={"BOOKGEN_KUBE_SERVER": url})
+        ns = cluster.namespace
+        await cluster.kube.create(BGQ, ns, queue(cluster))
+        await eventually(lambda: cluster.kube.get(DEPLOY, ns, "demo-flower"), timeout=60, what="every workload")
+        await settled(op)
+
+        async def conditions() -> dict[str, str]:
+            obj = await cluster.kube.get(BGQ, ns, "demo")
+            return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+        before = await conditions()
+        runs = await op.reconciles()
+        proxy.throttle(10, retry_after=2)
+        await eventually(lambda: proxy.throttled > 0, timeout=10, what="a throttled request")
+        await eventually(lambda: _more(op, runs + 3), timeout=60, what="reconciles after the throttling")
+        after = await conditions()
+        assert all(after.get(t) == "True" for t, s in before.items() if s == "True"), (before, after)
+        assert proxy.throttled > 0
+        await cluster.kube.delete(DEPLOY, ns, "demo-worker-export")
+        await eventually(lambda: cluster.kube.get(DEPLOY, ns, "demo-worker-export"), timeout=30,
+                         what="the operator still repairing after the throttling")
+        await op.stop()
+    finally:
+        await proxy.stop()
