@@ -9,13 +9,15 @@ trigger during a run marks the queue dirty and the run repeats once with a fresh
 Failure policy (never a hot loop, never a crash):
 - invalid spec -> Ready=False/InvalidSpec with the parser's message; no retry until the spec changes;
 - a referenced Secret is missing -> Ready=False/SecretNotFound; retried with backoff (>= 30 s);
-- API errors -> kopf retries the handler with its own backoff; the timer tries again later.
+- API errors -> kopf retries the handler with its own backoff; the timer tries again later
+  (429/503 with Retry-After are waited out inside kube.py first, never reported in status).
 
 Deletion relies on owner references: every child (Secrets included) is owned by the queue, in
-its namespace, so the API server's garbage collector removes them; we register no deletion
-handler. The only finalizer is kopf's own (`bookgen.io/finalizer`), which kopf adds because the
-queue has a timer and a daemon: it lets kopf stop them before the object goes, then releases it.
-Redis data volumes (StatefulSet claims) are kept by Kubernetes' default retention, on purpose.
+its namespace, so the API server's garbage collector removes them; the (optional, finalizer-free)
+deletion handler only forgets the queue's in-memory state. The only finalizer is kopf's own
+(`bookgen.io/finalizer`), which kopf adds because the queue has a timer and a daemon: it lets kopf
+stop them before the object goes, then releases it. Redis data volumes (StatefulSet claims) are kept
+(`Retain`), on purpose; children no longer desired are pruned by children.apply_children.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import kopf
 
 from bookgen_operator import events, opmetrics
-from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret, resource_for
-from bookgen_operator.reconcile import adopt, key_of, plan
+from bookgen_operator.children import MONITORING_GROUP, apply_children
+from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret
+from bookgen_operator.leader import LEADERSHIP
+from bookgen_operator.operator_defaults import OperatorDefaults
+from bookgen_operator.reconcile import adopt
 from bookgen_operator.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
 from bookgen_operator.status import (
     Condition,
@@ -51,7 +57,6 @@ SECRET_RETRY_SECONDS = max(30.0, float(os.environ.get("BOOKGEN_SECRET_RETRY_SECO
 DISCOVERY_TTL = float(os.environ.get("BOOKGEN_DISCOVERY_TTL", "60"))
 #: Where the operator's own pod runs (the chart sets it from the downward API); each Redis admits it.
 OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or None
-MONITORING_GROUP = "monitoring.coreos.com"
 BGQ = RESOURCES[(f"{GROUP}/{VERSION}", "BookGenQueue")]
 
 
@@ -61,7 +66,8 @@ class _Connection:
 
 
 CONNECTION = _Connection()
-KUBE = Kube(lambda: CONNECTION.info)
+#: Every write checks leadership (leader.py): a replica that lost its Lease never writes again.
+KUBE = Kube(lambda: CONNECTION.info, may_write=LEADERSHIP.leading)
 
 
 @dataclasses.dataclass
@@ -75,6 +81,8 @@ class QueueState:
     retry_delay: float = SECRET_RETRY_SECONDS
     autoscaling: Condition | None = None
     warned_generation: int | None = None
+    #: The stored form of children we wrote (reconcile.learn): compare the way the server stores them.
+    learned: dict[tuple, Any] = dataclasses.field(default_factory=dict)
 
 
 STATES: dict[str, QueueState] = {}
@@ -171,47 +179,12 @@ async def _report_problem(body: Mapping[str, Any], reason: str, message: str) ->
     await _write_status(body, status)
 
 
-async def _apply(body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]]) -> dict[tuple, Any]:
-    """Create/patch what differs; returns the freshest view of every child."""
-    actual: dict[tuple, Any] = {}
-    for obj in desired:
-        actual[key_of(obj)] = await KUBE.get(resource_for(obj["apiVersion"], obj["kind"]), spec.namespace,
-                                             obj["metadata"]["name"])
-    from bookgen_operator.resources import autoscaler_owns_replicas
-
-    actions = plan(desired, actual, autoscaler_owns_replicas=autoscaler_owns_replicas(spec))
-    for action in actions:
-        res = resource_for(action.api_version, action.kind)
-        try:
-            if action.verb == "create":
-                actual[(action.api_version, action.kind, action.name)] = await KUBE.create(
-                    res, spec.namespace, action.body)
-            else:
-                actual[(action.api_version, action.kind, action.name)] = await KUBE.patch(
-                    res, spec.namespace, action.name, action.body)
-        except KubeError as exc:
-            if exc.code == 409 and action.verb == "create":
-                continue  # created concurrently; the next reconcile compares it
-            raise
-        opmetrics.count_write(action.verb, action.kind)
-    created = [a for a in actions if a.verb == "create"]
-    patched = [a for a in actions if a.verb == "patch"]
-    if created:
-        fresh = len(created) == len(desired)  # nothing existed: a new queue, not a repair
-        events.normal(body, "Created" if fresh else "Restored", "; ".join(a.describe() for a in created))
-    if patched:
-        events.normal(body, "Updated", "; ".join(a.describe() for a in patched))
-    if actions:
-        log.info("%s/%s: %s", spec.namespace, spec.name, ", ".join(a.describe() for a in actions))
-    return actual
-
-
 async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
     meta = body["metadata"]
     state = STATES.setdefault(meta["uid"], QueueState())
     with opmetrics.reconcile_timer(meta["uid"], trigger) as outcome:
         try:
-            spec = parse_queue(body)
+            spec = OperatorDefaults.from_env(os.environ).apply(parse_queue(body))
         except SpecError as exc:
             outcome["result"] = "invalid"
             opmetrics.count_error("InvalidSpec")
@@ -235,12 +208,13 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
         state.retry_at, state.retry_delay = 0.0, SECRET_RETRY_SECONDS
         if created:
             events.normal(body, "SecretsGenerated", f"generated Secrets {', '.join(created)}")
-        desired, impossible = _desired(spec, body, await _api_groups())
+        groups = await _api_groups()
+        desired, impossible = _desired(spec, body, groups)
         if impossible and state.warned_generation != meta.get("generation"):
             state.warned_generation = meta.get("generation")
             events.warning(body, "PrometheusOperatorMissing", f"not creating {', '.join(impossible)}: the "
                            f"{MONITORING_GROUP} CRDs are not installed (install the Prometheus Operator)")
-        actual = await _apply(body, spec, desired)
+        actual = await apply_children(KUBE, body, spec, desired, groups, state.learned)
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
         conditions = component_conditions(
@@ -256,6 +230,8 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
 async def reconcile(body: Mapping[str, Any], trigger: str) -> None:
     """Serialise runs per queue; a trigger during a run makes the run repeat with a fresh body."""
     body = plain(body)
+    if body["metadata"].get("deletionTimestamp"):
+        return  # going away: the garbage collector removes the children; keep no state for it
     state = STATES.setdefault(body["metadata"]["uid"], QueueState())
     if state.lock.locked():
         state.dirty = True
@@ -291,6 +267,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     port = os.environ.get("BOOKGEN_OPERATOR_METRICS_PORT")
     if port:
         opmetrics.start_server(int(port))
+    for resource in CHILD_RESOURCES:
+        settings.watching.label_selectors[resource] = CHILD_SELECTOR
 
 
 @kopf.on.login()
@@ -342,12 +320,29 @@ async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
             continue
         try:
             await reconcile(queue, "child")
-        except (kopf.PermanentError, kopf.TemporaryError) as exc:
+        except (kopf.PermanentError, kopf.TemporaryError, KubeError, httpx.HTTPError) as exc:
+            # already in status, or the API is unreachable: the timer reconciles again later
             log.info("child-triggered reconcile of %s: %s", ref["name"], exc)
 
 
-kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)(_child_changed)
-kopf.on.event("apps", "v1", "statefulsets", labels=MANAGED_BY)(_child_changed)
+#: The children kopf watches for us, selected by the API server (settings.watching.label_selectors):
+#: the `labels=` filter of a handler runs in kopf, after it has listed and cached every object.
+CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+CHILD_RESOURCES = (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"))
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels=MANAGED_BY)(_child_changed)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+async def queue_deleted(body: kopf.Body, **_: Any) -> None:
+    """Forget the queue's in-memory state (its children go with the garbage collector)."""
+    forget(body["metadata"]["uid"])
+
+
+def forget(uid: str) -> None:
+    """Drop every per-queue item the operator keeps in memory, so deleted queues cost nothing."""
+    STATES.pop(uid, None)
+    opmetrics.forget(uid)
 
 
 def _autoscaler_entry() -> Any:

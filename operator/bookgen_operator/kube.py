@@ -1,8 +1,16 @@
 """A thin async adapter over the Kubernetes API (httpx), used by the reconcile glue.
 
-kopf owns the watches; this adapter does the few reads and writes of our children: get, create,
-merge-patch, status merge-patch and API discovery. Credentials come from kopf's login (see
-handlers.login), read afresh on every request, so kopf's re-login on expiry also refreshes ours.
+kopf owns the watches; this adapter does the reads and writes of our children (get, list, create,
+merge-patch, delete, status merge-patch) and API discovery.
+
+Why our own client and not the `kubernetes` package: the operator is asyncio end to end (kopf), and
+needs only these verbs on plain JSON; the official client is synchronous (threads per call), its
+typed models would be converted back to dicts at once, and it would log in separately from kopf.
+This adapter reuses kopf's login (one identity, refreshed together) and adds API etiquette in one
+place: a 429 (API Priority and Fairness) or 503 with `Retry-After` is waited out and retried.
+
+Credentials come from kopf's login (see handlers.login), read afresh on every request, so kopf's
+re-login on expiry also refreshes ours.
 Request bodies are never logged (they may carry Secrets); errors name the object, not its content.
 """
 
@@ -10,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +30,18 @@ from typing import Any
 import httpx
 
 JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+#: Longest total wait on 429/503 answers for one request before it fails (the caller retries later).
+THROTTLE_BUDGET = float(os.environ.get("BOOKGEN_KUBE_THROTTLE_BUDGET", "60"))
+
+
+def retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
+    """Seconds to wait as the server asks (`Retry-After` in seconds), within [0.1, 30]."""
+    try:
+        value = float(headers.get("Retry-After") or default)
+    except ValueError:
+        value = default
+    return min(max(value, 0.1), 30.0)
 
 
 class KubeError(Exception):
@@ -69,6 +91,7 @@ RESOURCES: Mapping[tuple[str, str], Resource] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): Resource("monitoring.coreos.com", "v1", "servicemonitors"),
     ("monitoring.coreos.com/v1", "PrometheusRule"): Resource("monitoring.coreos.com", "v1", "prometheusrules"),
     ("bookgen.io/v1alpha1", "BookGenQueue"): Resource("bookgen.io", "v1alpha1", "bookgenqueues"),
+    ("coordination.k8s.io/v1", "Lease"): Resource("coordination.k8s.io", "v1", "leases"),
 }
 
 
@@ -124,22 +147,31 @@ def _ssl_context(info: Any) -> ssl.SSLContext | bool:
     return context
 
 
+#: Names this replica in the API server's audit log (which replica wrote what).
+USER_AGENT = f"bookgen-operator/0.1 ({os.environ.get('POD_NAME') or os.uname().nodename}/{os.getpid()})"
+
+
 def _headers(info: Any) -> dict[str, str]:
+    headers = {"User-Agent": USER_AGENT}
     token = getattr(info, "token", None)
     if token:
-        return {"Authorization": f"{getattr(info, 'scheme', None) or 'Bearer'} {token}"}
+        headers["Authorization"] = f"{getattr(info, 'scheme', None) or 'Bearer'} {token}"
+        return headers
     user, password = getattr(info, "username", None), getattr(info, "password", None)
     if user and password:
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-    return {}
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    return headers
 
 
 class Kube:
     """Async API client; `credentials()` returns the current kopf.ConnectionInfo (or a Connection)."""
 
-    def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0) -> None:
+    def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0,
+                 may_write: Callable[[], bool] | None = None) -> None:
         self._credentials = credentials
         self._timeout = timeout
+        #: Checked before every write: False (e.g. leadership lost) refuses the write, never sends it.
+        self._may_write = may_write
         #: One HTTP client per (event loop, endpoint and TLS identity): clients cannot cross loops.
         self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
 
@@ -167,10 +199,21 @@ class Kube:
 
     async def _request(self, method: str, path: str, *, body: Any = None, content_type: str | None = None,
                        params: Mapping[str, str] | None = None) -> JSON:
-        client, headers = self._session()
-        if content_type:
-            headers["Content-Type"] = content_type
-        response = await client.request(method, path, json=body, headers=headers, params=params)
+        deadline = time.monotonic() + THROTTLE_BUDGET
+        while True:
+            if method != "GET" and self._may_write is not None and not self._may_write():
+                raise KubeError(503, "NotLeader", f"{method} {path}: this operator is not the leader; not writing")
+            client, headers = self._session()
+            if content_type:
+                headers["Content-Type"] = content_type
+            response = await client.request(method, path, json=body, headers=headers, params=params)
+            code = response.status_code
+            throttled = code == 429 or (code == 503 and "Retry-After" in response.headers)
+            if not throttled or time.monotonic() >= deadline:
+                break
+            wait = min(retry_after(response.headers), max(0.1, deadline - time.monotonic()))
+            log.info("%s %s: the API server asks to retry in %.1fs (%d)", method, path, wait, response.status_code)
+            await asyncio.sleep(wait)
         if response.status_code >= 400:
             try:
                 status = response.json()
@@ -199,6 +242,18 @@ class Kube:
                     *, subresource: str | None = None) -> JSON:
         return await self._request("PATCH", res.path(namespace, name, subresource), body=dict(patch),
                                    content_type="application/merge-patch+json")
+
+    async def delete(self, res: Resource, namespace: str | None, name: str, *, uid: str | None = None) -> None:
+        """Delete one object (background cascade); `uid` makes the delete apply only to that very object
+        (a precondition), never to a namesake created since. Already gone counts as done."""
+        body: JSON = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            await self._request("DELETE", res.path(namespace, name), body=body)
+        except KubeError as exc:
+            if exc.code != 404:
+                raise
 
     async def api_groups(self) -> set[str]:
         """Names of the API groups the server serves (discovery), e.g. {'apps', 'monitoring.coreos.com'}."""

@@ -55,6 +55,11 @@ def reconcile_timer(uid: str, trigger: str) -> Iterator[dict[str, str]]:
         RECONCILE_TOTAL.labels(trigger=trigger, result=outcome["result"]).inc()
 
 
+def forget(uid: str) -> None:
+    """A deleted queue leaves nothing behind (metric series are labelled by trigger/result, not queue)."""
+    RECONCILES.pop(uid, None)
+
+
 def count_write(verb: str, kind: str) -> None:
     WRITES_TOTAL.labels(verb=verb, kind=kind).inc()
 

@@ -7,6 +7,18 @@ in (defaults such as `imagePullPolicy`, `terminationMessagePath`, `protocol: TCP
 write at all. Resource quantities are compared by value ("1000m" == "1", "1Gi" == "1024Mi"),
 because the API server canonicalises them.
 
+How the server stores an object is not always how we wrote it: it omits zero-valued `omitempty`
+fields (a probe's `initialDelaySeconds: 0` comes back absent), canonicalises quantities, and
+admission may rewrite values. Rather than hard-code the Go types' `omitempty` tags (a table that
+would always be one field behind), we learn the stored form from the server: every create or patch
+returns the stored object, and `learned_form()` projects it onto the fields we enforce (a field
+the server dropped becomes `Omitted`). The next comparisons use that projection for as long as the
+desired fields are unchanged (`fingerprint`). Cost: after an operator restart, a child whose stored
+form differs from its manifest gets one PATCH (a no-op on the server) to learn it again; then no
+write until something really changes. We chose this over server-side apply because a no-op apply
+is still a write request (and the choice of "would this apply change anything?" needs the same
+knowledge locally), while this needs only the answers the server already gives.
+
 Two deliberate exceptions to "desired wins":
 - `spec.replicas` of worker Deployments is owned by the autoscaler once the Deployment exists;
 - immutable fields (selectors, StatefulSet volume claim templates and service name) are never
@@ -16,6 +28,8 @@ Two deliberate exceptions to "desired wins":
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +51,10 @@ IMMUTABLE: Mapping[str, tuple[tuple[str, ...], ...]] = {
 
 @dataclass(frozen=True)
 class Action:
-    """One write: create `body`, or merge-patch `body` into the existing object."""
+    """One write: create `body`, merge-patch `body` into the existing object, or delete it (`body`
+    then holds the `uid` the delete is conditioned on)."""
 
-    verb: Literal["create", "patch"]
+    verb: Literal["create", "patch", "delete"]
     api_version: str
     kind: str
     name: str
@@ -105,10 +120,48 @@ def _scalar_equal(want: Any, have: Any) -> bool:
     return bool(want == have)
 
 
+@dataclass(frozen=True)
+class Omitted:
+    """A desired value the API server did not store (e.g. an omitempty zero): absent is as good as it."""
+
+    value: Any
+
+
+#: What was learned about a child's stored form: (fingerprint of the enforced fields, their stored form).
+Learned = tuple[str, Any]
+
+
+def fingerprint(enforced: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(enforced, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def learned_form(stored: Any, want: Any) -> Any:
+    """`want` (the fields we enforce) as the server stored them: every leaf replaced by the stored
+    value at its path, `Omitted(want)` where the server left the field out."""
+    if stored is None:
+        return Omitted(want)
+    if isinstance(want, Mapping):
+        if not isinstance(stored, Mapping):
+            return copy.deepcopy(stored)
+        return {k: learned_form(stored.get(k), v) for k, v in want.items()}
+    if isinstance(want, list):
+        if not isinstance(stored, list) or len(stored) != len(want):
+            return copy.deepcopy(stored)  # admission changed the list itself: accept it as it is
+        return [learned_form(s, w) for s, w in zip(stored, want, strict=True)]
+    return copy.deepcopy(stored)
+
+
+def learn(enforced: Mapping[str, Any], stored: Mapping[str, Any]) -> Learned:
+    """What to remember after a write of `enforced` answered with the object `stored`."""
+    return fingerprint(enforced), learned_form(stored, enforced)
+
+
 def contains(have: Any, want: Any) -> bool:
     """Does the actual value `have` contain everything the desired pattern `want` sets?"""
     if want is None:
         return True
+    if isinstance(want, Omitted):
+        return have is None or contains(have, want.value)
     if isinstance(want, Mapping):
         if not want:
             return have is None or isinstance(have, Mapping)
@@ -149,14 +202,35 @@ def comparable(desired: Mapping[str, Any], *, existing: bool, autoscaler_owns_re
     return body
 
 
+def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+    """Is `obj` controlled by the owner with this uid (not merely labelled like our children)?"""
+    return any(ref.get("uid") == owner_uid and ref.get("controller")
+               for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def prune(
+    desired: Sequence[Mapping[str, Any]], existing: Mapping[ObjectKey, Mapping[str, Any]], owner_uid: str
+) -> list[Action]:
+    """Deletes of children this owner controls that are no longer desired (a removed pool, Flower or
+    beat turned off, Redis switched to external, monitoring set to never). `existing` holds what a
+    list by our labels found; only objects whose controller reference carries `owner_uid` qualify,
+    so a namesake created by someone else is never touched."""
+    wanted = {key_of(obj) for obj in desired}
+    return [Action("delete", key[0], key[1], key[2], {"uid": obj["metadata"]["uid"]}, "no longer desired")
+            for key, obj in sorted(existing.items())
+            if key not in wanted and owned_by(obj, owner_uid) and not obj["metadata"].get("deletionTimestamp")]
+
+
 def plan(
     desired: Sequence[Mapping[str, Any]],
     actual: Mapping[ObjectKey, Mapping[str, Any] | None],
     *,
     autoscaler_owns_replicas: bool = True,
+    learned: Mapping[ObjectKey, Learned] | None = None,
 ) -> list[Action]:
     """Writes that make `actual` contain `desired`; [] when nothing differs (no write at all).
-    With autoscaling disabled, worker replicas are the spec's (minReplicas) and are enforced."""
+    With autoscaling disabled, worker replicas are the spec's (minReplicas) and are enforced.
+    `learned`: the stored form of children written before (see `learn`), used while still current."""
     actions: list[Action] = []
     for want in desired:
         key = key_of(want)
@@ -165,6 +239,10 @@ def plan(
             actions.append(Action("create", key[0], key[1], key[2], copy.deepcopy(dict(want)), "missing"))
             continue
         enforced = comparable(want, existing=True, autoscaler_owns_replicas=autoscaler_owns_replicas)
-        if not contains(have, enforced):
+        pattern: Any = enforced
+        known = (learned or {}).get(key)
+        if known is not None and known[0] == fingerprint(enforced):
+            pattern = known[1]
+        if not contains(have, pattern):
             actions.append(Action("patch", key[0], key[1], key[2], enforced, "drifted"))
     return actions

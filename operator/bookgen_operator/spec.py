@@ -10,6 +10,7 @@ Pure: no I/O except `load_queue_file`, which only reads the file it is given.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,39 @@ def _redis(spec: Reader) -> RedisSpec:
     return RedisSpec(mode, url, secret, key, image, persistence, resources)
 
 
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _pull_secrets(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple) or len(raw) > 16:
+        raise SpecError(f"spec.imagePullSecrets must be a list of up to 16 {{name: ...}} (got {show(raw)})")
+    names = []
+    for i, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"spec.imagePullSecrets[{i}] must be {{name: <Secret name>}} (got {show(item)})")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+
+def label_map(raw: Any, path: str) -> dict[str, str]:
+    """A map of Kubernetes labels, checked like the API server checks label keys and values."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{path} must be a map of label names to values (got {show(raw)})")
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise SpecError(f"{path}: {show(key)} is not a valid label name")
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            raise SpecError(f"{path}.{key}: {show(value)} is not a valid label value")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
 def _worker(spec: Reader) -> WorkerSpec:
     r = spec.obj(
         "worker",
@@ -267,15 +301,20 @@ def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
     spec = Reader(
         body.get("spec"),
         "spec",
-        ("image", "queues", "pools", "redis", "beat", "flower", "worker", "metrics", "autoscaling"),
+        ("image", "imagePullSecrets", "queues", "pools", "redis", "beat", "flower", "worker", "metrics",
+         "autoscaling"),
     )
 
-    img = spec.obj("image", ("repository", "tag", "pullPolicy"))
+    img = spec.obj("image", ("repository", "tag", "pullPolicy", "digest"))
     image = ImageSpec(
         repository=img.string("repository", ImageSpec.repository, min_len=1, max_len=200),
         tag=img.string("tag", ImageSpec.tag, min_len=1, max_len=128),
         pull_policy=img.choice("pullPolicy", "IfNotPresent", ("Always", "IfNotPresent", "Never")),
+        digest=img.string("digest", "", max_len=71),
     )
+    if image.digest and not _DIGEST.match(image.digest):
+        raise SpecError(f"spec.image.digest must be sha256: and 64 lower-case hex digits (got {show(image.digest)})")
+    pull_secrets = _pull_secrets(spec.value.get("imagePullSecrets"))
 
     queues = spec.string_list("queues", DEFAULT_QUEUES, max_items=32)
     for queue in queues:
@@ -309,12 +348,13 @@ def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
 
     b = spec.obj("beat", ("enabled",))
     f = spec.obj("flower", ("enabled", "authSecretRef", "maxTasks"))
-    m = spec.obj("metrics", ("port", "serviceMonitor", "prometheusRule"))
+    m = spec.obj("metrics", ("port", "serviceMonitor", "prometheusRule", "monitorLabels"))
     toggles = ("auto", "always", "never")
     metrics = MetricsSpec(
         port=m.integer("port", 9808, 1024, 65535),
         service_monitor=m.obj("serviceMonitor", ("enabled",)).choice("enabled", "auto", toggles),
         prometheus_rule=m.obj("prometheusRule", ("enabled",)).choice("enabled", "auto", toggles),
+        monitor_labels=label_map(m.value.get("monitorLabels"), "spec.metrics.monitorLabels"),
     )
     return QueueSpec(
         name=name,
@@ -334,6 +374,7 @@ def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
         metrics=metrics,
         autoscaling=scaling,
         generation=generation,
+        image_pull_secrets=pull_secrets,
     )
 
 

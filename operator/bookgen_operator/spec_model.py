@@ -29,10 +29,12 @@ class ImageSpec:
     repository: str = "ghcr.io/bookgen/bookgen-queue"
     tag: str = "0.1.0"
     pull_policy: str = "IfNotPresent"
+    #: sha256:<hex>; when set the kubelet pulls by content and the tag is informative only.
+    digest: str = ""
 
     @property
     def ref(self) -> str:
-        return f"{self.repository}:{self.tag}"
+        return f"{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class MetricsSpec:
     port: int = 9808
     service_monitor: Toggle = "auto"
     prometheus_rule: Toggle = "auto"
+    #: Extra labels of the ServiceMonitor/PrometheusRule (e.g. release: kps); the operator's default if empty.
+    monitor_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,10 @@ class QueueSpec:
     metrics: MetricsSpec
     autoscaling: AutoscalingSpec
     generation: int = 0
+    #: Pull Secrets of every child pod (spec.imagePullSecrets, plus the operator's defaults).
+    image_pull_secrets: tuple[str, ...] = ()
+    #: The operator-wide registry (chart global.imageRegistry) every child image is pulled from; "" = as written.
+    image_registry: str = ""
 
     @property
     def redis_secret_name(self) -> str:

@@ -57,4 +57,4 @@ def test_every_values_schema_property_has_a_default_in_values_yaml() -> None:
 
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert set(schema["properties"]) - {"global"} == set(values)
+    assert set(schema["properties"]) == set(values)

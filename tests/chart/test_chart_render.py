@@ -118,10 +118,19 @@ def operator_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return deployment
 
 
-def test_operator_deployment_is_one_recreated_replica_with_a_liveness_probe(render: Render) -> None:
-    deployment = operator_deployment(render())
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+def test_operator_deployment_is_leader_elected_replicas_with_a_pdb_and_a_liveness_probe(render: Render) -> None:
+    objects = render()
+    deployment = operator_deployment(objects)
+    assert deployment["spec"]["replicas"] == 2
+    # a rolling update: a stuck terminating old pod never holds the rollout (it would with Recreate)
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    (pdb,) = by_kind(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert "--leader-elect" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert by_kind(render(sets=["replicaCount=1"]), "PodDisruptionBudget") == []
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["command"] == ["python", "-m", "bookgen_operator"]
@@ -152,8 +161,10 @@ def test_namespaced_mode_passes_each_namespace_to_the_operator(render: Render) -
     (container,) = operator_deployment(objects)["spec"]["template"]["spec"]["containers"]
     assert [a for a in container["args"] if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
     assert "--verbose" in container["args"]
-    assert {r["metadata"]["namespace"] for r in by_kind(objects, "Role")} == {"team-a", "team-b"}
-    assert {r["metadata"]["namespace"] for r in by_kind(objects, "RoleBinding")} == {"team-a", "team-b"}
+    # a Role per watched namespace, plus the leader election Role in the release namespace
+    watched = {"team-a", "team-b", "bookgen-system"}
+    assert {r["metadata"]["namespace"] for r in by_kind(objects, "Role")} == watched
+    assert {r["metadata"]["namespace"] for r in by_kind(objects, "RoleBinding")} == watched
     (account,) = by_kind(objects, "ServiceAccount")
     assert account["metadata"]["name"] == "bookgen-operator-sa"
     for binding in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
@@ -198,20 +209,48 @@ def test_monitoring_objects_carry_the_additional_labels(render: Render) -> None:
     assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
 
 
-def test_prometheus_rule_is_the_canonical_alerts_file_untemplated(render: Render) -> None:
+def test_prometheus_rule_alerts_on_the_operator_and_never_duplicates_the_per_queue_alerts(render: Render) -> None:
     (rule,) = by_kind(render([VARIANTS["monitoring"]]), "PrometheusRule")
     assets = ROOT / "worker" / "bookgen_worker" / "metrics" / "assets"
     canonical = yaml.safe_load((assets / "alerts.yaml").read_text())
     operator = yaml.safe_load((assets / "operator-alerts.yaml").read_text())
-    queue_group, *operator_groups = rule["spec"]["groups"]
-    (expected,) = canonical["spec"]["groups"]
-    # cluster-wide: every queue rule but the absent() one, which would fire on a cluster with no queue
-    assert queue_group["rules"] == [r for r in expected["rules"] if r["alert"] != "BookGenMetricsAbsent"]
-    assert queue_group["name"] == expected["name"]
-    assert "absent(" not in json.dumps(rule["spec"])
-    assert operator_groups == operator["groups"]  # the operator's own alerts ride along
-    annotations = json.dumps(rule["spec"])
-    assert "{{ $labels.queue }}" in annotations  # Prometheus templates survive Helm
+    queue_alerts = {r["alert"] for g in canonical["spec"]["groups"] for r in g["rules"]}
+    ours = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert rule["spec"]["groups"] == operator["groups"]
+    assert ours == {"BookGenOperatorDown", "BookGenOperatorReconcileErrors"}
+    assert not ours & queue_alerts  # each BookGenQueue's own PrometheusRule carries those, scoped to it
+    assert "absent(" not in json.dumps(rule["spec"])  # would fire on a cluster with no queue
+    assert "{{ $labels.reason }}" in json.dumps(rule["spec"])  # Prometheus templates survive Helm
+
+
+def test_one_registry_pull_secrets_and_digest_reach_the_operator_and_every_child(render: Render) -> None:
+    digest = "sha256:" + "ab" * 32
+    objects = render(sets=["global.imageRegistry=mirror.local:5000", "global.imagePullSecrets[0].name=corp",
+                           "imagePullSecrets[0].name=regcred", f"image.digest={digest}",
+                           "monitoring.labels.release=kps"])
+    pod = operator_deployment(objects)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"mirror.local:5000/bookgen/bookgen-queue:0.1.0@{digest}"
+    assert pod["imagePullSecrets"] == [{"name": "corp"}, {"name": "regcred"}]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["BOOKGEN_IMAGE_REGISTRY"] == "mirror.local:5000"
+    assert env["BOOKGEN_IMAGE_PULL_SECRETS"] == "corp"
+    assert env["BOOKGEN_MONITOR_LABELS"] == "release=kps"
+    from bookgen_operator.operator_defaults import OperatorDefaults
+    from bookgen_operator.resources import desired_objects, monitoring_objects, pod_specs
+    from bookgen_operator.spec import parse_queue
+
+    spec = OperatorDefaults.from_env(env).apply(parse_queue({"metadata": {"name": "q", "namespace": "n"}}))
+    for name, child in pod_specs(desired_objects(spec)):
+        assert child["imagePullSecrets"] == [{"name": "corp"}], name
+        assert all(c["image"].startswith("mirror.local:5000/") for c in child["containers"]), name
+    assert all(o["metadata"]["labels"]["release"] == "kps" for o in monitoring_objects(spec, True))
+
+
+def test_a_malformed_digest_or_registry_is_refused(render: Render) -> None:
+    for bad in ("image.digest=latest", "global.imageRegistry=not a host"):
+        with pytest.raises(HelmError, match=r"(?i)does not match pattern"):
+            render(sets=[bad])
 
 
 def test_grafana_dashboard_config_map(render: Render) -> None:
@@ -231,7 +270,8 @@ def test_grafana_dashboard_config_map(render: Render) -> None:
 
 def test_minimal_renders_only_the_operator(render: Render) -> None:
     objects = render([VARIANTS["minimal"]])
-    assert sorted(o["kind"] for o in objects) == ["CustomResourceDefinition", "Deployment", "Pod", "Service"]
+    assert sorted(o["kind"] for o in objects) == ["CustomResourceDefinition", "Deployment", "Pod",
+                                                  "PodDisruptionBudget", "Service"]
     pod = operator_deployment(objects)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "preexisting-operator"
 

@@ -18,7 +18,8 @@ NS = "books"
 DEPLOY, STS = "apps/v1/deployments", "apps/v1/statefulsets"
 API_CALLS_FILE = Path(__file__).resolve().parents[2] / "operator" / "api-calls.json"
 #: Test modules whose API calls (operator and autoscaler) make up operator/api-calls.json.
-CONTRIBUTORS = {"test_autoscale_e2e.py", "test_e2e.py"}
+# (named to sort before this module: the check runs after their calls are in)
+CONTRIBUTORS = {"test_autoscale_e2e.py", "test_children_e2e.py", "test_coordination_e2e.py", "test_e2e.py"}
 
 
 def queue(name: str = "demo", spec: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -142,7 +143,10 @@ async def test_new_queue_gets_every_child_and_becomes_ready_then_makes_no_writes
     async with httpx.AsyncClient() as client:
         assert (await client.get(kopf_operator.liveness_url)).status_code == 200
 
-    # Settled: further reconciles (timer, at least two) must not write anything at all.
+    # Settled: further reconciles (timer, at least two) must not write anything at all. kopf records
+    # the end of its create handler in an annotation (its own single write) first.
+    await eventually(lambda: "kopf.zalando.org/last-handled-configuration" in
+                     emu.get_object(BGQ, NS, "demo")["metadata"].get("annotations", {}), what="kopf's handler done")
     settled = kopf_operator.reconciles(uid)
     await eventually(lambda: kopf_operator.reconciles(uid) > settled, what="one reconcile after Ready")
     mark, runs = len(emu.calls), kopf_operator.reconciles(uid)

@@ -108,3 +108,37 @@ def test_immutable_fields_are_never_patched() -> None:
     stored = as_stored(desired)
     stored["spec"]["selector"] = {"matchLabels": {"other": "selector"}}
     assert plan([desired], {key_of(desired): stored}) == []
+
+
+def test_a_field_the_server_omits_is_no_drift_once_learned_but_a_real_edit_is() -> None:
+    from bookgen_operator.reconcile import comparable, learn
+
+    desired = worker()
+    desired["spec"]["template"]["spec"]["containers"][0]["livenessProbe"] = {"initialDelaySeconds": 0,
+                                                                              "periodSeconds": 20}
+    desired = adopt(desired, OWNER)
+    stored = as_stored(desired)
+    del stored["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["initialDelaySeconds"]  # omitempty
+    key = key_of(desired)
+    assert [a.verb for a in plan([desired], {key: stored})] == ["patch"]  # the manifest alone: endless drift
+    learned = {key: learn(comparable(desired, existing=True), stored)}
+    assert plan([desired], {key: stored}, learned=learned) == []
+    edited = copy.deepcopy(stored)
+    edited["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["initialDelaySeconds"] = 99
+    assert [a.verb for a in plan([desired], {key: edited}, learned=learned)] == ["patch"]
+    changed = copy.deepcopy(desired)
+    changed["spec"]["template"]["spec"]["containers"][0]["command"] = ["celery", "-c", "8"]
+    assert [a.verb for a in plan([changed], {key: stored}, learned=learned)] == ["patch"]  # stale knowledge unused
+
+
+def test_prune_deletes_only_undesired_children_this_owner_controls() -> None:
+    from bookgen_operator.reconcile import prune
+
+    kept, gone = adopt(worker(), OWNER), adopt(worker(), OWNER)
+    gone["metadata"]["name"] = "q-worker-export"
+    foreign = copy.deepcopy(gone)
+    foreign["metadata"].update(name="q-worker-other", ownerReferences=[{"uid": "u-2", "controller": True}])
+    existing = {key_of(o): {**o, "metadata": {**o["metadata"], "uid": f"id-{o['metadata']['name']}"}}
+                for o in (kept, gone, foreign)}
+    (action,) = prune([kept], existing, "u-1")
+    assert (action.verb, action.name, action.body) == ("delete", "q-worker-export", {"uid": "id-q-worker-export"})

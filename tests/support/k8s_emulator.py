@@ -18,6 +18,13 @@ behaves like a (small) API server:
   field selectors on list and watch; watches resume from `resourceVersion`;
 - `generateName`; deletion honours finalizers (deletionTimestamp) and garbage-collects
   dependents by `ownerReferences` (background cascade);
+- objects are stored the way a real API server stores them (`as_stored`): zero-valued `omitempty`
+  fields are dropped (a probe's `initialDelaySeconds: 0`) and the usual defaults are filled in
+  (container `imagePullPolicy`/`terminationMessagePath`, probe periods, port protocols, pod
+  `restartPolicy`/`dnsPolicy`/`enableServiceLinks`, Deployment `strategy`, Service `clusterIP`...);
+- deletes honour a `preconditions.uid` in DeleteOptions (409 Conflict when it does not match);
+- `throttle(seconds, retry_after)`: answer every request with 429 and `Retry-After`, like API
+  Priority and Fairness under load;
 - a call log (`calls`) of every API request: verb, group, resource, subresource, ...;
 - `write_hooks`: callables invoked with (call, request body) for every write, e.g. to validate
   status patches against a CRD schema.
@@ -34,6 +41,7 @@ import datetime
 import json
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +92,10 @@ class ApiCall:
     namespace: str | None = None
     name: str | None = None
     body: Any = field(default=None, compare=False, repr=False)
+    #: The client's User-Agent (the audit log's userAgent): which process made the call.
+    agent: str = field(default="", compare=False, repr=False)
+    #: Query parameters (labelSelector, resourceVersion, ...).
+    params: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_write(self) -> bool:
@@ -203,6 +215,86 @@ def label_selector_matches(selector: str, labels: Mapping[str, str]) -> bool:
     return True
 
 
+#: omitempty scalar fields of probes (int32 without a pointer): a zero value is not stored.
+_PROBE_OMITEMPTY = ("initialDelaySeconds",)
+_PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+
+
+def _drop_zero(obj: dict[str, Any], fields: Iterable[str]) -> None:
+    for name in fields:
+        if name in obj and obj[name] in (0, "", False, None):
+            del obj[name]
+
+
+def _store_container(container: dict[str, Any]) -> None:
+    image = str(container.get("image") or "")
+    latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+    container.setdefault("imagePullPolicy", "Always" if latest and "@" not in image else "IfNotPresent")
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+    container.setdefault("resources", {})
+    for port in container.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+    for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = container.get(probe_name)
+        if isinstance(probe, dict):
+            _drop_zero(probe, _PROBE_OMITEMPTY)
+            for name, value in _PROBE_DEFAULTS.items():
+                probe.setdefault(name, value)
+    for env in container.get("env") or []:
+        if env.get("value") == "":
+            del env["value"]  # `value` is omitempty too
+
+
+def _store_pod_spec(pod: dict[str, Any]) -> None:
+    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        _store_container(container)
+    pod.setdefault("restartPolicy", "Always")
+    pod.setdefault("terminationGracePeriodSeconds", 30)
+    pod.setdefault("dnsPolicy", "ClusterFirst")
+    pod.setdefault("securityContext", {})
+    pod.setdefault("schedulerName", "default-scheduler")
+    pod.setdefault("enableServiceLinks", True)
+    _drop_zero(pod, ("serviceAccountName", "nodeName", "hostname", "priorityClassName"))
+
+
+def as_stored(key: Key, obj: JSON) -> JSON:
+    """`obj` as kube-apiserver v1.36 stores it (a faithful subset: what our children use)."""
+    obj = copy.deepcopy(obj)
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return obj
+    if key == ("", "pods"):
+        _store_pod_spec(spec)
+    elif key in (("apps", "deployments"), ("apps", "statefulsets"), ("apps", "replicasets")):
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        template = spec.setdefault("template", {})
+        if isinstance(template.get("spec"), dict):
+            _store_pod_spec(template["spec"])
+        if key == ("apps", "deployments"):
+            spec.setdefault("progressDeadlineSeconds", 600)
+            strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+            if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+                strategy.setdefault("type", "RollingUpdate")
+                rolling = strategy.setdefault("rollingUpdate", {})
+                rolling.setdefault("maxUnavailable", "25%")
+                rolling.setdefault("maxSurge", "25%")
+        elif key == ("apps", "statefulsets"):
+            spec.setdefault("podManagementPolicy", "OrderedReady")
+            spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    elif key == ("", "services"):
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        if "clusterIP" not in spec:
+            spec["clusterIP"] = f"10.96.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+        spec.setdefault("clusterIPs", [spec["clusterIP"]] if spec["clusterIP"] != "None" else ["None"])
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+    return obj
+
+
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -218,6 +310,13 @@ class K8sEmulator(kmock.KubernetesEmulator):
     _history: list[tuple[int, Key, JSON]] = attrs.field(factory=list, init=False)
     _watchers: list[tuple[Key, asyncio.Queue[tuple[int, JSON]]]] = attrs.field(factory=list, init=False)
     _rv: int = attrs.field(default=1, init=False)
+    _throttled_until: float = attrs.field(default=0.0, init=False)
+    _retry_after: str = attrs.field(default="1", init=False)
+    throttled: int = attrs.field(default=0, init=False)
+
+    def throttle(self, seconds: float, retry_after: int = 2) -> None:
+        """Answer every API request with 429 Too Many Requests for `seconds` from now."""
+        self._throttled_until, self._retry_after = time.monotonic() + seconds, str(retry_after)
 
     # ---------------------------------------------------------------- declarations
     def declare(
@@ -323,6 +422,8 @@ class K8sEmulator(kmock.KubernetesEmulator):
             raise ApiError(409, "AlreadyExists", f'{key[1]} "{meta["name"]}" already exists')
         if not keep_status:
             obj.pop("status", None)
+        obj = as_stored(key, obj)
+        meta = obj["metadata"]
         for volatile in ("resourceVersion", "uid", "deletionTimestamp"):
             meta.pop(volatile, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), generation=1,
@@ -354,6 +455,9 @@ class K8sEmulator(kmock.KubernetesEmulator):
             new.pop("status", None)
             if "status" in old:
                 new["status"] = copy.deepcopy(old["status"])
+        if subresource is None:
+            new = as_stored(key, new)
+            meta = new["metadata"]
         if new == old:
             return old
         spec_of = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}  # noqa: E731
@@ -443,8 +547,14 @@ class K8sEmulator(kmock.KubernetesEmulator):
         if res is None or res.plural is None:  # discovery, /version, non-Kubernetes paths
             return await apps.RawHandler._handle(self, request)
         key = (res.group or "", res.plural)
+        if time.monotonic() < self._throttled_until:
+            self.throttled += 1
+            response = ApiError(429, "TooManyRequests", "Too many requests, please try again later.").response()
+            response.headers["Retry-After"] = self._retry_after
+            return response
         verb = self._verb(request)
-        call = ApiCall(verb, key[0], key[1], request.subresource, request.namespace, request.name, request.data)
+        call = ApiCall(verb, key[0], key[1], request.subresource, request.namespace, request.name, request.data,
+                       request.headers.get("User-Agent", ""), dict(request.params))
         self.calls.append(call)
         if call.is_write:
             for hook in self.write_hooks:
@@ -481,6 +591,10 @@ class K8sEmulator(kmock.KubernetesEmulator):
         if verb == "update":
             return copy.deepcopy(self._do_replace(key, ns, name or "", request.data, sub))
         if verb == "delete":
+            wanted_uid = ((request.data or {}).get("preconditions") or {}).get("uid") \
+                if isinstance(request.data, Mapping) else None
+            if wanted_uid and self._get(key, ns, name or "")["metadata"]["uid"] != wanted_uid:
+                raise ApiError(409, "Conflict", f"Precondition failed: UID in precondition: {wanted_uid}")
             return copy.deepcopy(self._do_delete(key, ns, name or ""))
         raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported by the emulator")
 

@@ -225,7 +225,8 @@ def test_full_spec_overrides_reach_the_manifests() -> None:
     objects = {f"{o['kind']}/{o['metadata']['name']}": o for o in desired_objects(spec)}
     content = objects["Deployment/bookgen-full-worker-content"]
     (c,) = content["spec"]["template"]["spec"]["containers"]
-    assert c["image"] == "registry.example.com/bookgen/bookgen-queue:0.1.0" and c["imagePullPolicy"] == "Always"
+    assert c["image"] == "registry.example.com/bookgen/bookgen-queue:0.1.0@" + spec.image.digest
+    assert c["imagePullPolicy"] == "Always"
     assert c["command"][c["command"].index("-P") + 1] == "threads"
     assert c["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
     assert content["spec"]["replicas"] == 0  # minReplicas 0: the autoscaler wakes the pool

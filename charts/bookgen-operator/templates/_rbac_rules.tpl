@@ -14,8 +14,9 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
 - apiGroups: [bookgen.io]
   resources: [bookgenqueues/status]
   verbs: [patch]
-# Children carry an owner reference with blockOwnerDeletion: under the OwnerReferencesPermissionEnforcement
-# admission plugin (OpenShift's default) that needs update on the owner's finalizers.
+# Children carry `blockOwnerDeletion: true` in their owner reference; under the
+# OwnerReferencesPermissionEnforcement admission plugin (OpenShift, hardened clusters) setting it
+# needs `update` on the owner's finalizers subresource, or every create of a child is refused.
 - apiGroups: [bookgen.io]
   resources: [bookgenqueues/finalizers]
   verbs: [update]
@@ -27,26 +28,29 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create]
+# Children are listed by our labels (one list per kind and reconcile) and deleted when no longer
+# desired (a removed pool, Flower/beat off, external Redis, monitoring `never`). Secrets and the
+# Redis data claims are never deleted by the operator.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch]
+  verbs: [get, list, create, patch, delete]
 # Worker pods: listed to find busy ones, annotated with pod-deletion-cost before scale-in.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, patch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, create, patch]
+  verbs: [get, list, create, patch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, create, patch]
+  verbs: [get, list, create, patch, delete]
 # Optional monitoring objects, created when the prometheus-operator CRDs exist.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
-  verbs: [get, create, patch]
+  verbs: [get, list, create, patch, delete]
 {{- end }}
 
 {{/* Cluster-scoped rules: kopf discovers CRDs (ours and prometheus-operator's) in every mode. */}}

@@ -12,6 +12,7 @@ from bookgen_operator.resources.common import (
     pod_env,
     single_pod_deployment,
 )
+from bookgen_operator.resources.images import child_image
 from bookgen_operator.resources.labels import beat_name
 from bookgen_operator.spec import QueueSpec
 
@@ -27,7 +28,7 @@ def beat_command() -> list[str]:
 def build_beat_deployment(spec: QueueSpec) -> dict[str, Any]:
     container = {
         "name": "beat",
-        "image": spec.image.ref,
+        "image": child_image(spec, spec.image.ref),
         "imagePullPolicy": spec.image.pull_policy,
         "command": beat_command(),
         "env": [*app_env(spec), *pod_env()],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bookgen_operator.resources.images import pull_secrets
 from bookgen_operator.resources.labels import APP_UID, REDIS_PORT, labels, metadata, redis_name, selector
 from bookgen_operator.spec import QueueSpec
 
@@ -98,6 +99,7 @@ def single_pod_deployment(spec: QueueSpec, name: str, component: str, container:
                 "metadata": {"labels": labels(spec, component)},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    **pull_secrets(spec),
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     **pod_fields,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bookgen_operator.resources.common import TMP_MOUNT, app_env, container_security_context, single_pod_deployment
+from bookgen_operator.resources.images import child_image
 from bookgen_operator.resources.labels import FLOWER_PORT, flower_name, metadata, selector
 from bookgen_operator.spec import QueueSpec
 
@@ -35,7 +36,7 @@ def build_flower_deployment(spec: QueueSpec) -> dict[str, Any]:
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
         "name": "flower",
-        "image": spec.image.ref,
+        "image": child_image(spec, spec.image.ref),
         "imagePullPolicy": spec.image.pull_policy,
         "command": flower_command(spec),
         "env": [

@@ -17,11 +17,19 @@ COMPONENT = "metrics"
 API_VERSION = "monitoring.coreos.com/v1"
 
 
+def monitor_metadata(spec: QueueSpec) -> dict[str, Any]:
+    """Our labels plus spec.metrics.monitorLabels (e.g. `release: kps`, which kube-prometheus-stack's
+    Prometheus selects by); ours win, since the operator finds its children by them."""
+    meta = metadata(spec, spec.name, COMPONENT)
+    meta["labels"] = {**spec.metrics.monitor_labels, **meta["labels"]}
+    return meta
+
+
 def build_service_monitor(spec: QueueSpec) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "ServiceMonitor",
-        "metadata": metadata(spec, spec.name, COMPONENT),
+        "metadata": monitor_metadata(spec),
         "spec": {
             "selector": {"matchLabels": selector(spec, COMPONENT)},
             "namespaceSelector": {"matchNames": [spec.namespace]},
@@ -69,7 +77,7 @@ def build_prometheus_rule(spec: QueueSpec) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "PrometheusRule",
-        "metadata": metadata(spec, spec.name, COMPONENT),
+        "metadata": monitor_metadata(spec),
         "spec": {"groups": [{"name": f"bookgen.{spec.namespace}.{spec.name}", "rules": alert_rules(spec)}]},
     }
 

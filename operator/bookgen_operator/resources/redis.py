@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bookgen_operator.resources.common import TMP_MOUNT, container_security_context, pod_security_context, tmp_volume
+from bookgen_operator.resources.images import child_image, pull_secrets
 from bookgen_operator.resources.labels import (
     REDIS_PORT,
     REDIS_UID,
@@ -31,7 +32,7 @@ def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
     r = spec.redis
     container: dict[str, Any] = {
         "name": "redis",
-        "image": r.image,
+        "image": child_image(spec, r.image),
         "imagePullPolicy": "IfNotPresent",
         "command": ["redis-server"],
         "args": [
@@ -84,6 +85,7 @@ def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
             "metadata": {"labels": labels(spec, COMPONENT)},
             "spec": {
                 "automountServiceAccountToken": False,
+                **pull_secrets(spec),
                 "enableServiceLinks": False,
                 "securityContext": pod_security_context(REDIS_UID),
                 "terminationGracePeriodSeconds": 30,

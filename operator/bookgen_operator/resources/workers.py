@@ -25,6 +25,7 @@ from bookgen_operator.resources.common import (
     pod_security_context,
     tmp_volume,
 )
+from bookgen_operator.resources.images import child_image, pull_secrets
 from bookgen_operator.resources.labels import (
     POOL_LABEL,
     REPLICAS_OWNER_ANNOTATION,
@@ -115,7 +116,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
     ]
     container: dict[str, Any] = {
         "name": "worker",
-        "image": spec.image.ref,
+        "image": child_image(spec, spec.image.ref),
         "imagePullPolicy": spec.image.pull_policy,
         "command": worker_command(pool),
         "env": env,
@@ -148,6 +149,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
                 "metadata": {"labels": labels(spec, COMPONENT, pool)},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    **pull_secrets(spec),
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": termination_grace_seconds(spec),

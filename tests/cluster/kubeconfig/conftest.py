@@ -1,0 +1,161 @@
+"""Fixtures for the operator process against the real control plane, reached through a kubeconfig.
+
+`cluster` here wraps the session's real control plane (tests/cluster/conftest.py): a namespace per
+test, deleted afterwards, the CRD installed if the server does not serve it yet, and the operator's
+own async client (bookgen_operator.kube) logged in the way kopf logs in. Never the ambient
+KUBECONFIG: a developer's current context may be a cluster that matters.
+
+The operator runs as a real process (`python -m bookgen_operator --namespace <ns>`) logged in from the
+kubeconfig, exactly as kopf logs in anywhere; what it writes is counted by its own
+`bookgen_operator_writes_total` (every write it sends, no-ops included) and by resourceVersions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import yaml
+
+from tests.cluster.audit import AuditLog
+from tests.cluster.conftest import Cluster as ControlPlane
+from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "bookgenqueue.yaml"
+#: The user of the admin kubeconfig: the operator in these tests and the test itself write as it, so
+#: the audit checks look only at windows in which the test writes nothing.
+ADMIN_USER = "bookgen-test-admin"
+
+
+def _kube() -> Any:
+    from bookgen_operator.kube import Kube, Resource
+
+    return Kube, Resource
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    namespace: str
+    kube: Any
+    real: bool
+    audit: AuditLog
+    processes: list[Any] = field(default_factory=list)
+
+    def res(self, group: str, version: str, plural: str, namespaced: bool = True) -> Any:
+        return _kube()[1](group, version, plural, namespaced)
+
+    async def start_operator(self, name: str = "op-a", *, leader_elect: bool = False,
+                             interval: float = 2, env: dict[str, str] | None = None) -> Operator:
+        metrics = free_port()
+        args = [sys.executable, "-m", "bookgen_operator", "--namespace", self.namespace,
+                "--metrics-port", str(metrics), "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]
+        if leader_elect:
+            args += ["--leader-elect", "--lease-namespace", self.namespace]
+        environ = {k: v for k, v in os.environ.items() if k != "BOOKGEN_KUBE_SERVER"}
+        environ.update(KUBECONFIG=str(self.kubeconfig), BOOKGEN_AUTOSCALER="off", POD_NAME=name,
+                       BOOKGEN_RECONCILE_INTERVAL=str(interval), POD_NAMESPACE=self.namespace, **(env or {}))
+        process = await asyncio.create_subprocess_exec(*args, env=environ, stdout=asyncio.subprocess.DEVNULL,
+                                                       stderr=asyncio.subprocess.PIPE)
+        self.processes.append(process)
+        return Operator(process, metrics, name)
+
+
+@dataclass
+class Operator:
+    process: Any
+    metrics_port: int
+    name: str
+
+    async def writes(self) -> float:
+        """The operator's own count of the writes it sent (all kinds, status included)."""
+        async with httpx.AsyncClient() as client:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)).text
+            except httpx.HTTPError:
+                return -1.0
+        return sum(float(m) for m in re.findall(r"^bookgen_operator_writes_total\{[^}]*\} (\S+)$", text, re.M))
+
+    async def reconciles(self) -> float:
+        async with httpx.AsyncClient() as client:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)).text
+            except httpx.HTTPError:
+                return -1.0
+        return sum(float(m) for m in re.findall(r"^bookgen_operator_reconciles_total\{[^}]*\} (\S+)$", text, re.M))
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+async def _login(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import kopf
+
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("BOOKGEN_KUBE_SERVER", raising=False)
+    info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings(), logger=None)
+    kube_cls, _ = _kube()
+    return kube_cls(lambda: info)
+
+
+async def _ensure_crd(cluster: Cluster) -> None:
+    from bookgen_operator.kube import RESOURCES
+
+    served = await cluster.kube._request("GET", "/apis")
+    if "bookgen.io" in {g.get("name") for g in served.get("groups") or []}:
+        return
+    crds = cluster.res("apiextensions.k8s.io", "v1", "customresourcedefinitions", namespaced=False)
+    await cluster.kube.create(crds, None, yaml.safe_load(CRD.read_text()))
+    bgq = RESOURCES[("bookgen.io/v1alpha1", "BookGenQueue")]
+    for _ in range(100):
+        try:
+            await cluster.kube.list(bgq, cluster.namespace)
+            return
+        except Exception:
+            await asyncio.sleep(0.1)
+
+
+@pytest_asyncio.fixture(name="cluster")
+async def kube_target(cluster: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+    namespace = f"bgq-{uuid.uuid4().hex[:8]}"
+    kubeconfig = cluster.kubeconfig
+    audit = cluster.audit
+    kube = await _login(kubeconfig, monkeypatch)
+    namespaces = _kube()[1]("", "v1", "namespaces", False)
+    await kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    c = Cluster(kubeconfig, namespace, kube, True, audit)
+    await _ensure_crd(c)
+    try:
+        yield c
+    finally:
+        for process in c.processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        from bookgen_operator.kube import RESOURCES
+
+        bgq = RESOURCES[("bookgen.io/v1alpha1", "BookGenQueue")]
+        for obj in await kube.list(bgq, namespace):  # no operator left to release kopf's finalizer
+            await kube.patch(bgq, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}})
+        try:
+            await kube.delete(namespaces, None, namespace)
+        finally:
+            await kube.close()
