@@ -14,7 +14,9 @@ even started kopf), and the hand-over timing is ours to bound:
   stopped writing (RENEW_DEADLINE < LEASE_DURATION) before a new one starts;
 - on SIGTERM the leader releases the Lease after kopf has stopped, so a rollout hands over at once.
 
-Takeover after the leader dies: at most LEASE_DURATION + RETRY seconds (10 + 2 = 12 s by default).
+Takeover after the leader dies: at most STANDBY_POLL + LEASE_DURATION + STANDBY_POLL seconds after
+its last renewal (1 + 8 + 1 = 10 s by default), then kopf's start-up. The leader's renewals are the
+operator's only steady writes (a Lease PATCH every RETRY = 2 s, as controller-runtime's).
 Writes to the Lease carry its resourceVersion, so of two standbys racing, the API server lets one win.
 """
 
@@ -35,9 +37,11 @@ from bookgen_operator.kube import RESOURCES, Kube, KubeError
 log = logging.getLogger(__name__)
 
 LEASES = RESOURCES[("coordination.k8s.io/v1", "Lease")]
-LEASE_DURATION = float(os.environ.get("BOOKGEN_LEASE_DURATION", "10"))
-RENEW_DEADLINE = float(os.environ.get("BOOKGEN_LEASE_RENEW_DEADLINE", "7"))
+LEASE_DURATION = float(os.environ.get("BOOKGEN_LEASE_DURATION", "8"))
+RENEW_DEADLINE = float(os.environ.get("BOOKGEN_LEASE_RENEW_DEADLINE", "5"))
 RETRY = float(os.environ.get("BOOKGEN_LEASE_RETRY", "2"))
+#: A standby only reads; it looks often so that it notices the last renewal within a second.
+STANDBY_POLL = float(os.environ.get("BOOKGEN_LEASE_STANDBY_POLL", "1"))
 
 
 def micro_time(now: datetime.datetime | None = None) -> str:
@@ -145,7 +149,7 @@ class LeaderElector:
             if not announced:
                 log.info("leader election: %s is on standby; another replica leads", self.me)
                 announced = True
-            await asyncio.sleep(RETRY)
+            await asyncio.sleep(STANDBY_POLL)
 
     async def hold(self, on_lost: Callable[[], None]) -> None:
         """Renew until cancelled; call `on_lost` once the renew deadline passes without a renewal."""
