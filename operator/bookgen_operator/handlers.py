@@ -306,8 +306,22 @@ async def queue_timer(body: kopf.Body, **_: Any) -> None:
         log.info("timer reconcile of %s: %s", body["metadata"]["name"], exc)
 
 
+def _track_worker_replicas(body: Mapping[str, Any], type: str | None) -> None:
+    """Feed the autoscaler's replica cache from this watch, so its polls read no Deployment."""
+    meta = body.get("metadata", {})
+    if body.get("kind") != "Deployment" or (meta.get("labels") or {}).get("app.kubernetes.io/component") != "worker":
+        return
+    from bookgen_operator.platforms.scheduled import REPLICAS
+
+    if type == "DELETED":
+        REPLICAS.gone(meta["namespace"], meta["name"])
+    else:
+        REPLICAS.seen(meta["namespace"], meta["name"], (body.get("spec") or {}).get("replicas"))
+
+
 async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     """A managed Deployment/StatefulSet changed or vanished: reconcile its queue at once."""
+    _track_worker_replicas(body, type)
     if type is None:  # the initial listing: the queue's own resume handler covers it
         return
     owners = [ref for ref in body.get("metadata", {}).get("ownerReferences") or []
@@ -350,10 +364,11 @@ def _autoscaler_entry() -> Any:
     if os.environ.get("BOOKGEN_AUTOSCALER", "on").lower() in ("off", "0", "false", "no"):
         return None
     try:
-        from bookgen_operator.platforms import kubernetes as k8s_platform
+        from bookgen_operator.platforms import scheduled
     except ImportError:
         return None
-    return getattr(k8s_platform, "run_queue_autoscaler", None)
+    # One scheduler steps the pools of every queue (bounded concurrency, replicas from the watch).
+    return scheduled.run_scheduled
 
 
 async def _pause(stopped: kopf.DaemonStopped, seconds: float) -> None:

@@ -233,7 +233,16 @@ class Kube:
 
     async def list(self, res: Resource, namespace: str | None = None, labels: str | None = None) -> list[JSON]:
         params = {"labelSelector": labels} if labels else None
-        return list((await self._request("GET", res.path(namespace), params=params)).get("items") or [])
+        answer = await self._request("GET", res.path(namespace), params=params)
+        # A real API server leaves apiVersion and kind out of list items (they are on the list): put
+        # them back, so an item compares like the same object read on its own.
+        kind = str(answer.get("kind") or "").removesuffix("List")
+        items = list(answer.get("items") or [])
+        for item in items:
+            item.setdefault("apiVersion", answer.get("apiVersion") or res.api_version)
+            if kind:
+                item.setdefault("kind", kind)
+        return items
 
     async def create(self, res: Resource, namespace: str | None, body: Mapping[str, Any]) -> JSON:
         return await self._request("POST", res.path(namespace), body=dict(body))

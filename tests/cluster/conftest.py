@@ -99,8 +99,12 @@ def cluster() -> Iterator[Cluster]:
     kubeconfig = controlplane.kubeconfig_path(d)
     api = config.new_client_from_config(str(kubeconfig))
     version = client.VersionApi(api).get_code().git_version
+    found = Cluster(d, kubeconfig, api, AuditLog(d / "audit.log"), version)
+    # This checkout's CRD, whatever a reused control plane served before (a stale one prunes new fields).
+    kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl(found, "wait", "--for=condition=Established", "crd/bookgenqueues.bookgen.io", "--timeout=60s")
     try:
-        yield Cluster(d, kubeconfig, api, AuditLog(d / "audit.log"), version)
+        yield found
     finally:
         api.close()
         if not reuse:

@@ -577,8 +577,13 @@ class K8sEmulator(kmock.KubernetesEmulator):
         ns, name, sub = request.namespace, request.name, request.subresource
         if verb == "list":
             items = sorted(self._select(key, ns, request.params), key=lambda o: o["metadata"]["name"])
-            return {"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": str(self._rv)},
-                    "items": copy.deepcopy(items)}
+            # Like kube-apiserver: apiVersion and kind are on the list (kind "<Kind>List"), not on its items.
+            kinds = {o.get("kind") for o in items}
+            kind = kinds.pop() if len(kinds) == 1 else ""
+            api_version = items[0].get("apiVersion", "v1") if items else "v1"
+            stripped = [{k: v for k, v in o.items() if k not in ("apiVersion", "kind")} for o in copy.deepcopy(items)]
+            return {"kind": f"{kind}List" if kind else "List", "apiVersion": api_version,
+                    "metadata": {"resourceVersion": str(self._rv)}, "items": stripped}
         if verb == "get":
             return copy.deepcopy(self._get(key, ns, name or ""))
         if verb == "create":

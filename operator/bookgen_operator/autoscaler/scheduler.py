@@ -92,6 +92,7 @@ class Scheduler:
         self._clock = clock
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.stats: dict[str, PollStats] = {}
 
     def _now(self) -> float:
@@ -100,8 +101,12 @@ class Scheduler:
     def add(self, key: str, autoscaler: Autoscaler) -> None:
         """Start scheduling `autoscaler` (one BookGenQueue); replaces an earlier one of the same key."""
         self.remove(key)
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.max_concurrent)
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:
+            # One scheduler per process, but an event loop may end and another start (kopf restarted
+            # in the same process, as in tests): lanes and the semaphore belong to the loop they ran in.
+            self._lanes = {k: t for k, t in self._lanes.items() if t.get_loop() is loop}
+            self._semaphore, self._loop = asyncio.Semaphore(self.max_concurrent), loop
         self.stats.setdefault(key, PollStats())
         self._lanes[key] = asyncio.create_task(self._lane(key, autoscaler), name=f"autoscaler {key}")
 
