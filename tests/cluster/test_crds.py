@@ -68,7 +68,8 @@ def test_helm_install_and_upgrade_of_the_chart(cluster: Cluster, crd: None) -> N
     try:
         helm(cluster, "install", "op", str(CHART), "-n", ns, "--wait", "--timeout", "120s")
         dep = cluster.apps.read_namespaced_deployment("op-bookgen-operator", ns)
-        assert dep.status.ready_replicas == 1, "the operator pod passed Pod Security restricted and became Ready"
+        # Two leader-elected replicas by default; both pods passed Pod Security "restricted" and became Ready.
+        assert dep.spec.replicas == 2 and dep.status.ready_replicas == 2
         helm(cluster, "upgrade", "op", str(CHART), "-n", ns, "--set", "logLevel=debug", "--wait", "--timeout", "120s")
         wait_for(lambda: "--verbose" in cluster.apps.read_namespaced_deployment("op-bookgen-operator", ns)
                  .spec.template.spec.containers[0].args, timeout=30, what="the upgrade's new argument")
