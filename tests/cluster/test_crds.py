@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import RESTRICTED, Cluster, kubectl
-from tests.cluster.operator_run import CHART, helm
+from tests.cluster.operator_run import CHART, helm, helm_binary
 from tests.support.waiting import wait_for
 from tests.unit.test_crd_schema import FULL_STATUS, INVALID, invalid_case
 
@@ -63,19 +64,24 @@ def test_printer_columns_show_in_kubectl_get(cluster: Cluster, crd: None, namesp
 
 
 def test_helm_install_and_upgrade_of_the_chart(cluster: Cluster, crd: None) -> None:
-    ns = f"chart-{uuid.uuid4().hex[:6]}"
+    suffix = uuid.uuid4().hex[:6]
+    ns, release = f"chart-{suffix}", f"op-{suffix}"
+    name = f"{release}-bookgen-operator"
     cluster.core.create_namespace({"metadata": {"name": ns, "labels": RESTRICTED}})
     try:
-        helm(cluster, "install", "op", str(CHART), "-n", ns, "--wait", "--timeout", "120s")
-        dep = cluster.apps.read_namespaced_deployment("op-bookgen-operator", ns)
+        helm(cluster, "install", release, str(CHART), "-n", ns, "--wait", "--timeout", "120s")
+        dep = cluster.apps.read_namespaced_deployment(name, ns)
         # Two leader-elected replicas by default; both pods passed Pod Security "restricted" and became Ready.
         assert dep.spec.replicas == 2 and dep.status.ready_replicas == 2
-        helm(cluster, "upgrade", "op", str(CHART), "-n", ns, "--set", "logLevel=debug", "--wait", "--timeout", "120s")
-        wait_for(lambda: "--verbose" in cluster.apps.read_namespaced_deployment("op-bookgen-operator", ns)
+        helm(cluster, "upgrade", release, str(CHART), "-n", ns, "--set", "logLevel=debug", "--wait",
+             "--timeout", "120s")
+        wait_for(lambda: "--verbose" in cluster.apps.read_namespaced_deployment(name, ns)
                  .spec.template.spec.containers[0].args, timeout=30, what="the upgrade's new argument")
-        history = helm(cluster, "history", "op", "-n", ns, "-o", "json")
+        history = helm(cluster, "history", release, "-n", ns, "-o", "json")
         assert [r["status"] for r in json.loads(history)][-1] == "deployed"
-        helm(cluster, "uninstall", "op", "-n", ns, "--wait")
+        helm(cluster, "uninstall", release, "-n", ns, "--wait")
         assert not cluster.apps.list_namespaced_deployment(ns).items
     finally:
+        # Cluster-scoped RBAC outlives the namespace: uninstall whatever is left, even after a failure.
+        subprocess.run([helm_binary(), "uninstall", release, "-n", ns], env=cluster.env(), capture_output=True)
         cluster.core.delete_namespace(ns)

@@ -37,8 +37,10 @@ def chart(cluster: Cluster) -> Iterator[Install]:
     try:
         yield install
     finally:
-        uninstall_chart(cluster, install)
-        cluster.core.delete_namespace(ns)
+        try:
+            uninstall_chart(cluster, install)
+        finally:
+            cluster.core.delete_namespace(ns)
 
 
 @pytest.fixture
