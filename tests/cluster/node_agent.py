@@ -92,7 +92,8 @@ class NodeAgent:
         ]
         for c in cond:
             c.update(lastHeartbeatTime=t, lastTransitionTime=t)
-        capacity = {"cpu": "64", "memory": "256Gi", "pods": "250", "ephemeral-storage": "500Gi"}
+        # Room for bench/operator_scale.py: 250 queues x 4 pools of one pod each.
+        capacity = {"cpu": "256", "memory": "1Ti", "pods": "1500", "ephemeral-storage": "2Ti"}
         self.core.patch_node_status(name, {"status": {
             "capacity": capacity, "allocatable": capacity, "conditions": cond,
             "addresses": [{"type": "InternalIP", "address": f"10.250.0.{index + 1}"},

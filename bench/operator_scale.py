@@ -1,0 +1,183 @@
+"""N BookGenQueues x 4 pools on the real control plane: does the operator keep its 1 s poll?
+
+    .venv/bin/python -m bench.operator_scale --queues 250 --window 60
+
+Starts (or reuses) the test control plane (tests/cluster), one redis-server, installs the chart, runs
+the real operator as the chart's ServiceAccount, creates N queues (external Redis, no beat or Flower,
+every pool at exactly one replica so nothing scales), and once they are Ready measures over a window:
+
+- polls on time / late / missed, from the operator's own `bookgen_operator_autoscaler_polls_total`;
+- API requests per pool per second, every request of the operator's ServiceAccount in the audit log
+  (reads too; a watch counts once, when it starts);
+- the operator process's CPU (share of one core) and resident memory.
+
+Two loads: `--load idle` (empty queues: the scheduler may back idle queues off to 5 s) and
+`--load busy` (a backlog every queue sees, so every pool is polled each second). The baseline is the
+1 s target itself: 100 % of polls on time and 0 requests per pool per second in steady state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.cluster import controlplane  # noqa: E402
+from tests.cluster.audit import AuditLog  # noqa: E402
+from tests.cluster.conftest import RESTRICTED, Cluster, kubectl  # noqa: E402
+from tests.cluster.operator_run import install_chart, start_operator, token_kubeconfig, uninstall_chart  # noqa: E402
+from tests.support.redis_server import start_redis  # noqa: E402
+
+POOLS = [
+    {"name": "content", "queues": ["content_generation", "high_priority"], "concurrency": 2},
+    {"name": "validation", "queues": ["validation"], "concurrency": 2},
+    {"name": "export", "queues": ["export"], "concurrency": 1},
+    {"name": "monitoring", "queues": ["monitoring"], "concurrency": 1},
+]
+
+
+def cluster() -> tuple[Cluster, bool]:
+    from kubernetes import client, config
+
+    d = controlplane.state_dir()
+    st = controlplane.State.load(d)
+    started = False
+    if not (st and controlplane.healthy(d, st)):
+        import subprocess
+
+        out = subprocess.run(["bash", str(ROOT / "scripts" / "build-control-plane.sh")], capture_output=True, text=True,
+                             check=True).stdout
+        controlplane.up(Path(out.strip().splitlines()[-1]))
+        started = True
+    api = config.new_client_from_config(str(controlplane.kubeconfig_path(d)))
+    c = Cluster(d, controlplane.kubeconfig_path(d), api, AuditLog(d / "audit.log"),
+                client.VersionApi(api).get_code().git_version)
+    kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    return c, started
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    polls = {m[0]: float(m[1]) for m in re.findall(r'^bookgen_operator_autoscaler_polls_total\{result="(\w+)"\} (\S+)$',
+                                                     text, re.M)}
+    return polls
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ready_count(c: Cluster, ns: str) -> int:
+    items = c.custom.list_namespaced_custom_object("bookgen.io", "v1alpha1", ns, "bookgenqueues")["items"]
+    return sum(1 for q in items for cond in (q.get("status") or {}).get("conditions") or []
+               if cond["type"] == "Ready" and cond["status"] == "True")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--queues", type=int, default=250)
+    p.add_argument("--window", type=float, default=60.0, help="seconds of steady state measured")
+    p.add_argument("--load", choices=("idle", "busy"), default="busy")
+    p.add_argument("--settle-timeout", type=float, default=900.0)
+    args = p.parse_args(argv)
+
+    c, started = cluster()
+    work = Path(tempfile.mkdtemp(prefix="operator-scale-"))
+    server = start_redis(work)
+    suffix = uuid.uuid4().hex[:6]
+    sys_ns, ns = f"scale-system-{suffix}", f"scale-{suffix}"
+    for name in (sys_ns, ns):
+        c.core.create_namespace({"metadata": {"name": name, "labels": RESTRICTED}})
+    install = install_chart(c, sys_ns, f"scale-{suffix}", f"watchNamespaces[0]={ns}")
+    op = None
+    try:
+        password = base64.b64encode(server.password.encode()).decode()
+        c.core.create_namespaced_secret(ns, {"metadata": {"name": "redis-pass"}, "data": {"password": password}})
+        if args.load == "busy":  # every queue sees the same backlog: no queue is idle
+            r = redis.Redis.from_url(server.url())
+            for q in ("content_generation", "validation", "export", "monitoring"):
+                r.lpush(q, *[b"{}"] * 5)
+        kubeconfig = token_kubeconfig(c, install, work / "operator.kubeconfig")
+        op = start_operator(kubeconfig, work / "operator.log", f"--namespace={ns}",
+                            env={"BOOKGEN_AUTOSCALER": "on", "BOOKGEN_RECONCILE_INTERVAL": "30"})
+        spec = {
+            "redis": {"mode": "external", "url": f"redis://127.0.0.1:{server.port}/0",
+                      "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
+            "beat": {"enabled": False}, "flower": {"enabled": False},
+            "autoscaling": {"source": "redis", "pollIntervalSeconds": 1, "targetWaitSeconds": 0},
+            "pools": [{**pool, "minReplicas": 1, "maxReplicas": 1} for pool in POOLS],
+        }  # fmt: skip
+        t0 = time.monotonic()
+        for i in range(args.queues):
+            c.custom.create_namespaced_custom_object("bookgen.io", "v1alpha1", ns, "bookgenqueues", {
+                "apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "metadata": {"name": f"q{i:03d}"},
+                "spec": spec})
+        while ready_count(c, ns) < args.queues:
+            if time.monotonic() - t0 > args.settle_timeout:
+                print(f"only {ready_count(c, ns)} of {args.queues} queues Ready after {args.settle_timeout:.0f} s")
+                return 1
+            print(f"\r{ready_count(c, ns)}/{args.queues} queues Ready ({time.monotonic() - t0:.0f} s)", end="",
+                  file=sys.stderr, flush=True)
+            time.sleep(5)
+        print(f"\nall {args.queues} queues Ready after {time.monotonic() - t0:.0f} s; settling 30 s", file=sys.stderr)
+        time.sleep(30)  # the first reconciles' status writes and the scheduler's warm-up are not steady state
+        user = install.username
+        before, cpu0, mark, w0 = scrape(op.metrics_port), cpu_seconds(op.proc.pid), c.audit.mark(), time.monotonic()
+        time.sleep(args.window)
+        after, cpu1, elapsed = scrape(op.metrics_port), cpu_seconds(op.proc.pid), time.monotonic() - w0
+        events = [e for e in c.audit.events(mark) if e.user == user
+                  and (e.stage == "ResponseComplete" if e.verb != "watch" else e.stage == "ResponseStarted")]
+        polls = {k: after.get(k, 0) - before.get(k, 0) for k in ("on_time", "late", "missed")}
+        total = sum(polls.values())
+        pools = args.queues * len(POOLS)
+        expected = pools * elapsed  # one poll per pool per second at the 1 s target (queues poll all pools at once)
+        print(f"\n{args.queues} BookGenQueues x {len(POOLS)} pools, load {args.load}, window {elapsed:.0f} s")
+        print(f"{'':34}{'ours':>14}{'target':>14}")
+        print(f"{'queue rounds on time':34}{polls['on_time'] / max(total, 1):>13.1%}{'100.0%':>14}")
+        print(f"{'  rounds late / missed':34}{polls['late']:>7.0f} /{polls['missed']:>5.0f}{'0 / 0':>14}")
+        print(f"{'  rounds per queue per second':34}{total / args.queues / elapsed:>14.2f}{'1.00':>14}")
+        print(f"{'API requests per pool per second':34}{len(events) / pools / elapsed:>14.4f}{'<= 0.05':>14}")
+        print(f"{'operator CPU (share of one core)':34}{(cpu1 - cpu0) / elapsed:>13.1%}{'<= 100%':>14}")
+        print(f"{'operator RSS (MiB)':34}{rss_mib(op.proc.pid):>14.1f}")
+        verbs: dict[str, int] = {}
+        for e in events:
+            verbs[f"{e.verb} {e.resource}"] = verbs.get(f"{e.verb} {e.resource}", 0) + 1
+        print("requests in the window:", ", ".join(f"{k}: {v}" for k, v in sorted(verbs.items())) or "none")
+        print(f"(rounds: one per queue per poll; {expected / len(POOLS):.0f} expected at the 1 s target)")
+        return 0
+    finally:
+        if op is not None:
+            op.stop()
+        c.core.delete_namespace(ns)
+        try:
+            uninstall_chart(c, install)
+        finally:
+            c.core.delete_namespace(sys_ns)
+        server.stop()
+        if started:
+            controlplane.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
