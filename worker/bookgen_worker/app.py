@@ -12,10 +12,14 @@ from collections.abc import Mapping
 from celery import Celery
 from kombu import Exchange, Queue
 
+from . import kombu_patch
 from .beat import beat_schedule
 from .config import Settings, settings_from_env
 from .metrics.install import install as install_metrics
 from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, task_routes, transport_priority
+
+# Before any broker connection exists: a Redis restart must not kill a busy worker (see kombu_patch).
+kombu_patch.apply()
 
 TASK_MODULES = (
     "bookgen_worker.tasks.generation",
