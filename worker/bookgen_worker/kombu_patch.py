@@ -23,13 +23,27 @@ channel closed while the worker goes on (a lost connection, a consumer restart) 
 the messages whose tasks are still running in this worker: they are acknowledged when they finish
 (requeueing them, as kombu does whenever Redis answers at that moment, runs them twice). At
 shutdown, and for messages not yet running, kombu's restore is unchanged.
+
+Second bug, same module: whatever BRPOP pops is passed to `loads()` and then used as a kombu envelope
+without a check, inside the worker's event loop. `LPUSH content_generation 'not json {{'` makes the
+worker exit (JSONDecodeError), `42` too (TypeError), and a JSON object without `properties` raises
+KeyError and is lost. The patched `_brpop_read` turns anything that is not an envelope into one that
+carries the raw bytes and the problem (`corrupt_envelope`), which Celery's consumer rejects as "not a
+task message"; the `task_rejected` handler (rejected.py) then dead-letters it with its raw bytes.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+
+#: Header of a synthesised envelope: what was wrong with the bytes found in the queue.
+CORRUPT_HEADER = "bookgen_corrupt_envelope"
 
 _APPLIED = "_bookgen_patched"
 
@@ -48,6 +62,77 @@ def running_delivery_tags() -> set[str]:
         if tag is not None:
             tags.add(tag)
     return tags
+
+
+def envelope_problem(payload: Any) -> str | None:
+    """What keeps a decoded queue item from being a kombu envelope, or None when it is one."""
+    if not isinstance(payload, dict):
+        return f"a message envelope must be a JSON object (got {type(payload).__name__})"
+    properties = payload.get("properties")
+    if not isinstance(properties, dict):
+        return "the message envelope has no 'properties' object"
+    if "delivery_tag" not in properties:
+        return "the message envelope has no delivery_tag"
+    info = properties.get("delivery_info")
+    if not isinstance(info, dict) or "exchange" not in info or "routing_key" not in info:
+        return "the message envelope has no delivery_info with exchange and routing_key"
+    if not isinstance(payload.get("headers", {}), dict | None):
+        return "the message envelope's headers are not an object"
+    return None
+
+
+def decode_item(raw: bytes | str, queue: str) -> dict[str, Any]:
+    """The envelope a queue item holds, or a stand-in envelope carrying the raw bytes when it holds none."""
+    try:
+        payload = json.loads(bytes_to_str(raw))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        return corrupt_envelope(raw, queue, f"the message is not JSON ({exc})")
+    problem = envelope_problem(payload)
+    return payload if problem is None else corrupt_envelope(raw, queue, problem)
+
+
+def corrupt_envelope(raw: bytes | str, queue: str, problem: str) -> dict[str, Any]:
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
+    body = {
+        "raw": data.decode("utf-8", "replace"),
+        "raw_base64": base64.b64encode(data).decode("ascii"),
+        "problem": problem,
+    }
+    return {
+        "body": json.dumps(body),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {CORRUPT_HEADER: problem},
+        "properties": {
+            "delivery_tag": f"corrupt-{uuid.uuid4()}",
+            "delivery_info": {"exchange": queue, "routing_key": queue},
+            "delivery_mode": 2,
+            "priority": 0,
+        },
+    }
+
+
+def _brpop_read(self: Any, **options: Any) -> bool:
+    """kombu 5.7.0's Channel._brpop_read, with the popped item decoded by `decode_item`."""
+    try:
+        try:
+            dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+        except self.connection_errors:
+            # if there's a ConnectionError, disconnect so the next iteration will reconnect automatically.
+            self.client.connection.disconnect()
+            raise
+        if dest__item:
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            self.connection._deliver(decode_item(item, dest), dest)
+            return True
+        raise kombu_redis.Empty()
+    finally:
+        self._in_poll = None
+        flush = getattr(self, "_flush_brpop_reauth", None)
+        if flush is not None:
+            flush()
 
 
 def apply() -> None:
@@ -84,5 +169,6 @@ def apply() -> None:
 
     channel_cls.__init__ = __init__
     channel_cls._connparams = _connparams
+    channel_cls._brpop_read = _brpop_read
     qos_cls.restore_unacked = restore_unacked
     setattr(channel_cls, _APPLIED, True)
