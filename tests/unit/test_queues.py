@@ -58,3 +58,19 @@ def test_priority_list_keys_follow_kombu_naming() -> None:
     assert priority_list_keys("export", (0, 3, 6, 9), "\x06\x16", "pfx:") == [
         "pfx:export", "pfx:export\x06\x163", "pfx:export\x06\x166", "pfx:export\x06\x169",
     ]
+
+
+def test_a_worker_polls_high_priority_first_whatever_order_it_was_given() -> None:
+    from bookgen_worker.queues import consumption_order
+
+    assert consumption_order(["content_generation", "high_priority"]) == ["high_priority", "content_generation"]
+    assert consumption_order(["validation", "export"]) == ["validation", "export"]
+    assert consumption_order(["a", "high_priority", "b"]) == ["high_priority", "a", "b"]
+
+
+def test_coordination_tasks_are_the_job_steps_but_not_the_sweep() -> None:
+    from bookgen_worker.queues import JOB_SWEEP_TASK, is_coordination_task
+
+    assert is_coordination_task("bookgen.job.step_done")
+    assert not is_coordination_task(JOB_SWEEP_TASK)
+    assert not is_coordination_task("bookgen.generate_chapter")

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
 from . import kombu_patch
 from .beat import beat_schedule
 from .config import Settings, settings_from_env
 from .metrics.install import install as install_metrics
-from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, task_routes, transport_priority
+from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, consumption_order, task_routes, transport_priority
 
 # Before any broker connection exists: a Redis restart must not kill a busy worker (see kombu_patch).
 kombu_patch.apply()
@@ -94,6 +94,19 @@ def _forget_connections(app: Celery) -> None:
     app._after_fork()  # Celery's own reset of the connection and producer pools
     app._backend_cache = None
     app._local.__dict__.pop("backend", None)
+
+
+@signals.celeryd_after_setup.connect
+def _poll_coordination_first(sender: object = None, instance: object = None, **_: object) -> None:
+    """After -Q is applied, before consuming starts: high_priority is polled first (queues.consumption_order)."""
+    queues = getattr(getattr(instance, "app", None), "amqp", None)
+    queues = getattr(queues, "queues", None)
+    if queues is None:
+        return
+    names = list(queues.consume_from)
+    ordered = consumption_order(names)
+    if ordered != names:
+        queues.select(ordered)
 
 
 def bookgen_settings(celery_app: Celery) -> Settings:

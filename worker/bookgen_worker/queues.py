@@ -7,6 +7,7 @@ local runtime and the metrics all read them from here.
 from __future__ import annotations
 
 from bisect import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 HIGH_PRIORITY = "high_priority"
@@ -68,6 +69,25 @@ def task_name(short: str) -> str:
 JOB_TASK_PREFIX = f"{TASK_PREFIX}job."
 #: Except the jobs' outbox sweep: housekeeping that beat runs, so it goes with the monitoring tasks.
 JOB_SWEEP_TASK = f"{JOB_TASK_PREFIX}sweep"
+
+
+#: The transport priority of every coordination task (the most urgent): a job's progress must never
+#: wait behind its own chapters, whatever the job's priority.
+COORDINATION_TRANSPORT_PRIORITY = 0
+
+
+def is_coordination_task(name: str) -> bool:
+    return name.startswith(JOB_TASK_PREFIX) and name != JOB_SWEEP_TASK
+
+
+def consumption_order(queues: Sequence[str]) -> list[str]:
+    """The order a worker polls its queues in: high_priority first, then as given.
+
+    kombu's Redis transport serves one priority level across all of a worker's queues in this order,
+    so a coordination queue listed after a content queue (the seeds' `-Q content_generation,
+    high_priority`) would wait behind the whole chapter backlog.
+    """
+    return sorted(queues, key=lambda name: name != HIGH_PRIORITY)
 
 
 def task_type_of(name: str) -> str:
