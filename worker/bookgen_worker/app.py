@@ -77,9 +77,13 @@ def configure_app(app: Celery, settings: Settings) -> None:
             {"global_keyprefix": settings.global_keyprefix} if settings.global_keyprefix else {}
         ),
         broker_connection_retry_on_startup=True,
-        task_track_started=True,
-        task_send_sent_event=True,
-        worker_send_task_events=True,
+        task_track_started=settings.track_started,
+        # Flower enables worker events itself; BOOKGEN_TASK_EVENTS=true also sends task-sent events.
+        task_send_sent_event=settings.task_events,
+        worker_send_task_events=settings.task_events,
+        # Results nobody asked for (the job machinery's own messages, see jobs/outbox.py) are not
+        # stored, but a failure always is: the job layer reads it to say why a step failed.
+        task_store_errors_even_if_ignored=True,
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
