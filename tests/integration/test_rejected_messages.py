@@ -77,3 +77,17 @@ def test_corrupt_envelopes_in_a_queue_are_dead_lettered_with_their_raw_bytes_and
     assert "no 'properties'" in by_raw[b'{"body": "e30=", "headers": {}}'].exception_message
     assert by_raw[b"not json {{"].extra["raw"] == "not json {{"
     assert redis_client.hlen("unacked") == 0  # rejected for good: not delivered again later
+
+
+def test_replaying_an_unknown_task_dead_letter_counts_the_replay(celery_app: Celery, workdir: Path) -> None:
+    settings = bookgen_settings(celery_app)
+    sent = celery_app.send_task("bookgen.no_such_task", args=[1], queue=DEFAULT)
+    with running_worker(redis_url=celery_app.conf.broker_url, queues=[DEFAULT], name="w", workdir=workdir):
+        first = wait_for(lambda: deadletter.get(settings, sent.id), timeout=30, what="the dead letter")
+        assert first.replays == 0
+        again = deadletter.replay(celery_app, settings, sent.id)
+        second = wait_for(lambda: deadletter.get(settings, again), timeout=30, what="the replay's dead letter")
+        assert second.replays == 1
+        once_more = deadletter.replay(celery_app, settings, again)
+        third = wait_for(lambda: deadletter.get(settings, once_more), timeout=30, what="the 2nd replay's dead letter")
+    assert third.replays == 2

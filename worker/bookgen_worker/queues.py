@@ -19,7 +19,7 @@ DEFAULT = "default"
 
 QUEUES: tuple[str, ...] = (HIGH_PRIORITY, CONTENT_GENERATION, VALIDATION, EXPORT, MONITORING, DEFAULT)
 
-#: Where the dead-letter entries live (a Redis list of JSON records; see deadletter.py).
+#: Where the dead-letter entries live (a Redis hash: task id -> JSON record; see deadletter.py).
 DEAD_LETTER_KEY = "failed_tasks"
 
 #: Public priorities: 0..10, 10 is the most urgent (the seeds' API).

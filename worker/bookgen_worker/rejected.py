@@ -51,7 +51,16 @@ def dead_letter_for(
         attempts=0,
         first_seen=now,
         failed_at=now,
+        replays=_replays(headers),
     )
+
+
+def _replays(headers: Any) -> int:
+    """How often the message was replayed from the dead letters (the header replay() sets)."""
+    try:
+        return int(headers.get(deadletter.REPLAYS_HEADER) or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def corrupt_dead_letter(message: Any) -> deadletter.DeadLetter:
