@@ -13,6 +13,10 @@ from celery import Celery
 #: Celery with nothing but a broker: its defaults (prefetch 4, early acks, no priorities, no results).
 stock = Celery("stock", broker=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
 
+#: BENCH_STOCK_RELIABLE=1: stock Celery with only our reliability settings, to show what they cost alone.
+if os.environ.get("BENCH_STOCK_RELIABLE") == "1":
+    stock.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
+
 
 @stock.task(name="bench.stock_noop")
 def stock_noop() -> None:

@@ -9,9 +9,11 @@ unacknowledged. Commands per task are every command Redis counted in `INFO comma
 round (sending, consuming, acknowledging, results, metrics, worker start-up), minus the benchmark's
 own polling, divided by the number of tasks.
 
-Rows: stock Celery (early acks, prefetch 4, no result backend); ours as shipped, for a direct call
+Rows: stock Celery (early acks, prefetch 4, no result backend); stock Celery with only our
+acks_late, reject_on_worker_lost and prefetch 1, to show what those cost alone; ours as shipped, for a direct call
 whose result is stored (someone may read it) and for the job machinery's messages (no result stored);
-ours without the metrics signal handlers, to show what the rest costs; and ours with task events and
+ours with kombu's old four priority lists instead of our ten, to show what the real 0..10 levels
+cost; ours without the metrics signal handlers, to show what the rest costs; and ours with task events and
 the STARTED state turned back on, which is how it was configured before.
 """
 
@@ -49,11 +51,16 @@ class Flavour:
     env: dict[str, str] = field(default_factory=dict)
 
 
+STOCK = "bench.stock_tasks"  # the module the sender imports (BENCH_MODULE; default bench.noop_tasks)
 FLAVOURS = (
-    Flavour("stock Celery", "bench.stock_tasks:stock", "celery", "t.stock_noop.delay()", {"BENCH_MODULE": "stock"}),
+    Flavour("stock Celery", "bench.stock_tasks:stock", "celery", "t.stock_noop.delay()", {"BENCH_MODULE": STOCK}),
+    Flavour("stock, acks_late+pf 1", "bench.stock_tasks:stock", "celery", "t.stock_noop.delay()",
+            {"BENCH_MODULE": STOCK, "BENCH_STOCK_RELIABLE": "1"}),
     Flavour("bookgen, result stored", "bookgen_worker.app", "default", "t.noop.apply_async(queue='default')"),
     Flavour("bookgen, job step", "bookgen_worker.app", "default",
             "t.noop.apply_async(queue='default', ignore_result=True)"),
+    Flavour("bookgen, 4 priority lists", "bookgen_worker.app", "default",
+            "t.noop.apply_async(queue='default', ignore_result=True)", {"BOOKGEN_PRIORITY_STEPS": "0,3,6,9"}),
     Flavour("bookgen, no metrics", "bookgen_worker.app", "default",
             "t.noop.apply_async(queue='default', ignore_result=True)", {"BENCH_METRICS_OFF": "1"}),
     Flavour("bookgen before", "bookgen_worker.app", "default", "t.noop.apply_async(queue='default')",
@@ -95,7 +102,7 @@ def run_once(url: str, flavour: Flavour, tasks: int, workdir: Path) -> tuple[flo
     client.config_resetstat()
     env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT), "BOOKGEN_EXTRA_TASK_MODULES": "bench.noop_tasks",
            "BOOKGEN_METRICS_PORT": "off", **flavour.env}
-    module = "bench.stock_tasks" if flavour.env.get("BENCH_MODULE") == "stock" else "bench.noop_tasks"
+    module = flavour.env.get("BENCH_MODULE", "bench.noop_tasks")
     send = f"import {module} as t\n[{flavour.send} for _ in range({tasks})]"
     subprocess.run([sys.executable, "-c", send], env=env, cwd=ROOT, check=True)
     poller = Poller(client, flavour.queue)

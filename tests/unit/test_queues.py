@@ -48,6 +48,15 @@ def test_public_priority_is_reversed_onto_the_redis_transport() -> None:
     assert served_order == sorted(served_order), "more urgent must never be served later"
 
 
+def test_with_the_default_steps_every_public_level_is_its_own_list_but_0_and_1() -> None:
+    from bookgen_worker.config import DEFAULT_PRIORITY_STEPS
+
+    lists = {p: priority_step(transport_priority(p), DEFAULT_PRIORITY_STEPS) for p in range(11)}
+    assert len(set(lists.values())) == 10
+    assert lists[1] == lists[0] == 9  # the one tie, documented
+    assert [lists[p] for p in range(10, 0, -1)] == list(range(10))
+
+
 @pytest.mark.parametrize("bad", [-1, 11, 2.5, "7", True])
 def test_priority_out_of_range_is_rejected(bad: object) -> None:
     with pytest.raises(PriorityError, match="0 to 10"):

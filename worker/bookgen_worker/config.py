@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-DEFAULT_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
+#: One Redis list per transport priority kombu knows (0..9), so every public level but the lowest two
+#: is its own list (see queues.transport_priority). kombu's own default, 0,3,6,9, folded the public
+#: 0..10 onto four levels; its lists are among these, so messages queued under it are still served.
+DEFAULT_PRIORITY_STEPS: tuple[int, ...] = tuple(range(10))
 DEFAULT_SEPARATOR = "\x06\x16"
 
 

@@ -128,13 +128,15 @@ def transport_priority(priority: int) -> int:
     """Map the public priority (10 = most urgent) onto kombu's Redis order (0 = served first).
 
     kombu's Redis transport keeps one list per priority step and pops the list of the lowest
-    number first, so the scale is reversed and compressed from 0..10 onto 0..9.
+    number first; its priorities stop at 9, so the reversed public scale 10..0 becomes 0..9 with the
+    two least urgent levels, 1 and 0, sharing 9: the one tie left with the default steps (0..9).
+    Coarser BOOKGEN_PRIORITY_STEPS merge neighbouring levels further (kombu rounds down to a step).
     """
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise PriorityError(f"priority must be a whole number from 0 to 10 (got {priority!r})")
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise PriorityError(f"priority must be from 0 to 10, 10 being the most urgent (got {priority})")
-    return round((MAX_PRIORITY - priority) * 9 / MAX_PRIORITY)
+    return min(MAX_PRIORITY - priority, 9)
 
 
 def priority_step(transport: int, steps: tuple[int, ...]) -> int:
