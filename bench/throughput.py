@@ -145,10 +145,10 @@ def main() -> None:
             server.stop()
     stock = statistics.median(rates[FLAVOURS[0].name])
     print(f"no-op tasks through one worker (prefork, 1 process), {args.tasks} tasks x {args.rounds} rounds")
-    print(f"{'configuration':<24}{'median tasks/s':>15}{'min':>7}{'max':>7}{'vs stock':>10}{'Redis cmds/task':>17}")
+    print(f"{'configuration':<27}{'median tasks/s':>15}{'min':>7}{'max':>7}{'vs stock':>10}{'Redis cmds/task':>17}")
     for flavour in FLAVOURS:
         r = rates[flavour.name]
-        print(f"{flavour.name:<24}{statistics.median(r):>15.0f}{min(r):>7.0f}{max(r):>7.0f}"
+        print(f"{flavour.name:<27}{statistics.median(r):>15.0f}{min(r):>7.0f}{max(r):>7.0f}"
               f"{statistics.median(r) / stock:>9.2f}x{statistics.median(costs[flavour.name]):>17.1f}")
     print("bookgen rows keep acks_late, reject_on_worker_lost, prefetch 1 and the priority lists; stock Celery:"
           " early acks, prefetch 4, no result backend.")
