@@ -1,22 +1,24 @@
-"""No-op tasks for the throughput benchmark: one on the BookGen app, one on a stock Celery app."""
+"""The no-op task of the throughput benchmark on the BookGen app (the stock one is in stock_tasks.py)."""
 
 from __future__ import annotations
 
 import os
 
 from bookgen_worker.tasks.base import bookgen_task
-from celery import Celery
+from celery import signals
+
+#: BENCH_METRICS_OFF=1: the metrics signal handlers are disconnected (sender and worker both import
+#: this module), to show what the rest of the hot path costs.
+if os.environ.get("BENCH_METRICS_OFF") == "1":
+    for signal, uid in ((signals.after_task_publish, "bookgen-count-sent"),
+                        (signals.task_prerun, "bookgen-runtime-start"),
+                        (signals.task_postrun, "bookgen-runtime-end"),
+                        (signals.task_success, "bookgen-count-succeeded"),
+                        (signals.task_failure, "bookgen-count-failed"),
+                        (signals.task_retry, "bookgen-count-retried")):
+        signal.disconnect(dispatch_uid=uid)
 
 
 @bookgen_task("bench.noop")
 def noop(self) -> None:  # type: ignore[no-untyped-def]
     """Does nothing, so the figure measures the queue machinery alone."""
-
-
-#: Celery with nothing but a broker: its defaults (prefetch 4, early acks, no priorities).
-stock = Celery("stock", broker=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
-
-
-@stock.task(name="bench.stock_noop")
-def stock_noop() -> None:
-    """The same nothing, on Celery's defaults."""

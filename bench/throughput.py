@@ -1,10 +1,20 @@
-"""End-to-end tasks per second through one worker: our configuration beside Celery's defaults.
+"""End-to-end no-op tasks through one worker: ours beside stock Celery, tasks/s and Redis commands/task.
 
     .venv/bin/python -m bench.throughput [--tasks 2000] [--rounds 3]
 
-Same machine, same run, same private redis-server, same prefork worker with one process: the only
-difference is the Celery configuration. The clock starts when the worker reports ready (the tasks
-are already queued) and stops when the queue is empty and nothing is unacknowledged.
+Same machine, same run, same private redis-server, same prefork worker with one process and the same
+worker flags: only the Celery configuration differs. The clock starts when the queue starts to move
+(the tasks are queued before the worker starts) and stops when the queue is empty and nothing is
+unacknowledged. Commands per task are every command Redis counted in `INFO commandstats` over the
+round (sending, consuming, acknowledging, results, metrics, worker start-up), minus the benchmark's
+own polling, divided by the number of tasks.
+
+Rows: stock Celery (early acks, prefetch 4, no result backend); stock Celery with only our
+acks_late, reject_on_worker_lost and prefetch 1, to show what those cost alone; ours as shipped, for a direct call
+whose result is stored (someone may read it) and for the job machinery's messages (no result stored);
+ours with kombu's old four priority lists instead of our ten, to show what the real 0..10 levels
+cost; ours without the metrics signal handlers, to show what the rest costs; and ours with task events and
+the STARTED state turned back on, which is how it was configured before.
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -26,44 +38,92 @@ from tests.support.redis_server import start_redis
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Commands of the benchmark itself, never counted.
+NOT_COUNTED = {"info", "config", "flushall"}
 
 
-def pending(client: redis.Redis, queue: str) -> int:
-    """Every priority list of the queue (kombu's default steps and separator)."""
-    return sum(int(client.llen(key)) for key in priority_list_keys(queue, DEFAULT_PRIORITY_STEPS, DEFAULT_SEPARATOR))
+@dataclass(frozen=True)
+class Flavour:
+    name: str
+    app: str
+    queue: str
+    send: str
+    env: dict[str, str] = field(default_factory=dict)
 
 
-def run_once(url: str, flavour: str, tasks: int, workdir: Path) -> float:
+STOCK = "bench.stock_tasks"  # the module the sender imports (BENCH_MODULE; default bench.noop_tasks)
+FLAVOURS = (
+    Flavour("stock Celery", "bench.stock_tasks:stock", "celery", "t.stock_noop.delay()", {"BENCH_MODULE": STOCK}),
+    Flavour("stock, acks_late+pf 1", "bench.stock_tasks:stock", "celery", "t.stock_noop.delay()",
+            {"BENCH_MODULE": STOCK, "BENCH_STOCK_RELIABLE": "1"}),
+    Flavour("bookgen, result stored", "bookgen_worker.app", "default", "t.noop.apply_async(queue='default')"),
+    Flavour("bookgen, job step", "bookgen_worker.app", "default",
+            "t.noop.apply_async(queue='default', ignore_result=True)"),
+    Flavour("bookgen, 4 priority lists", "bookgen_worker.app", "default",
+            "t.noop.apply_async(queue='default', ignore_result=True)", {"BOOKGEN_PRIORITY_STEPS": "0,3,6,9"}),
+    Flavour("bookgen, no metrics", "bookgen_worker.app", "default",
+            "t.noop.apply_async(queue='default', ignore_result=True)", {"BENCH_METRICS_OFF": "1"}),
+    Flavour("bookgen before", "bookgen_worker.app", "default", "t.noop.apply_async(queue='default')",
+            {"BOOKGEN_TASK_EVENTS": "true", "BOOKGEN_TRACK_STARTED": "true"}),
+)
+
+
+class Poller:
+    """Watches the queue and counts its own commands, so they can be taken out of the figures."""
+
+    def __init__(self, client: redis.Redis, queue: str) -> None:
+        self.client, self.keys, self.issued = client, priority_list_keys(queue, DEFAULT_PRIORITY_STEPS,
+                                                                         DEFAULT_SEPARATOR), Counter[str]()
+
+    def pending(self) -> int:
+        self.issued["llen"] += len(self.keys)
+        return sum(int(self.client.llen(key)) for key in self.keys)
+
+    def drained(self) -> bool:
+        if self.pending():
+            return False
+        self.issued["hlen"] += 1
+        return int(self.client.hlen("unacked")) == 0
+
+
+def commands(client: redis.Redis, ours: Counter[str]) -> int:
+    stats = client.info("commandstats")
+    total = 0
+    for name, values in stats.items():
+        command = name.removeprefix("cmdstat_").split("|")[0]
+        if command not in NOT_COUNTED:
+            total += int(values["calls"]) - ours.get(command, 0)
+    return total
+
+
+def run_once(url: str, flavour: Flavour, tasks: int, workdir: Path) -> tuple[float, float]:
     client = redis.Redis.from_url(url)
     client.flushall()
-    env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT), "BOOKGEN_EXTRA_TASK_MODULES": "bench.noop_tasks"}
-    if flavour == "bookgen":
-        app_name, queue = "bookgen_worker.app", "default"
-        send = "from bookgen_worker.app import app; import bench.noop_tasks as t\n" \
-               f"[t.noop.apply_async(queue='default') for _ in range({tasks})]"
-    else:
-        app_name, queue = "bench.noop_tasks:stock", "celery"
-        send = f"import bench.noop_tasks as t\n[t.stock_noop.delay() for _ in range({tasks})]"
+    client.config_resetstat()
+    env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT), "BOOKGEN_EXTRA_TASK_MODULES": "bench.noop_tasks",
+           "BOOKGEN_METRICS_PORT": "off", **flavour.env}
+    module = flavour.env.get("BENCH_MODULE", "bench.noop_tasks")
+    send = f"import {module} as t\n[{flavour.send} for _ in range({tasks})]"
     subprocess.run([sys.executable, "-c", send], env=env, cwd=ROOT, check=True)
-    log = workdir / f"{flavour}.log"
+    poller = Poller(client, flavour.queue)
+    log = workdir / "worker.log"
     log.write_text("")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", app_name, "worker", "-Q", queue, "-c", "1", "-P", "prefork",
+        [sys.executable, "-m", "celery", "-A", flavour.app, "worker", "-Q", flavour.queue, "-c", "1", "-P", "prefork",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING", "-f", str(log)],
-        env={**env, "CELERY_LOG_LEVEL": "WARNING"}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        # The worker logs readiness at INFO only; watch the queue start to move instead.
-        wait_for(lambda: pending(client, queue) < tasks, timeout=60, what=f"{flavour} worker to start")
+        wait_for(lambda: poller.pending() < tasks, timeout=60, what=f"{flavour.name} worker to start")
         started = time.perf_counter()
-        wait_for(
-            lambda: pending(client, queue) == 0 and int(client.hlen("unacked")) == 0,
-            timeout=600, interval=0.005, what=f"{flavour} queue to drain",
-        )
-        return tasks / (time.perf_counter() - started)
+        wait_for(poller.drained, timeout=600, interval=0.005, what=f"{flavour.name} queue to drain")
+        rate = tasks / (time.perf_counter() - started)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+    per_task = commands(client, poller.issued) / tasks
+    client.close()
+    return rate, per_task
 
 
 def main() -> None:
@@ -71,20 +131,27 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    rates: dict[str, list[float]] = {f.name: [] for f in FLAVOURS}
+    costs: dict[str, list[float]] = {f.name: [] for f in FLAVOURS}
     with tempfile.TemporaryDirectory() as tmp:
         server = start_redis(Path(tmp))
         try:
-            results: dict[str, list[float]] = {"bookgen": [], "celery defaults": []}
-            for _ in range(args.rounds):
-                results["bookgen"].append(run_once(server.url(), "bookgen", args.tasks, Path(tmp)))
-                results["celery defaults"].append(run_once(server.url(), "stock", args.tasks, Path(tmp)))
+            for _ in range(args.rounds):  # interleaved, so a busy moment of the machine hits every row
+                for flavour in FLAVOURS:
+                    rate, per_task = run_once(server.url(), flavour, args.tasks, Path(tmp))
+                    rates[flavour.name].append(rate)
+                    costs[flavour.name].append(per_task)
         finally:
             server.stop()
+    stock = statistics.median(rates[FLAVOURS[0].name])
     print(f"no-op tasks through one worker (prefork, 1 process), {args.tasks} tasks x {args.rounds} rounds")
-    print(f"{'configuration':<18}{'median tasks/s':>16}{'min':>10}{'max':>10}")
-    for name, rates in results.items():
-        print(f"{name:<18}{statistics.median(rates):>16.0f}{min(rates):>10.0f}{max(rates):>10.0f}")
-    print("bookgen: acks_late, prefetch 1, priority lists, events on; celery defaults: prefetch 4, early ack")
+    print(f"{'configuration':<27}{'median tasks/s':>15}{'min':>7}{'max':>7}{'vs stock':>10}{'Redis cmds/task':>17}")
+    for flavour in FLAVOURS:
+        r = rates[flavour.name]
+        print(f"{flavour.name:<27}{statistics.median(r):>15.0f}{min(r):>7.0f}{max(r):>7.0f}"
+              f"{statistics.median(r) / stock:>9.2f}x{statistics.median(costs[flavour.name]):>17.1f}")
+    print("bookgen rows keep acks_late, reject_on_worker_lost, prefetch 1 and the priority lists; stock Celery:"
+          " early acks, prefetch 4, no result backend.")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,33 @@ def test_a_priority_10_task_sent_after_ten_priority_0_tasks_runs_first(
     assert sorted(order[1:]) == sorted(f"routine-{index}" for index in range(10))
 
 
+def test_a_priority_10_task_sent_after_ten_priority_9_tasks_runs_first(
+    celery_app: Celery, redis_client: redis.Redis, workdir: Path
+) -> None:
+    for index in range(10):
+        probe_tasks.record.submit(f"nine-{index}", priority=9)
+    probe_tasks.record.submit("ten", priority=10)
+
+    with running_worker(redis_url=celery_app.conf.broker_url, queues=[DEFAULT], name="solo", workdir=workdir):
+        wait_for(lambda: len(probe_tasks.done(redis_client)) == 11, timeout=60, what="all 11 tasks to run")
+
+    assert probe_tasks.events(redis_client)[0]["label"] == "ten"
+
+
+def test_every_public_level_is_served_in_order_and_only_0_and_1_tie(
+    celery_app: Celery, redis_client: redis.Redis, workdir: Path
+) -> None:
+    for priority in range(11):  # least urgent first: each later task must overtake every earlier one
+        probe_tasks.record.submit(f"p{priority}", priority=priority)
+
+    with running_worker(redis_url=celery_app.conf.broker_url, queues=[DEFAULT], name="solo", workdir=workdir):
+        wait_for(lambda: len(probe_tasks.done(redis_client)) == 11, timeout=60, what="all 11 tasks to run")
+
+    order = [event["label"] for event in probe_tasks.events(redis_client)]
+    # 1 and 0 share kombu's last priority (9), first in first out between them: 0 was sent first.
+    assert order == [f"p{p}" for p in range(10, 1, -1)] + ["p0", "p1"]
+
+
 def test_every_task_lands_on_the_queue_its_name_routes_to(celery_app: Celery, redis_client: redis.Redis) -> None:
     for name in ALL_TASKS:
         celery_app.send_task(name)  # nobody consumes: we only look where each message landed

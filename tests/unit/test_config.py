@@ -52,3 +52,18 @@ def test_per_task_type_retry_overrides() -> None:
 def test_bad_configuration_is_a_clear_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings_from_env(env)
+
+
+def test_task_events_and_started_state_are_off_unless_asked_for() -> None:
+    from bookgen_worker.app import configure_app
+    from celery import Celery
+
+    default = settings_from_env({})
+    assert (default.task_events, default.track_started) == (False, False)
+    app = Celery("t")
+    configure_app(app, default)
+    assert not app.conf.worker_send_task_events and not app.conf.task_send_sent_event
+    assert not app.conf.task_track_started and app.conf.task_store_errors_even_if_ignored
+    on = settings_from_env({"BOOKGEN_TASK_EVENTS": "true", "BOOKGEN_TRACK_STARTED": "1"})
+    configure_app(app, on)
+    assert app.conf.worker_send_task_events and app.conf.task_send_sent_event and app.conf.task_track_started

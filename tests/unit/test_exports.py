@@ -107,7 +107,7 @@ def test_hostile_subject_writes_inside_the_output_folder(tmp_path: Path, biograp
 def test_rewrites_are_atomic_and_leave_no_temporary_files(tmp_path: Path, biography: dict[str, Any]) -> None:
     export(biography, "markdown", tmp_path)
     changed = {**biography, "chapters": biography["chapters"][:1]}
-    export(changed, "markdown", tmp_path)
+    export(changed, "markdown", tmp_path, overwrite=True)  # replacing a file is asked for, never silent
     assert [p.name for p in tmp_path.iterdir()] == ["Ada_Lovelace.md"]
     assert "Chapter 2" not in (tmp_path / "Ada_Lovelace.md").read_text()
 

@@ -48,6 +48,15 @@ def test_public_priority_is_reversed_onto_the_redis_transport() -> None:
     assert served_order == sorted(served_order), "more urgent must never be served later"
 
 
+def test_with_the_default_steps_every_public_level_is_its_own_list_but_0_and_1() -> None:
+    from bookgen_worker.config import DEFAULT_PRIORITY_STEPS
+
+    lists = {p: priority_step(transport_priority(p), DEFAULT_PRIORITY_STEPS) for p in range(11)}
+    assert len(set(lists.values())) == 10
+    assert lists[1] == lists[0] == 9  # the one tie, documented
+    assert [lists[p] for p in range(10, 0, -1)] == list(range(10))
+
+
 @pytest.mark.parametrize("bad", [-1, 11, 2.5, "7", True])
 def test_priority_out_of_range_is_rejected(bad: object) -> None:
     with pytest.raises(PriorityError, match="0 to 10"):
@@ -58,3 +67,19 @@ def test_priority_list_keys_follow_kombu_naming() -> None:
     assert priority_list_keys("export", (0, 3, 6, 9), "\x06\x16", "pfx:") == [
         "pfx:export", "pfx:export\x06\x163", "pfx:export\x06\x166", "pfx:export\x06\x169",
     ]
+
+
+def test_a_worker_polls_high_priority_first_whatever_order_it_was_given() -> None:
+    from bookgen_worker.queues import consumption_order
+
+    assert consumption_order(["content_generation", "high_priority"]) == ["high_priority", "content_generation"]
+    assert consumption_order(["validation", "export"]) == ["validation", "export"]
+    assert consumption_order(["a", "high_priority", "b"]) == ["high_priority", "a", "b"]
+
+
+def test_coordination_tasks_are_the_job_steps_but_not_the_sweep() -> None:
+    from bookgen_worker.queues import JOB_SWEEP_TASK, is_coordination_task
+
+    assert is_coordination_task("bookgen.job.step_done")
+    assert not is_coordination_task(JOB_SWEEP_TASK)
+    assert not is_coordination_task("bookgen.generate_chapter")

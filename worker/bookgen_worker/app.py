@@ -9,13 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from . import kombu_patch
 from .beat import beat_schedule
 from .config import Settings, settings_from_env
 from .metrics.install import install as install_metrics
-from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, task_routes, transport_priority
+from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, consumption_order, task_routes, transport_priority
+
+# Before any broker connection exists: a Redis restart must not kill a busy worker (see kombu_patch).
+kombu_patch.apply()
 
 TASK_MODULES = (
     "bookgen_worker.tasks.generation",
@@ -78,9 +82,13 @@ def configure_app(app: Celery, settings: Settings) -> None:
             {"global_keyprefix": settings.global_keyprefix} if settings.global_keyprefix else {}
         ),
         broker_connection_retry_on_startup=True,
-        task_track_started=True,
-        task_send_sent_event=True,
-        worker_send_task_events=True,
+        task_track_started=settings.track_started,
+        # Flower enables worker events itself; BOOKGEN_TASK_EVENTS=true also sends task-sent events.
+        task_send_sent_event=settings.task_events,
+        worker_send_task_events=settings.task_events,
+        # Results nobody asked for (the job machinery's own messages, see jobs/outbox.py) are not
+        # stored, but a failure always is: the job layer reads it to say why a step failed.
+        task_store_errors_even_if_ignored=True,
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
@@ -103,6 +111,19 @@ def _configure_from_env(app: Celery) -> dict[str, object]:
     if not hasattr(app, "bookgen_settings"):
         configure_app(app, settings_from_env())
     return {}
+
+
+@signals.celeryd_after_setup.connect
+def _poll_coordination_first(sender: object = None, instance: object = None, **_: object) -> None:
+    """After -Q is applied, before consuming starts: high_priority is polled first (queues.consumption_order)."""
+    queues = getattr(getattr(instance, "app", None), "amqp", None)
+    queues = getattr(queues, "queues", None)
+    if queues is None:
+        return
+    names = list(queues.consume_from)
+    ordered = consumption_order(names)
+    if ordered != names:
+        queues.select(ordered)
 
 
 def bookgen_settings(celery_app: Celery) -> Settings:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-DEFAULT_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
+#: One Redis list per transport priority kombu knows (0..9), so every public level but the lowest two
+#: is its own list (see queues.transport_priority). kombu's own default, 0,3,6,9, folded the public
+#: 0..10 onto four levels; its lists are among these, so messages queued under it are still served.
+DEFAULT_PRIORITY_STEPS: tuple[int, ...] = tuple(range(10))
 DEFAULT_SEPARATOR = "\x06\x16"
 
 
@@ -84,6 +87,12 @@ class Settings:
     job_sweep_interval: float = 30.0
     job_sweep_age: float = 30.0
     heartbeat_file: Path | None = None
+    # Task events cost 3 PUBLISH per task and only Flower reads them; Flower turns them on in every
+    # worker by itself (its enable_events remote command), so they are off unless asked for here.
+    task_events: bool = False
+    # The STARTED state costs a result write (with the GET Celery makes before it) per task, and
+    # nothing here reads it.
+    track_started: bool = False
 
     @property
     def backend_url(self) -> str:
@@ -185,6 +194,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         job_sweep_interval=_float(env, "BOOKGEN_JOB_SWEEP_INTERVAL", 30.0),
         job_sweep_age=_float(env, "BOOKGEN_JOB_SWEEP_AGE", 30.0),
         heartbeat_file=Path(env["BOOKGEN_HEARTBEAT_FILE"]) if env.get("BOOKGEN_HEARTBEAT_FILE") else None,
+        task_events=_bool(env, "BOOKGEN_TASK_EVENTS", False),
+        track_started=_bool(env, "BOOKGEN_TRACK_STARTED", False),
     )
     validate(settings)
     return settings

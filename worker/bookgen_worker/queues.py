@@ -7,6 +7,7 @@ local runtime and the metrics all read them from here.
 from __future__ import annotations
 
 from bisect import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 HIGH_PRIORITY = "high_priority"
@@ -18,7 +19,7 @@ DEFAULT = "default"
 
 QUEUES: tuple[str, ...] = (HIGH_PRIORITY, CONTENT_GENERATION, VALIDATION, EXPORT, MONITORING, DEFAULT)
 
-#: Where the dead-letter entries live (a Redis list of JSON records; see deadletter.py).
+#: Where the dead-letter entries live (a Redis hash: task id -> JSON record; see deadletter.py).
 DEAD_LETTER_KEY = "failed_tasks"
 
 #: Public priorities: 0..10, 10 is the most urgent (the seeds' API).
@@ -70,6 +71,25 @@ JOB_TASK_PREFIX = f"{TASK_PREFIX}job."
 JOB_SWEEP_TASK = f"{JOB_TASK_PREFIX}sweep"
 
 
+#: The transport priority of every coordination task (the most urgent): a job's progress must never
+#: wait behind its own chapters, whatever the job's priority.
+COORDINATION_TRANSPORT_PRIORITY = 0
+
+
+def is_coordination_task(name: str) -> bool:
+    return name.startswith(JOB_TASK_PREFIX) and name != JOB_SWEEP_TASK
+
+
+def consumption_order(queues: Sequence[str]) -> list[str]:
+    """The order a worker polls its queues in: high_priority first, then as given.
+
+    kombu's Redis transport serves one priority level across all of a worker's queues in this order,
+    so a coordination queue listed after a content queue (the seeds' `-Q content_generation,
+    high_priority`) would wait behind the whole chapter backlog.
+    """
+    return sorted(queues, key=lambda name: name != HIGH_PRIORITY)
+
+
 def task_type_of(name: str) -> str:
     if name.startswith(JOB_TASK_PREFIX):
         return "job"
@@ -108,13 +128,15 @@ def transport_priority(priority: int) -> int:
     """Map the public priority (10 = most urgent) onto kombu's Redis order (0 = served first).
 
     kombu's Redis transport keeps one list per priority step and pops the list of the lowest
-    number first, so the scale is reversed and compressed from 0..10 onto 0..9.
+    number first; its priorities stop at 9, so the reversed public scale 10..0 becomes 0..9 with the
+    two least urgent levels, 1 and 0, sharing 9: the one tie left with the default steps (0..9).
+    Coarser BOOKGEN_PRIORITY_STEPS merge neighbouring levels further (kombu rounds down to a step).
     """
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise PriorityError(f"priority must be a whole number from 0 to 10 (got {priority!r})")
     if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
         raise PriorityError(f"priority must be from 0 to 10, 10 being the most urgent (got {priority})")
-    return round((MAX_PRIORITY - priority) * 9 / MAX_PRIORITY)
+    return min(MAX_PRIORITY - priority, 9)
 
 
 def priority_step(transport: int, steps: tuple[int, ...]) -> int:

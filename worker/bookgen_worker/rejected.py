@@ -13,6 +13,7 @@ from celery import signals
 
 from . import deadletter
 from .app import app, bookgen_settings
+from .kombu_patch import CORRUPT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,42 @@ def dead_letter_for(
         attempts=0,
         first_seen=now,
         failed_at=now,
+        replays=_replays(headers),
+    )
+
+
+def _replays(headers: Any) -> int:
+    """How often the message was replayed from the dead letters (the header replay() sets)."""
+    try:
+        return int(headers.get(deadletter.REPLAYS_HEADER) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def corrupt_dead_letter(message: Any) -> deadletter.DeadLetter:
+    """The entry for bytes in a queue that were no message envelope at all (see kombu_patch)."""
+    delivery = getattr(message, "delivery_info", None) or {}
+    try:
+        body = message.decode()
+    except Exception:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    queue = str(delivery.get("routing_key") or "")
+    now = deadletter.now()
+    return deadletter.DeadLetter(
+        task_id=str(getattr(message, "delivery_tag", None) or f"corrupt-{now}"),
+        task_name="<corrupt message envelope>",
+        args=[],
+        kwargs={},
+        queue=queue,
+        transport_priority=None,
+        exception_type="CorruptEnvelope",
+        exception_message=f"bytes in queue {queue!r} are not a message envelope: {message.headers[CORRUPT_HEADER]}",
+        traceback="",
+        attempts=0,
+        first_seen=now,
+        failed_at=now,
+        extra={"raw": body.get("raw", ""), "raw_base64": body.get("raw_base64", "")},
     )
 
 
@@ -69,5 +106,8 @@ def on_unknown_task(sender: Any = None, message: Any = None, exc: BaseException 
 
 @signals.task_rejected.connect
 def on_rejected(sender: Any = None, message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
+    if CORRUPT_HEADER in (getattr(message, "headers", None) or {}):
+        _record(corrupt_dead_letter(message))
+        return
     reason = f"malformed task message: {exc}" if exc is not None else "message is not a Celery task"
     _record(dead_letter_for(message, exc, reason))

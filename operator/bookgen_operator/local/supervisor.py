@@ -1,8 +1,11 @@
 """Child processes of `bookgen up`: each in its own process group, tracked by pid, stopped warm.
 
 Why process groups: a `celery worker` with a prefork pool is a tree (main process + pool children);
-signalling the group reaches all of it, and a straggler after the grace period is killed as a group,
-so nothing is left behind. Why PR_SET_PDEATHSIG: if `bookgen up` itself dies without cleaning up
+a straggler after the grace period is killed as a group, so nothing is left behind. The polite
+SIGTERM, though, goes to the main process only: that is Celery's warm shutdown (the pool children
+finish their tasks, then exit); SIGTERM to the whole group would kill busy pool children at once.
+
+Why PR_SET_PDEATHSIG: if `bookgen up` itself dies without cleaning up
 (SIGKILL, OOM), every direct child gets SIGTERM from the kernel and shuts down warm instead of
 becoming an orphan. The pids are also written to `<state>/pids.json`, so the next `bookgen up` can
 finish off anything a crash left behind (see `reap_leftovers`).
@@ -53,6 +56,11 @@ class Child:
     def returncode(self) -> int | None:
         return self.process.poll()
 
+    def signal_leader(self, sig: int) -> None:
+        """Signal the main process only (for a Celery worker, SIGTERM = warm shutdown)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            self.process.send_signal(sig)
+
     def signal_group(self, sig: int) -> None:
         # The child leads its own group (start_new_session), so its pgid is its pid.
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -99,13 +107,14 @@ class Supervisor:
     # ------------------------------------------------------------------ stop
 
     def terminate(self, name: str) -> Child | None:
-        """Ask a child to stop (SIGTERM to its group: a Celery worker's warm shutdown); do not wait."""
+        """Ask a child to stop (SIGTERM to its main process: a Celery worker's warm shutdown); do not wait.
+        Not to its group: that would kill a prefork worker's busy pool children mid-task."""
         child = self.children.get(name)
         if child is None:
             return None
         if child.stopping_since is None:
             child.stopping_since = time.monotonic()
-            child.signal_group(signal.SIGTERM)
+            child.signal_leader(signal.SIGTERM)
         return child
 
     def reap(self) -> list[Child]:

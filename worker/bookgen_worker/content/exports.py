@@ -2,7 +2,9 @@
 
 Every file is written to a temporary name in the output folder and renamed into place, so a reader
 never sees half a file and a crash leaves no broken output behind. The file name comes from the
-user's text only through `safe_path`, which keeps it inside the output folder.
+user's text only through `safe_path`, which keeps it inside the output folder. An existing file is
+never replaced silently: a new export takes the next free name (`book-2.md`); only a caller that owns
+the name (a job re-running its own export step) asks for `overwrite=True`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from .biography import Book, parse_book
-from .filenames import safe_path, sanitize_filename
+from .filenames import numbered, safe_path, sanitize_filename
 
 __all__ = ["FORMATS", "export", "normalise_formats", "render_markdown", "safe_path", "sanitize_filename"]
 
@@ -86,18 +88,19 @@ def normalise_formats(formats: Any) -> list[str]:
     return chosen
 
 
-def export(biography: Any, fmt: str, output_dir: Path | str, filename: Any = None) -> dict[str, Any]:
-    """Write one format; returns {"format", "path", "bytes"}."""
+def export(biography: Any, fmt: str, output_dir: Path | str, filename: Any = None,
+           overwrite: bool = False) -> dict[str, Any]:
+    """Write one format; returns {"format", "path", "bytes"} (the path actually written)."""
     if filename is not None and not isinstance(filename, str):
         raise InvalidInput(f"filename must be a string or null (got {type(filename).__name__})")
     book = parse_book(biography)
     suffix, writer = FORMATS[fmt]
     target = safe_path(output_dir, filename or book.subject, suffix)
-    _atomic_write(target, lambda tmp: writer(book, tmp))
+    target = _atomic_write(target, lambda tmp: writer(book, tmp), overwrite=bool(overwrite))
     return {"format": fmt, "path": str(target), "bytes": target.stat().st_size}
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(target: Path, write: Callable[[Path], None], *, overwrite: bool) -> Path:
     handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem[:40]}.", suffix=".tmp")
     os.close(handle)
     tmp = Path(name)
@@ -106,8 +109,25 @@ def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb") as done:
             os.fsync(done.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; exported books are meant to be read
-        os.replace(tmp, target)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, target)
+            return target
+        return _link_to_free_name(tmp, target)
+    finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
+
+
+def _link_to_free_name(tmp: Path, target: Path) -> Path:
+    """Give the finished file the first free name: link() fails if the name exists (even as a dangling
+    symlink), so two exports racing for one name can never replace each other."""
+    root = target.parent
+    for candidate in numbered(target):
+        if candidate.resolve().parent != root:
+            continue  # a symlink planted under this name: never written through
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise InvalidInput(f"too many files named like {target.name} in {root}; choose another file name")

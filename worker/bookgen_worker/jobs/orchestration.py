@@ -35,6 +35,7 @@ from celery import Celery
 
 from ..app import bookgen_settings
 from ..config import Settings
+from ..content.filenames import job_file_stem
 from ..errors import InvalidInput
 from ..redis_client import get_redis
 from ..tasks.base import bookgen_task
@@ -64,9 +65,9 @@ def _send(celery_app: Celery, settings: Settings, job_id: str, messages: list[St
 
 
 def export_filename(job: JobRecord) -> str:
-    """Subject plus a short job id: two books on the same subject do not overwrite each other.
-    The export tasks sanitise it and keep it inside the output folder."""
-    return f"{job.subject}-{job.id[:8]}"
+    """Readable subject plus the whole job id, however long the subject: two jobs never share a file.
+    The export tasks sanitise it again and keep it inside the output folder."""
+    return job_file_stem(job.subject, job.id)
 
 
 def advance(celery_app: Celery, settings: Settings, job_id: str) -> None:
@@ -84,7 +85,8 @@ def advance(celery_app: Celery, settings: Settings, job_id: str) -> None:
                "Validating the complete biography")
     elif job.stage == STAGE_CHECKING and "validate" in results:
         biography, filename = plan.assemble(job, results), export_filename(job)
-        steps = {f"export:{fmt}": (FORMAT_TASKS[fmt], (biography, filename)) for fmt in job.formats}
+        # overwrite: the name is this job's own (its id), so a re-run of the step replaces its own file.
+        steps = {f"export:{fmt}": (FORMAT_TASKS[fmt], (biography, filename, True)) for fmt in job.formats}
         _enter(celery_app, settings, job_id, (STAGE_CHECKING, STAGE_EXPORTING), steps,
                f"Exporting: 0/{len(job.formats)} formats")
     elif job.stage == STAGE_EXPORTING and all(f"export:{fmt}" in results for fmt in job.formats):

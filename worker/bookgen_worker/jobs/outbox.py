@@ -42,7 +42,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
-from ..queues import transport_priority
+from ..queues import COORDINATION_TRANSPORT_PRIORITY, is_coordination_task, transport_priority
 from ..redis_client import get_redis
 from . import store
 from .records import StepMessage
@@ -56,18 +56,24 @@ logger = logging.getLogger(__name__)
 
 def send_step(celery_app: Celery, name: str, args: tuple[Any, ...], priority: int, task_id: str,
               **options: Any) -> None:
-    """Send a task by name with the public priority scale and a task id chosen (and stored) beforehand."""
-    celery_app.signature(name, args=args, task_id=task_id, priority=transport_priority(priority),
+    """Send a task by name with the public priority scale and a task id chosen (and stored) beforehand.
+    Coordination tasks always go first (see queues.COORDINATION_TRANSPORT_PRIORITY)."""
+    transport = COORDINATION_TRANSPORT_PRIORITY if is_coordination_task(name) else transport_priority(priority)
+    # Nobody reads these results from the backend: a step's result reaches its callback as an argument
+    # and is kept in the job's own hash. Failures are still stored (task_store_errors_even_if_ignored).
+    celery_app.signature(name, args=args, task_id=task_id, priority=transport, ignore_result=True,
                          **options).apply_async()
 
 
 def publish(celery_app: Celery, settings: Settings, job_id: str, message: StepMessage) -> None:
     """Send a message (a step with the job's callbacks, a start or an advance without), then forget its
     outbox entry."""
-    priority = transport_priority(message.priority)
+    priority = COORDINATION_TRANSPORT_PRIORITY  # the callbacks are coordination tasks
     callbacks = {
-        "link": celery_app.signature(store.STEP_DONE_TASK, args=(job_id, message.step), priority=priority),
-        "link_error": celery_app.signature(store.STEP_FAILED_TASK, args=(job_id, message.step), priority=priority),
+        "link": celery_app.signature(store.STEP_DONE_TASK, args=(job_id, message.step), priority=priority,
+                                     ignore_result=True),
+        "link_error": celery_app.signature(store.STEP_FAILED_TASK, args=(job_id, message.step), priority=priority,
+                                           ignore_result=True),
     } if message.callbacks else {}
     send_step(celery_app, message.task, message.args, message.priority, message.task_id, **callbacks)
     get_redis(settings).hdel(store.outbox_key(settings, job_id), message.task_id)

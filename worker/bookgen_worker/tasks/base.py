@@ -49,8 +49,11 @@ class BookGenTask(Task):  # type: ignore[misc]
             check(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        signature = self.__dict__.get("_bookgen_signature")
+        if signature is None:  # computed once per task and process: inspect.signature is not cheap
+            signature = self.__dict__["_bookgen_signature"] = inspect.signature(self.run)
         try:
-            inspect.signature(self.run).bind(*args, **kwargs)
+            signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidInput(f"{self.name} was called with arguments that do not fit: {exc}") from None
         try:

@@ -1,0 +1,31 @@
+"""The queue-item decoder of the kombu patch: envelopes pass unchanged, anything else keeps its bytes."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from bookgen_worker.kombu_patch import CORRUPT_HEADER, decode_item, envelope_problem
+
+GOOD = {
+    "body": "W10=", "content-type": "application/json", "headers": {"task": "x"},
+    "properties": {"delivery_tag": "t", "delivery_info": {"exchange": "q", "routing_key": "q"}},
+}
+
+
+def test_a_kombu_envelope_passes_unchanged() -> None:
+    assert envelope_problem(GOOD) is None
+    assert decode_item(json.dumps(GOOD).encode(), "q") == GOOD
+
+
+@pytest.mark.parametrize("raw", [b"not json {{", b"42", b"[1, 2]", b"{}", b'{"properties": {}}', b"\xff\xfe",
+                                 b'{"properties": {"delivery_tag": "t"}}', b""])
+def test_anything_else_becomes_a_stand_in_envelope_with_its_raw_bytes(raw: bytes) -> None:
+    envelope = decode_item(raw, "content_generation")
+    assert envelope_problem(envelope) is None  # kombu and Celery can handle it
+    assert envelope["headers"][CORRUPT_HEADER]
+    assert "task" not in envelope["headers"]  # so Celery rejects it as "not a task message"
+    body = json.loads(envelope["body"])
+    assert base64.b64decode(body["raw_base64"]) == raw
+    assert envelope["properties"]["delivery_info"]["routing_key"] == "content_generation"
