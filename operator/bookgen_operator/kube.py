@@ -44,6 +44,11 @@ def retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
     return min(max(value, 0.1), 30.0)
 
 
+#: Connections to the API server at once (HTTP/1.1: one request each). kube-apiserver's API Priority
+#: and Fairness queues what exceeds a client's share, so more would only wait there instead of here.
+MAX_CONNECTIONS = 32
+
+
 class KubeError(Exception):
     """An API error with the server's status code and reason (e.g. 404 NotFound, 409 AlreadyExists)."""
 
@@ -184,8 +189,12 @@ class Kube:
                  getattr(info, "certificate_path", None))
         client = self._clients.get(ident)
         if client is None:
+            # Many queues reconcile at once: a request waits for a free connection as long as it takes
+            # (backpressure, not an error); connect, read and write keep their own timeouts.
             client = httpx.AsyncClient(base_url=info.server.rstrip("/"), verify=_ssl_context(info),
-                                       timeout=self._timeout)
+                                       timeout=httpx.Timeout(self._timeout, pool=None),
+                                       limits=httpx.Limits(max_connections=MAX_CONNECTIONS,
+                                                           max_keepalive_connections=MAX_CONNECTIONS))
             self._clients[ident] = client
         return client, _headers(info)
 
