@@ -105,7 +105,7 @@ def expected_children(ns: str, name: str = "demo", spec: dict[str, Any] | None =
 
 
 def test_a_queue_gets_every_child_its_pods_pass_restricted_and_it_becomes_ready(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, chart: Install, operator: OperatorProcess
 ) -> None:
     created = create_queue(cluster, namespace)
     wanted = expected_children(namespace)
@@ -124,6 +124,10 @@ def test_a_queue_gets_every_child_its_pods_pass_restricted_and_it_becomes_ready(
     assert len(pods) >= 7 and all(p.status.phase == "Running" for p in pods)
     status = get_queue(cluster, namespace)["status"]
     assert status["observedGeneration"] == 1 and status["workers"] == 4
+    # The operator's watches of its children are filtered by the API server, not in the operator.
+    watches = [w for w in cluster.audit.watches(chart.username, since=operator.audit_mark)
+               if w.resource in ("deployments", "statefulsets")]
+    assert watches and all("labelSelector=" in w.uri for w in watches), [w.uri for w in watches]
     # The API server kept every status field the operator wrote (the CRD declares them).
     assert {"replicas", "readyReplicas"} <= status["pools"]["content"].keys()
 
