@@ -79,22 +79,21 @@ class Operator:
     metrics_port: int
     name: str
 
+    async def _metric_sum(self, metric: str) -> float:
+        """The sum of one counter over its labels on the operator's /metrics; -1 when it serves none."""
+        async with httpx.AsyncClient() as client:
+            try:
+                text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)).text
+            except httpx.HTTPError:
+                return -1.0
+        return sum(float(m) for m in re.findall(rf"^{metric}\{{[^}}]*\}} (\S+)$", text, re.M))
+
     async def writes(self) -> float:
         """The operator's own count of the writes it sent (all kinds, status included)."""
-        async with httpx.AsyncClient() as client:
-            try:
-                text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)).text
-            except httpx.HTTPError:
-                return -1.0
-        return sum(float(m) for m in re.findall(r"^bookgen_operator_writes_total\{[^}]*\} (\S+)$", text, re.M))
+        return await self._metric_sum("bookgen_operator_writes_total")
 
     async def reconciles(self) -> float:
-        async with httpx.AsyncClient() as client:
-            try:
-                text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)).text
-            except httpx.HTTPError:
-                return -1.0
-        return sum(float(m) for m in re.findall(r"^bookgen_operator_reconciles_total\{[^}]*\} (\S+)$", text, re.M))
+        return await self._metric_sum("bookgen_operator_reconciles_total")
 
     async def stop(self) -> None:
         if self.process.returncode is None:
