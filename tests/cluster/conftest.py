@@ -5,6 +5,8 @@
   (scripts/test runs it first; a failed build fails the run, only a missing Go toolchain skips).
 - `namespace`: a fresh namespace per test, Pod Security "restricted" enforced, its default
   ServiceAccount present; deleted afterwards.
+- the prometheus-operator CRDs (monitoring_crds.py) are installed beside ours, as in a cluster running
+  kube-prometheus-stack.
 - `cluster.audit`: the audit log (`mark()`, `writes(user, since)`, `settled_writes(...)`).
 
 Every test in this folder carries the `cluster` marker (`-m "not cluster"` leaves them out).
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.cluster import controlplane
+from tests.cluster import controlplane, monitoring_crds
 from tests.cluster.audit import AuditLog
 from tests.support.waiting import wait_for
 
@@ -103,6 +105,12 @@ def cluster() -> Iterator[Cluster]:
     # This checkout's CRD, whatever a reused control plane served before (a stale one prunes new fields).
     kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(found, "wait", "--for=condition=Established", "crd/bookgenqueues.bookgen.io", "--timeout=60s")
+    # The prometheus-operator's own CRDs, as kube-prometheus-stack installs them: every operator in the
+    # suite then makes (and must settle) its ServiceMonitor and PrometheusRule, validated by their schemas.
+    for crd in monitoring_crds.crd_files():
+        kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    kubectl(found, "wait", "--for=condition=Established", "--timeout=60s",
+            *[f"crd/{kind}.monitoring.coreos.com" for kind in monitoring_crds.KINDS])
     try:
         yield found
     finally:

@@ -85,3 +85,27 @@ def test_helm_install_and_upgrade_of_the_chart(cluster: Cluster, crd: None) -> N
         # Cluster-scoped RBAC outlives the namespace: uninstall whatever is left, even after a failure.
         subprocess.run([helm_binary(), "uninstall", release, "-n", ns], env=cluster.env(), capture_output=True)
         cluster.core.delete_namespace(ns)
+
+
+def test_the_charts_monitors_and_rules_are_accepted_by_the_prometheus_operator_crds(cluster: Cluster) -> None:
+    """The chart's ServiceMonitor, PodMonitor and PrometheusRule, labelled for a kube-prometheus-stack
+    release, against the real prometheus-operator CRDs (installed by the session fixture): `helm install`
+    fails if their schemas refuse anything, and the rules are the operator's alerts only."""
+    suffix = uuid.uuid4().hex[:6]
+    ns, release = f"chart-{suffix}", f"mon-{suffix}"
+    cluster.core.create_namespace({"metadata": {"name": ns, "labels": RESTRICTED}})
+    try:
+        helm(cluster, "install", release, str(CHART), "-n", ns, "--set", f"fullnameOverride={release}",
+             *[a for kind in ("metrics.serviceMonitor", "podMonitor", "prometheusRule")
+               for a in ("--set", f"{kind}.enabled=true", "--set", f"{kind}.additionalLabels.release=kps")])
+        found = {}
+        for plural in ("servicemonitors", "podmonitors", "prometheusrules"):
+            obj = cluster.custom.get_namespaced_custom_object("monitoring.coreos.com", "v1", ns, plural, release)
+            assert obj["metadata"]["labels"]["release"] == "kps", plural
+            found[plural] = obj
+        alerts = {r["alert"] for g in found["prometheusrules"]["spec"]["groups"] for r in g["rules"]}
+        assert alerts == {"BookGenOperatorDown", "BookGenOperatorReconcileErrors"}
+        assert found["servicemonitors"]["spec"]["endpoints"][0]["port"] == "metrics"
+    finally:
+        subprocess.run([helm_binary(), "uninstall", release, "-n", ns], env=cluster.env(), capture_output=True)
+        cluster.core.delete_namespace(ns)
