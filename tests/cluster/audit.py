@@ -30,6 +30,7 @@ class AuditEvent:
     time: str
     stage: str
     group: str
+    user_agent: str = ""
 
     @classmethod
     def from_json(cls, e: dict[str, Any]) -> AuditEvent:
@@ -46,6 +47,7 @@ class AuditEvent:
             time=e.get("stageTimestamp") or e.get("requestReceivedTimestamp", ""),
             stage=e.get("stage", ""),
             group=ref.get("apiGroup", ""),
+            user_agent=e.get("userAgent", ""),
         )
 
     @property

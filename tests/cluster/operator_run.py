@@ -108,6 +108,21 @@ class OperatorProcess:
                 if ("Forbidden" in line or " 403" in line)
                 and "NamespaceTerminating" not in line and "because it is being terminated" not in line]
 
+    def metric_sum(self, metric: str) -> float:
+        """The sum of one metric over its labels on the operator's /metrics."""
+        import re
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(float(m) for m in re.findall(rf"^{metric}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("the operator process has no VmRSS (gone?)")
+
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

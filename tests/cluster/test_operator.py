@@ -191,3 +191,46 @@ def _deployment(cluster: Cluster, ns: str, name: str) -> Any:
         if e.status == 404:
             return None
         raise
+
+
+def test_two_thousand_unrelated_deployments_grow_the_operators_memory_by_less_than_10_mib(
+    cluster: Cluster, chart: Install, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 13, acceptance 3: the operator (cluster-wide, as the chart runs it) watches only its own
+    children, filtered by the API server, so 2,000 Deployments of another team cost it nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    create_queue(cluster, namespace)
+    wait_for(lambda: conditions(cluster, namespace).get("Ready", {}).get("status") == "True", timeout=120,
+             what="the queue Ready")
+
+    def after_reconciles(n: int) -> float:
+        target = operator.metric_sum("bookgen_operator_reconciles_total") + n
+        wait_for(lambda: operator.metric_sum("bookgen_operator_reconciles_total") >= target, timeout=120,
+                 what=f"{n} more reconciles")
+        return operator.rss_mib()
+
+    before = after_reconciles(5)
+    elsewhere = f"elsewhere-{uuid.uuid4().hex[:6]}"
+    cluster.core.create_namespace({"metadata": {"name": elsewhere}})
+    try:
+        def deployment(i: int) -> None:
+            env = [{"name": f"SETTING_{k}", "value": "x" * 40} for k in range(20)]  # ~3 KB, a typical size
+            labels = {"app": f"app-{i}", "team": "other"}
+            cluster.apps.create_namespaced_deployment(elsewhere, {
+                "metadata": {"name": f"app-{i}", "labels": labels},
+                "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels},
+                                      "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0",
+                                                               "env": env}]}}}})
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(deployment, range(2000)))
+        assert len(cluster.apps.list_namespaced_deployment(elsewhere).items) == 2000
+        after = after_reconciles(5)
+        assert after - before < 10, f"RSS {before:.1f} -> {after:.1f} MiB with 2,000 unrelated Deployments"
+        watches = [w for w in cluster.audit.watches(chart.username, since=operator.audit_mark)
+                   if w.resource in ("deployments", "statefulsets")]
+        assert watches and all("labelSelector=" in w.uri for w in watches), [w.uri for w in watches]
+    finally:
+        cluster.core.delete_namespace(elsewhere)

@@ -52,6 +52,7 @@ class Cluster:
     kube: Any
     real: bool
     audit: AuditLog
+    log_dir: Path
     processes: list[Any] = field(default_factory=list)
 
     def res(self, group: str, version: str, plural: str, namespaced: bool = True) -> Any:
@@ -65,12 +66,13 @@ class Cluster:
         if leader_elect:
             args += ["--leader-elect", "--lease-namespace", self.namespace]
         environ = {k: v for k, v in os.environ.items() if k != "BOOKGEN_KUBE_SERVER"}
-        environ.update(KUBECONFIG=str(self.kubeconfig), BOOKGEN_AUTOSCALER="off", POD_NAME=name,
-                       BOOKGEN_RECONCILE_INTERVAL=str(interval), POD_NAMESPACE=self.namespace, **(env or {}))
-        process = await asyncio.create_subprocess_exec(*args, env=environ, stdout=asyncio.subprocess.DEVNULL,
-                                                       stderr=asyncio.subprocess.PIPE)
+        environ.update({"KUBECONFIG": str(self.kubeconfig), "BOOKGEN_AUTOSCALER": "off", "POD_NAME": name,
+                        "BOOKGEN_RECONCILE_INTERVAL": str(interval), "POD_NAMESPACE": self.namespace, **(env or {})})
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:  # a file, not a pipe nobody drains (a full pipe blocks the operator)
+            process = await asyncio.create_subprocess_exec(*args, env=environ, stdout=log, stderr=log)
         self.processes.append(process)
-        return Operator(process, metrics, name)
+        return Operator(process, metrics, name, log_path)
 
 
 @dataclass
@@ -78,6 +80,10 @@ class Operator:
     process: Any
     metrics_port: int
     name: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     async def _metric_sum(self, metric: str) -> float:
         """The sum of one counter over its labels on the operator's /metrics; -1 when it serves none."""
@@ -140,7 +146,7 @@ async def kube_target(cluster: ControlPlane, tmp_path: Path, monkeypatch: pytest
     kube = await _login(kubeconfig, monkeypatch)
     namespaces = _kube()[1]("", "v1", "namespaces", False)
     await kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    c = Cluster(kubeconfig, namespace, kube, True, audit)
+    c = Cluster(kubeconfig, namespace, kube, True, audit, tmp_path)
     await _ensure_crd(c)
     try:
         yield c

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from bookgen_operator.kube import RESOURCES
+from bookgen_operator.kube import RESOURCES, Resource
 
 from tests.cluster.kubeconfig.conftest import ADMIN_USER, Cluster, Operator
 from tests.operator.conftest import eventually
@@ -24,6 +24,7 @@ DEPLOY = RESOURCES[("apps/v1", "Deployment")]
 PDB = RESOURCES[("policy/v1", "PodDisruptionBudget")]
 SERVICE = RESOURCES[("v1", "Service")]
 LEASE = RESOURCES[("coordination.k8s.io/v1", "Lease")]
+PVC = Resource("", "v1", "persistentvolumeclaims")
 #: How long a settled queue is watched for writes (the acceptance asks 120 s on the real control plane).
 SETTLE_SECONDS = float(os.environ.get("BOOKGEN_CLUSTER_SETTLE_SECONDS", "120"))
 FULL_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "bookgenqueue-full.yaml"
@@ -98,30 +99,77 @@ async def test_settles_with_zero_writes_and_repairs_a_hand_edit_with_one(cluster
     assert child_writes == [("patch", "deployments", "demo-worker-validation")] * 2, child_writes
 
 
-async def test_removing_a_pool_deletes_its_deployment_and_pdb_and_nothing_else(cluster: Cluster) -> None:
+#: Every kind a queue's children come in (what the operator lists by its labels), by plural.
+CHILD_KINDS = [RESOURCES[k] for k in (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
+                                      ("policy/v1", "PodDisruptionBudget"), ("networking.k8s.io/v1", "NetworkPolicy"),
+                                      ("monitoring.coreos.com/v1", "ServiceMonitor"),
+                                      ("monitoring.coreos.com/v1", "PrometheusRule"))]
+
+
+def _without_export_pool() -> dict[str, Any]:
     from bookgen_operator.spec_defaults import DEFAULT_POOLS
 
+    return {"pools": [p for p in copy.deepcopy(DEFAULT_POOLS) if p["name"] != "export"]}
+
+
+#: Acceptance 2: each removal, the spec change that makes it, and the children it must delete (by
+#: plural and name); everything else stays. Switching Redis to external re-points the workloads at the
+#: new URL, so there (only there) the Deployments are patched as well.
+REMOVALS = {
+    "pool": (_without_export_pool(), lambda plural, name: name == "demo-worker-export"),
+    "flower": ({"flower": {"enabled": False}}, lambda plural, name: name == "demo-flower"),
+    "beat": ({"beat": {"enabled": False}}, lambda plural, name: name == "demo-beat"),
+    "redis-external": ({"redis": {"mode": "external", "url": "redis://redis.elsewhere:6379/0",
+                                  "passwordSecretRef": {"name": "ext-redis", "key": "password"}}},
+                       lambda plural, name: name in ("demo-redis", "demo-redis-headless")),
+    "monitoring-never": ({"metrics": {"serviceMonitor": {"enabled": "never"}, "prometheusRule": {"enabled": "never"}}},
+                         lambda plural, name: plural in ("servicemonitors", "prometheusrules")),
+}
+
+
+async def _children(cluster: Cluster) -> set[tuple[str, str]]:
+    ns = cluster.namespace
+    return {(res.plural, o["metadata"]["name"]) for res in CHILD_KINDS for o in await cluster.kube.list(res, ns)}
+
+
+@pytest.mark.parametrize("removal", sorted(REMOVALS))
+async def test_each_removal_deletes_exactly_its_children_in_one_reconcile(cluster: Cluster, removal: str) -> None:
+    change, removed = REMOVALS[removal]
     op = await cluster.start_operator()
     ns = cluster.namespace
+    await cluster.kube.create(RESOURCES[("v1", "Secret")], ns, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ext-redis"}, "stringData": {"password": "p"}})
     await cluster.kube.create(BGQ, ns, queue(cluster))
-    await eventually(lambda: cluster.kube.get(PDB, ns, "demo-worker-export"), timeout=60, what="the export pool")
+    await eventually(lambda: cluster.kube.get(DEPLOY, ns, "demo-flower"), timeout=60, what="every workload")
     await settled(op)
-    names = {kind: {o["metadata"]["name"] for o in await cluster.kube.list(res, ns)}
-             for kind, res in (("Deployment", DEPLOY), ("PodDisruptionBudget", PDB), ("Service", SERVICE))}
-    pools = [p for p in copy.deepcopy(DEFAULT_POOLS) if p["name"] != "export"]
-    await cluster.kube.patch(BGQ, ns, "demo", {"spec": {"pools": pools}})
+    before = await _children(cluster)
+    expected = {child for child in before if removed(*child)}
+    assert expected, f"the default spec has children for the {removal} case"
+    claims = {o["metadata"]["name"] for o in await cluster.kube.list(PVC, ns)}
+    assert claims, "the in-cluster Redis has its data claim"
+    runs, mark = await op.reconciles(), cluster.audit.mark()
+    await cluster.kube.patch(BGQ, ns, "demo", {"spec": change})
 
     async def gone() -> bool:
-        return (await cluster.kube.get(DEPLOY, ns, "demo-worker-export") is None
-                and await cluster.kube.get(PDB, ns, "demo-worker-export") is None)
+        return not await _children(cluster) & expected
 
-    await eventually(gone, timeout=30, what="the removed pool's Deployment and PDB deleted")
+    await eventually(gone, timeout=30, what=f"the {removal} children deleted")
+    # kopf runs one handler of an object at a time: the change's reconcile, after at most one timer
+    # reconcile that was already running when the spec changed.
+    assert await op.reconciles() - runs <= 2
     await settled(op)
-    left = {kind: {o["metadata"]["name"] for o in await cluster.kube.list(res, ns)}
-            for kind, res in (("Deployment", DEPLOY), ("PodDisruptionBudget", PDB), ("Service", SERVICE))}
-    assert left["Deployment"] == names["Deployment"] - {"demo-worker-export"}
-    assert left["PodDisruptionBudget"] == names["PodDisruptionBudget"] - {"demo-worker-export"}
-    assert left["Service"] == names["Service"]
+    assert await _children(cluster) == before - expected
+    writes = [w for w in cluster.audit.settled_writes(ADMIN_USER, since=mark)
+              if w.namespace == ns and w.resource not in ("bookgenqueues", "events")]
+    deletes = {(w.resource, w.name) for w in writes if w.verb == "delete"}
+    assert deletes == expected, deletes ^ expected
+    others = {(w.verb, w.resource, w.name) for w in writes if w.verb != "delete"}
+    if removal == "redis-external":
+        assert {r for _, r, _ in others} <= {"deployments"}, others
+    else:
+        assert others == set(), others
+    kept = {o["metadata"]["name"] for o in await cluster.kube.list(PVC, ns)}
+    assert kept == claims, "Redis data claims are kept (documented)"
 
 
 async def test_a_standby_replica_takes_over_within_15s_of_the_leaders_death(cluster: Cluster) -> None:
@@ -144,6 +192,66 @@ async def test_a_standby_replica_takes_over_within_15s_of_the_leaders_death(clus
     await eventually(lambda: cluster.kube.get(DEPLOY, ns, "demo-worker-content"), timeout=15,
                      what="the standby to act within 15 s of the leader's death")
     assert await holder() == "op-b"
+
+
+async def test_two_replicas_never_write_replica_counts_in_the_same_second(cluster: Cluster, tmp_path: Path) -> None:
+    """Acceptance 4, with the autoscaler on: op-a leads and scales a pool from a real Redis backlog,
+    op-b writes nothing while op-a lives; after op-a's death op-b scales another pool. The audit log
+    (each replica names itself in its User-Agent) never shows both writing replicas in one second."""
+    from tests.support.redis_server import start_redis
+
+    ns = cluster.namespace
+    redis = start_redis(tmp_path)
+    try:
+        await cluster.kube.create(RESOURCES[("v1", "Secret")], ns, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ext-redis"},
+            "stringData": {"password": redis.password}})
+        env = {"BOOKGEN_AUTOSCALER": "on"}
+        a = await cluster.start_operator("op-a", leader_elect=True, env=env)
+        await eventually(lambda: _lease_holder(cluster, "op-a"), timeout=60, what="op-a leading")
+        b = await cluster.start_operator("op-b", leader_elect=True, env=env)
+        mark = cluster.audit.mark()
+        await cluster.kube.create(BGQ, ns, queue(cluster, spec={
+            "redis": {"mode": "external", "url": f"redis://127.0.0.1:{redis.port}/0",
+                      "passwordSecretRef": {"name": "ext-redis", "key": "password"}},
+            "flower": {"enabled": False}, "beat": {"enabled": False}, "autoscaling": {"source": "redis"}}))
+        await eventually(lambda: cluster.kube.get(DEPLOY, ns, "demo-worker-validation"), timeout=60, what="the pools")
+        client = redis.client()
+        client.lpush("content_generation", *[f"backlog-{i}" for i in range(200)])
+        try:
+            await eventually(lambda: _replicas_above(cluster, "demo-worker-content", 1), timeout=30,
+                             what="op-a scaling the content pool up")
+        except AssertionError:
+            status = (await cluster.kube.get(BGQ, ns, "demo") or {}).get("status")
+            raise AssertionError(f"status: {status}\nop-a:\n{a.log()[-4000:]}") from None
+        assert await b.writes() == -1.0, "the standby has not started the operator"
+        a.process.send_signal(signal.SIGKILL)
+        await a.process.wait()
+        client.lpush("validation", *[f"backlog-{i}" for i in range(200)])
+        await eventually(lambda: _replicas_above(cluster, "demo-worker-validation", 1), timeout=30,
+                         what="op-b scaling the validation pool up after op-a's death")
+        scaling = [w for w in cluster.audit.settled_writes(ADMIN_USER, since=mark)
+                   if w.namespace == ns and w.resource == "deployments" and w.verb == "patch"]
+        seconds: dict[str, set[str]] = {"op-a": set(), "op-b": set()}
+        for w in scaling:
+            replica = next(r for r in seconds if f"({r}/" in w.user_agent)
+            seconds[replica].add(w.time[:19])  # RFC 3339 up to the second
+        assert seconds["op-a"] and seconds["op-b"], seconds
+        assert not seconds["op-a"] & seconds["op-b"], seconds
+        assert max(seconds["op-a"]) < min(seconds["op-b"]), "op-b wrote before op-a died"
+        client.close()
+    finally:
+        redis.stop()
+
+
+async def _lease_holder(cluster: Cluster, name: str) -> bool:
+    lease = await cluster.kube.get(LEASE, cluster.namespace, "bookgen-operator")
+    return ((lease or {}).get("spec") or {}).get("holderIdentity") == name
+
+
+async def _replicas_above(cluster: Cluster, deployment: str, floor: int) -> bool:
+    obj = await cluster.kube.get(DEPLOY, cluster.namespace, deployment)
+    return ((obj or {}).get("spec") or {}).get("replicas", 0) > floor
 
 
 async def _is(get: Any, value: str) -> bool:
@@ -181,17 +289,26 @@ async def test_pull_secrets_registry_and_digest_reach_every_child(cluster: Clust
 
 
 async def test_monitor_labels_reach_the_servicemonitor_and_prometheusrule(cluster: Cluster) -> None:
-    """Acceptance 6, where the prometheus-operator CRDs are served (this control plane has none: no
-    package we may use ships them, so here the test is skipped and says why)."""
+    """Acceptance 6: the chart-wide labels (`monitoring.labels`, here `release: kps`) reach the per-queue
+    ServiceMonitor and PrometheusRule, a queue's own `spec.metrics.monitorLabels` win over them, and the
+    real prometheus-operator CRDs (tests/cluster/monitoring_crds.py) accept both objects."""
     served = await cluster.kube._request("GET", "/apis")
-    if "monitoring.coreos.com" not in {g.get("name") for g in served.get("groups") or []}:
-        pytest.skip("the prometheus-operator CRDs are not installed in this control plane")
+    assert "monitoring.coreos.com" in {g.get("name") for g in served.get("groups") or []}, \
+        "the session fixture installs the prometheus-operator CRDs"
     ns = cluster.namespace
     await cluster.start_operator(env={"BOOKGEN_MONITOR_LABELS": "release=kps"})
     await cluster.kube.create(BGQ, ns, queue(cluster))
-    for res in [RESOURCES[("monitoring.coreos.com/v1", kind)] for kind in ("ServiceMonitor", "PrometheusRule")]:
-        obj = await eventually(lambda res=res: cluster.kube.get(res, ns, "demo"), timeout=60, what=res.plural)
-        assert obj["metadata"]["labels"]["release"] == "kps"
+    await cluster.kube.create(BGQ, ns, queue(cluster, "own", {"metrics": {"monitorLabels": {"release": "team"}}}))
+    kinds = [RESOURCES[("monitoring.coreos.com/v1", kind)] for kind in ("ServiceMonitor", "PrometheusRule")]
+    for name, release in (("demo", "kps"), ("own", "team")):
+        for res in kinds:
+            obj = await eventually(lambda res=res, name=name: cluster.kube.get(res, ns, name), timeout=60,
+                                   what=f"{res.plural}/{name}")
+            assert obj["metadata"]["labels"]["release"] == release, (name, obj["metadata"]["labels"])
+            assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"]  # ours kept beside the user's
+    rule = await cluster.kube.get(kinds[1], ns, "demo")
+    assert rule["spec"]["groups"] and all(r.get("alert") and r.get("expr") for g in rule["spec"]["groups"]
+                                          for r in g["rules"])
 
 
 async def test_ten_seconds_of_429_are_waited_out_and_no_condition_turns_false(cluster: Cluster) -> None:
