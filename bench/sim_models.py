@@ -4,10 +4,10 @@ and an oracle that knows the trace.
 KEDA + HPA at defaults: Redis list scaler `listLength: 5`, `activationListLength: 0`, pollingInterval
 30 s, cooldownPeriod 300 s, minReplicaCount 0; HPA sync 15 s, tolerance 0.1, scale-up max(+100 %,
 +4 pods) per 15 s, scale-down stabilisation 300 s; AverageValue target: desired = ceil(metric /
-listLength). The scaler reads `LLEN` of the base list only (priority 10..8 tasks; the default
-priority 5 lives in another list) and no in-flight tasks. The HPA gets a fresh value on every sync
-(KEDA's metrics adapter queries the scaler per request); activation 0 -> 1 and deactivation after
-the cooldown happen at KEDA's polls.
+listLength). The scaler reads `LLEN` of the base list only (priority 10 tasks with the default
+steps; priority 8 and the default 5 live in other lists) and no in-flight tasks. The HPA gets a
+fresh value on every sync (KEDA's metrics adapter queries the scaler per request); activation
+0 -> 1 and deactivation after the cooldown happen at KEDA's polls.
 
 KEDA tuned, like for like with ours: the metric counts every priority list plus the tasks in flight
 (one Redis trigger per list and a `scalingModifiers` formula adding them and the in-flight count),

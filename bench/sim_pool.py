@@ -19,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from bookgen_worker.config import DEFAULT_PRIORITY_STEPS
 from bookgen_worker.queues import priority_step, transport_priority
 
 from bench.traces import Arrival
 
-STEPS = (0, 3, 6, 9)
+#: The product's default priority lists (one per level, 10 and 9 apart; 1 and 0 share the last).
+STEPS = DEFAULT_PRIORITY_STEPS
 
 
 class Sample(NamedTuple):

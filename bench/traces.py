@@ -1,8 +1,9 @@
 """Load traces for bench/simulate.py: deterministic (seeded) task arrivals with durations and priorities.
 
-A task's public priority decides its kombu list (DESIGN.md §3): 10..8 land in the base list, the
-default 5 in `queue\\x06\\x163`, lower ones further down. The mix below is what a BookGen content
-pool sees: mostly default-priority chapters, some urgent regenerations, some low-priority backfill.
+A task's public priority decides its kombu list (DESIGN.md §3; the default steps 0..9): 10 lands in
+the base list, 8 in `queue\\x06\\x162`, the default 5 in `queue\\x06\\x165`, lower ones further
+down. The mix below is what a BookGen content pool sees: mostly default-priority chapters, some
+urgent regenerations, some low-priority backfill.
 """
 
 from __future__ import annotations
