@@ -75,3 +75,20 @@ def test_apply_patches_celerys_pool_once() -> None:
     apply()
     assert AsynPool._event_process_exit is patched
     assert patched.__module__ == "bookgen_worker.pool_patch"
+
+
+def test_the_start_up_heap_is_frozen_once_before_the_first_fork(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    from bookgen_worker import pool_patch
+
+    monkeypatch.setattr(pool_patch, "_frozen", False)
+    try:
+        pool_patch.freeze_startup_heap()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0  # Celery's gc.collect() before each fork no longer scans these
+        keep = [[] for _ in range(10)]  # new tracked objects, alive at the next call
+        pool_patch.freeze_startup_heap()  # later forks: nothing more is frozen
+        assert gc.get_freeze_count() == frozen and keep
+    finally:
+        gc.unfreeze()
