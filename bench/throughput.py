@@ -9,6 +9,12 @@ unacknowledged. Commands per task are every command Redis counted in `INFO comma
 round (sending, consuming, acknowledging, results, metrics, worker start-up), minus the benchmark's
 own polling, divided by the number of tasks.
 
+What differs besides the configuration is part of our product's hot path and stays in: our rows
+recycle their pool child every 1000 tasks (BOOKGEN_MAX_TASKS_PER_CHILD, the seeds' figure), so a
+2000-task round includes one recycle, which stock Celery never does; our 10 priority lists make
+each BRPOP name 10 keys (kombu's default, in the stock rows, 4); our signal handlers, task base
+class and kombu/pool patches run as they do in production.
+
 Rows: stock Celery (early acks, prefetch 4, no result backend); stock Celery with only our
 acks_late, reject_on_worker_lost and prefetch 1, to show what those cost alone; ours as shipped, for a direct call
 whose result is stored (someone may read it) and for the job machinery's messages (no result stored);
