@@ -5,9 +5,8 @@ close to the open celery/celery#9588 "Sometimes Delays in consumer after a recyc
 
 1. A pool child that reaches max-tasks-per-child (ours: 1000, from the seeds) tells the main
    process, which sends it SIGTERM. The child exits; the kernel closes its files, which makes the
-   child's sentinel pipe readable in the main process, and only a moment later (after the rest of
-   the exit: sockets closed, memory released, exit of any other thread) turns it into a zombie that
-   waitpid can reap.
+   child's sentinel pipe readable in the main process, and only a moment later turns it into a
+   zombie that waitpid can reap.
 2. The main process wakes on the sentinel (`AsynPool._event_process_exit`), removes the sentinel
    from its event loop and calls `maintain_pool()` once, whose `waitpid(WNOHANG)` often runs inside
    that moment: the child is not reaped, so no replacement is started, and nothing is watching the
@@ -15,7 +14,8 @@ close to the open celery/celery#9588 "Sometimes Delays in consumer after a recyc
 3. Until then the slot is empty: a one-process worker consumes nothing. Measured with strace: the
    waitpid ran 0.5 ms before the child became reapable; over 1000-task recycles of a one-process
    worker most recycles stalled 1-5 s, which halved `bench.throughput`'s figure. Stock Celery in that
-   benchmark never recycles, and its children hold no sockets, so its window is narrower still.
+   benchmark never recycles (and its children, which hold no Redis socket and no thread, met the race
+   at none of the 4 recycles we watched with max-tasks-per-child set).
 
 Second, smaller cost of the same recycle: before it exits, the child waits until the main process
 has read its last result, checking every 0.1 s (billiard's GUARANTEE_MESSAGE_CONSUMPTION_RETRY_*):
@@ -25,10 +25,11 @@ patch checks every 2 ms instead, over the same 30 s budget.
 
 Third: Celery runs `gc.collect()` in the main process before every fork (celery#2927), which scans
 the whole start-up heap (every module, class and function of Celery, kombu and BookGen) each time:
-60 ms of a recycle's 110 ms under strace. The patch freezes that heap once, before the first child
+60 ms of a recycle's 110 ms, under strace. The patch freezes that heap once, before the first child
 is forked (`gc.freeze()`, the standard library's own advice for pre-fork servers): later collections
-scan only what was allocated since, and the children's copy-on-write pages stay shared. Objects
-frozen that way are the start-up ones, which live as long as the process anyway.
+scan only what was allocated since. What is frozen is what start-up built (modules, classes,
+functions, the app), which lives as long as the process; a frozen object that later became cyclic
+garbage would not be collected, which for start-up objects of a worker is not a real cost.
 
 The patch: when the sentinel fired but the child could not be reaped yet, the main process tries
 again shortly after (1 ms, doubling, for about a second) from its event loop, until the child is
