@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
-from . import kombu_patch
+from . import kombu_patch, pool_patch
 from .beat import beat_schedule
 from .config import Settings, settings_from_env
 from .metrics.install import install as install_metrics
@@ -111,6 +111,13 @@ def _configure_from_env(app: Celery) -> dict[str, object]:
     if not hasattr(app, "bookgen_settings"):
         configure_app(app, settings_from_env())
     return {}
+
+
+@signals.worker_init.connect
+def _patch_pool(**_: object) -> None:
+    """In a worker, before its pool exists: a recycled child is replaced at once (see pool_patch).
+    Not at import: the CLI never runs a pool and need not load it."""
+    pool_patch.apply()
 
 
 @signals.celeryd_after_setup.connect
