@@ -13,12 +13,18 @@ Wiring (handlers.py, kept to the lead's merge; nothing here imports kopf):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bookgen_operator.autoscaler.loop import Autoscaler
 from bookgen_operator.autoscaler.scheduler import ReplicaCache, Scheduler, WatchedPlatform, redis_executor
-from bookgen_operator.platforms.kubernetes import KubernetesPlatform, RedisAccess, log, source_options, status_reporter
+from bookgen_operator.platforms.kubernetes import (
+    AccessRedisSource,
+    KubernetesPlatform,
+    RedisAccess,
+    StatusReporter,
+    source_options,
+    status_reporter,
+)
 
 SCHEDULER = Scheduler()
 REPLICAS = ReplicaCache()
@@ -27,27 +33,10 @@ REPLICAS = ReplicaCache()
 def build(spec: Any, kube: Any, access: RedisAccess, replicas: ReplicaCache = REPLICAS) -> Autoscaler:
     """The Autoscaler of one BookGenQueue: its source (Redis calls on the bounded executor), the
     Kubernetes platform behind the watch cache, and the status reporter."""
-    from bookgen_operator.metrics_sources.redis_source import RedisSource
     from bookgen_operator.metrics_sources.select import make_source
 
-    class LazyRedisSource:
-        def __init__(self) -> None:
-            self.inner: RedisSource | None = None
-
-        async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
-            try:
-                client, settings = await access.connect()
-            except Exception as exc:
-                log.warning("cannot connect to Redis for metrics: %s", exc)
-                return {p.name: None for p in pools}
-            if self.inner is None or self.inner.client is not client:  # keep its rate state across polls
-                self.inner = RedisSource(client, settings, executor=redis_executor())
-            return await self.inner.observe(pools)
-
-        async def close(self) -> None:
-            return None
-
-    source = make_source(spec.autoscaling.source, **source_options(spec), redis=LazyRedisSource)
+    source = make_source(spec.autoscaling.source, **source_options(spec),
+                         redis=lambda: AccessRedisSource(access, redis_executor()))
     inner = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
     platform = WatchedPlatform(inner, replicas, spec.namespace, inner.deployment)
     return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
@@ -64,4 +53,6 @@ async def run_scheduled(spec: Any, kube: Any, stopped: Any, scheduler: Scheduler
     finally:
         scheduler.remove(key)
         await asyncio.shield(autoscaler.source.close())
+        if isinstance(autoscaler.on_decision, StatusReporter):
+            await autoscaler.on_decision.close()
         access.drop()
