@@ -75,15 +75,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def measure(queues: int, seconds: float, warmup: float, port: int, password: str,
-                  redis_pid: int) -> dict[str, Any]:
-    from bookgen_operator.autoscaler.scheduler import ReplicaCache, Scheduler
+async def busy_loop(share: float, chunk: float, burnt: list[float]) -> None:
+    """Keep this event loop busy `share` of the time in `chunk`-second slices, like kopf's reconciles."""
+    while True:
+        started, cpu = time.perf_counter(), time.thread_time()
+        while time.perf_counter() - started < chunk:
+            pass
+        burnt[0] += time.thread_time() - cpu  # CPU spent spinning, to leave out of the scheduler's
+        await asyncio.sleep(chunk * (1 - share) / share)
+
+
+async def measure(queues: int, seconds: float, warmup: float, port: int, password: str, redis_pid: int,
+                  loop_load: float) -> dict[str, Any]:
     from bookgen_operator.platforms import scheduled
-    from bookgen_operator.platforms.kubernetes import RedisAccess
     from bookgen_operator.spec import parse_queue
 
     kube = RecordingKube(password)
-    cache, scheduler = ReplicaCache(), Scheduler()
     spec = {
         "redis": {"mode": "external", "url": f"redis://127.0.0.1:{port}/0",
                   "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
@@ -91,29 +98,43 @@ async def measure(queues: int, seconds: float, warmup: float, port: int, passwor
         "autoscaling": {"source": "redis", "pollIntervalSeconds": 1, "targetWaitSeconds": 0},
         "pools": [{**pool, "minReplicas": 1, "maxReplicas": 1} for pool in POOLS],
     }  # fmt: skip
+    stopped = asyncio.Event()
+    daemons = []
     for i in range(queues):
         name = f"q{i:03d}"
         queue = parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
                              "metadata": {"name": name, "namespace": "bench", "uid": f"uid-{i}", "generation": 1},
                              "spec": spec})
         for pool in queue.pools:  # what the operator's watch of its Deployments has seen
-            cache.seen("bench", f"{name}-worker-{pool.name}", 1)
-        scheduler.add(f"bench/{name}", scheduled.build(queue, kube, RedisAccess(queue, kube), cache))
+            scheduled.REPLICAS.seen("bench", f"{name}-worker-{pool.name}", 1)
+        # What the operator's daemon of each BookGenQueue does, on the operator's scheduler.
+        daemons.append(asyncio.create_task(scheduled.run_scheduled(queue, kube, stopped)))
+    burnt = [0.0]
+    load = asyncio.create_task(busy_loop(loop_load, 0.02, burnt)) if loop_load > 0 else None
     await asyncio.sleep(warmup)  # first rounds: connections, the first status writes
-    for stats in scheduler.stats.values():
-        stats.on_time = stats.late = stats.missed = 0
-        stats.lags.clear()
-    before = dict(kube.requests)
-    cpu0, redis0, t0 = time.process_time(), cpu_seconds(redis_pid), time.monotonic()
+    scheduler = getattr(scheduled.SCHEDULER, "scheduler", scheduled.SCHEDULER)  # on its thread, or this loop's
+
+    def counts() -> dict[str, tuple[int, int, int, int]]:
+        return {k: (s.on_time, s.late, s.missed, len(s.lags)) for k, s in list(scheduler.stats.items())}
+
+    before, requests0 = counts(), dict(kube.requests)
+    cpu0, burnt0, redis0, t0 = time.process_time(), burnt[0], cpu_seconds(redis_pid), time.monotonic()
     await asyncio.sleep(seconds)
     cpu, redis_cpu, wall = time.process_time() - cpu0, cpu_seconds(redis_pid) - redis0, time.monotonic() - t0
-    await scheduler.close()
-    stats = list(scheduler.stats.values())
-    lags = sorted(lag for s in stats for lag in s.lags)
-    requests = {k: v - before.get(k, 0) for k, v in kube.requests.items() if v - before.get(k, 0)}
+    load_cpu = burnt[0] - burnt0
+    after = counts()
+    if load is not None:
+        load.cancel()
+    stopped.set()
+    await asyncio.gather(*daemons, return_exceptions=True)
+    if hasattr(scheduled.SCHEDULER, "stop"):
+        scheduled.SCHEDULER.stop()
+    diff = [tuple(a - b for a, b in zip(after[k], before.get(k, (0, 0, 0, 0)), strict=True)) for k in after]
+    lags = sorted(lag for k, s in scheduler.stats.items() for lag in s.lags[before.get(k, (0, 0, 0, 0))[3]:after[k][3]])
+    requests = {k: v - requests0.get(k, 0) for k, v in kube.requests.items() if v - requests0.get(k, 0)}
     return {
-        "on_time": sum(s.on_time for s in stats), "late": sum(s.late for s in stats),
-        "missed": sum(s.missed for s in stats), "wall": wall, "cpu": cpu / wall, "redis_cpu": redis_cpu / wall,
+        "on_time": sum(d[0] for d in diff), "late": sum(d[1] for d in diff), "missed": sum(d[2] for d in diff),
+        "wall": wall, "cpu": (cpu - load_cpu) / wall, "load_cpu": load_cpu / wall, "redis_cpu": redis_cpu / wall,
         "lag_p50": lags[len(lags) // 2] if lags else 0.0, "lag_p99": lags[int(0.99 * (len(lags) - 1))] if lags else 0.0,
         "requests_per_pool_s": sum(requests.values()) / (queues * len(POOLS)) / wall, "requests": requests,
         "code": str(Path(scheduled.__file__).resolve().parents[2]),  # which tree was measured
@@ -121,7 +142,8 @@ async def measure(queues: int, seconds: float, warmup: float, port: int, passwor
 
 
 def child(args: argparse.Namespace) -> None:
-    result = asyncio.run(measure(args.queues, args.seconds, args.warmup, args.port, args.password, args.redis_pid))
+    result = asyncio.run(measure(args.queues, args.seconds, args.warmup, args.port, args.password, args.redis_pid,
+                                 args.loop_load))
     print(json.dumps(result))
 
 
@@ -139,7 +161,7 @@ def run_child(code: Path, args: argparse.Namespace, port: int, password: str, re
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code / "operator"), str(code / "worker"), str(ROOT)])}
     out = subprocess.run([sys.executable, "-m", "bench.scheduler_rounds", "--child", "--queues", str(args.queues),
                           "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--port", str(port),
-                          "--password", password, "--redis-pid", str(redis_pid)],
+                          "--password", password, "--redis-pid", str(redis_pid), "--loop-load", str(args.loop_load)],
                          env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -151,6 +173,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--baseline", metavar="REF", help="also measure the code of this git revision, first")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each (min / median / max printed)")
+    parser.add_argument("--loop-load", type=float, default=0.5,
+                        help="share of the time the operator's (kopf's) event loop is busy elsewhere, in 20 ms slices")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--password", help=argparse.SUPPRESS)
@@ -189,7 +213,8 @@ def main() -> None:
         return "/".join(format(v, fmt) for v in (min(values), statistics.median(values), max(values)))
 
     print(f"{args.queues} BookGenQueues x {len(POOLS)} pools, 1 s polls, {args.seconds:.0f} s window x {args.repeat} "
-          f"(min/median/max); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"(min/median/max); kopf's loop busy {args.loop_load:.0%} elsewhere (CPU below excludes it); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     w = 28
     print(f"{'':{w}}{'on time':>22}{'late/missed':>14}{'lag p50/p99 ms':>16}{'CPU':>20}{'redis CPU':>12}"
           f"{'req/pool/s':>12}")

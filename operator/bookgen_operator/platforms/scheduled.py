@@ -16,7 +16,13 @@ import asyncio
 from typing import Any
 
 from bookgen_operator.autoscaler.loop import Autoscaler
-from bookgen_operator.autoscaler.scheduler import ReplicaCache, Scheduler, WatchedPlatform, redis_executor
+from bookgen_operator.autoscaler.scheduler import (
+    ReplicaCache,
+    Scheduler,
+    SchedulerThread,
+    WatchedPlatform,
+    redis_executor,
+)
 from bookgen_operator.platforms.kubernetes import (
     AccessRedisSource,
     KubernetesPlatform,
@@ -26,7 +32,8 @@ from bookgen_operator.platforms.kubernetes import (
     status_reporter,
 )
 
-SCHEDULER = Scheduler()
+#: The operator's one scheduler, on a thread of its own (see autoscaler/scheduler.py).
+SCHEDULER = SchedulerThread()
 REPLICAS = ReplicaCache()
 
 
@@ -42,17 +49,31 @@ def build(spec: Any, kube: Any, access: RedisAccess, replicas: ReplicaCache = RE
     return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
 
 
-async def run_scheduled(spec: Any, kube: Any, stopped: Any, scheduler: Scheduler = SCHEDULER) -> None:
-    """Schedule this BookGenQueue's autoscaler on the shared scheduler until `stopped` is set."""
+async def run_scheduled(spec: Any, kube: Any, stopped: Any, scheduler: Scheduler | SchedulerThread = SCHEDULER,
+                        replicas: ReplicaCache = REPLICAS) -> None:
+    """Schedule this BookGenQueue's autoscaler on the shared scheduler until `stopped` is set.
+
+    A plain Scheduler runs in the caller's loop (tests, benches); a SchedulerThread in its own, so
+    the lane and everything it created (the status reporter's write) are added and ended there."""
     access = RedisAccess(spec, kube)
-    autoscaler = build(spec, kube, access)
+    autoscaler = build(spec, kube, access, replicas)
     key = f"{spec.namespace}/{spec.name}"
-    scheduler.add(key, autoscaler)
+    if isinstance(scheduler, SchedulerThread):
+        await scheduler.add(key, autoscaler)
+    else:
+        scheduler.add(key, autoscaler)
     try:
         await stopped.wait()
     finally:
-        scheduler.remove(key)
-        await asyncio.shield(autoscaler.source.close())
-        if isinstance(autoscaler.on_decision, StatusReporter):
-            await autoscaler.on_decision.close()
+        if isinstance(scheduler, SchedulerThread):
+            await asyncio.shield(scheduler.call(_end, scheduler.scheduler, key, autoscaler))
+        else:
+            await asyncio.shield(_end(scheduler, key, autoscaler))
         access.drop()
+
+
+async def _end(scheduler: Scheduler, key: str, autoscaler: Autoscaler) -> None:
+    scheduler.remove(key)
+    await autoscaler.source.close()
+    if isinstance(autoscaler.on_decision, StatusReporter):
+        await autoscaler.on_decision.close()
