@@ -158,19 +158,21 @@ class AccessRedisSource:
     blocking calls run (the scheduler's bounded redis_executor; None = asyncio.to_thread)."""
 
     def __init__(self, access: RedisAccess, executor: Any = None) -> None:
-        self.access, self.executor = access, executor
+        # Imported here, when the queue's autoscaler is built, not in its first poll: the first import
+        # (redis, bookgen_worker.metrics) takes seconds of CPU, and every lane waited for it.
+        from bookgen_operator.metrics_sources.redis_source import RedisSource
+
+        self.access, self.executor, self._source_class = access, executor, RedisSource
         self.inner: Any = None
 
     async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
-        from bookgen_operator.metrics_sources.redis_source import RedisSource
-
         try:
             client, settings = await self.access.connect()
         except Exception as exc:
             log.warning("cannot connect to Redis for metrics: %s", exc)
             return {p.name: None for p in pools}
         if self.inner is None or self.inner.client is not client:
-            self.inner = RedisSource(client, settings, executor=self.executor)
+            self.inner = self._source_class(client, settings, executor=self.executor)
         result: Mapping[str, Any] = await self.inner.observe(pools)
         return result
 
