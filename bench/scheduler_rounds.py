@@ -1,22 +1,28 @@
 """The operator's autoscaler scheduler offline: N BookGenQueues x 4 pools, 1 s polls, one real redis-server.
 
     .venv/bin/python -m bench.scheduler_rounds [--queues 250] [--seconds 20] [--baseline main] [--repeat 3]
+                                               [--loop-load 0.5]
 
-No control plane: the real Scheduler steps the real Autoscaler of every queue as the operator builds
-it (platforms/scheduled.build: the Redis source on the bounded executor, the Kubernetes platform
-behind the watch cache, the status reporter), against one redis-server holding a backlog in every
-queue (so no queue backs off) and a recording Kubernetes client (Secrets and Deployments answered
-from memory, every request counted). Every pool has min = max = 1 replica, as in
-bench/operator_scale.py, so nothing scales and a status write means the reporter wrote something
-that did not change. Measured over the window after a warm-up:
+No control plane: every queue's autoscaler is started through the operator's own entry point
+(platforms/scheduled.run_scheduled, what each BookGenQueue's kopf daemon calls: the Redis source on
+the bounded executor, the Kubernetes platform behind the watch cache, the status reporter, on the
+operator's scheduler), against one redis-server holding a backlog in every queue (so no queue backs
+off) and a recording Kubernetes client (Secrets and Deployments answered from memory, every request
+counted). Every pool has min = max = 1 replica, as in bench/operator_scale.py, so nothing scales
+and a status write in the window means the reporter wrote something that did not change. The
+event loop the daemons run on (kopf's, in the operator) is kept busy `--loop-load` of the time in
+20 ms slices, standing in for the reconciles and kopf's own processing. Measured over the window
+after a warm-up:
 
 - polls on time / late (started > 0.25 s after their tick) / missed (ticks skipped), lag p50/p99;
-- CPU of this process (share of one core: the event loop and the Redis threads) and of redis-server;
+- CPU of this process without the simulated load (share of one core: the event loops and the Redis
+  threads), and of redis-server;
 - Kubernetes requests per pool per second (status writes and GETs).
 
-`--baseline REF` runs the same measurement, in the same way and right before ours, on the operator
-and worker code of git revision REF (exported to a temporary folder), e.g. the code before a change.
-The target row is the 1 s poll itself: 100 % on time, at most one core, no requests in steady state.
+`--baseline REF` runs the same measurement, in the same way and interleaved with ours, on the
+operator and worker code of git revision REF (exported to a temporary folder), e.g. the code before
+a change. The target row is the 1 s poll itself: >= 99 % on time, at most one core, no requests in
+steady state.
 """
 
 from __future__ import annotations
