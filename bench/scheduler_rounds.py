@@ -41,14 +41,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.scale_spec import POOLS, queue_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 
-POOLS = [
-    {"name": "content", "queues": ["content_generation", "high_priority"], "concurrency": 2},
-    {"name": "validation", "queues": ["validation"], "concurrency": 2},
-    {"name": "export", "queues": ["export"], "concurrency": 1},
-    {"name": "monitoring", "queues": ["monitoring"], "concurrency": 1},
-]
 
 
 class RecordingKube:
@@ -97,13 +93,7 @@ async def measure(queues: int, seconds: float, warmup: float, port: int, passwor
     from bookgen_operator.spec import parse_queue
 
     kube = RecordingKube(password)
-    spec = {
-        "redis": {"mode": "external", "url": f"redis://127.0.0.1:{port}/0",
-                  "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
-        "beat": {"enabled": False}, "flower": {"enabled": False},
-        "autoscaling": {"source": "redis", "pollIntervalSeconds": 1, "targetWaitSeconds": 0},
-        "pools": [{**pool, "minReplicas": 1, "maxReplicas": 1} for pool in POOLS],
-    }  # fmt: skip
+    spec = queue_spec(port)
     stopped = asyncio.Event()
     daemons = []
     for i in range(queues):

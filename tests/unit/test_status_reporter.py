@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from bookgen_operator.autoscaler.loop import PoolStatus
 from bookgen_operator.platforms.kubernetes import StatusReporter
 
-
-@dataclass(frozen=True)
-class Spec:
-    name: str = "novels"
-    namespace: str = "books"
-    uid: str = "uid-1"
+from tests.support.queue_stub import QueueStub
 
 
 class Kube:
@@ -52,7 +46,7 @@ async def settled(reporter: StatusReporter) -> None:
 async def test_a_round_does_not_wait_for_the_api_server_and_its_pools_share_one_patch() -> None:
     gate = asyncio.Event()
     kube = Kube(gate)
-    reporter = StatusReporter(Spec(), kube)  # type: ignore[arg-type]
+    reporter = StatusReporter(QueueStub(name="status-test"), kube)  # type: ignore[arg-type]
     async with asyncio.timeout(1):  # the API server answers nothing yet: the round still completes
         for pool in ("content", "validation", "export", "monitoring"):
             await reporter(status(pool))
@@ -66,7 +60,7 @@ async def test_a_round_does_not_wait_for_the_api_server_and_its_pools_share_one_
 
 async def test_rounds_that_change_nothing_write_nothing() -> None:
     kube = Kube()
-    reporter = StatusReporter(Spec(), kube)  # type: ignore[arg-type]
+    reporter = StatusReporter(QueueStub(name="status-test"), kube)  # type: ignore[arg-type]
     for _ in range(20):
         await reporter(status("export"))
         await settled(reporter)
@@ -75,7 +69,7 @@ async def test_rounds_that_change_nothing_write_nothing() -> None:
 
 async def test_demand_changes_are_written_at_most_every_min_interval_but_a_scaling_at_once() -> None:
     kube, clock = Kube(), Clock()
-    reporter = StatusReporter(Spec(), kube, min_interval=5.0, clock=clock)  # type: ignore[arg-type]
+    reporter = StatusReporter(QueueStub(name="status-test"), kube, min_interval=5.0, clock=clock)  # type: ignore[arg-type]
     await reporter(status("export", pending=1))
     await settled(reporter)
     for pending in range(2, 6):  # a new backlog every second
@@ -98,14 +92,14 @@ async def test_a_failed_write_is_retried_by_a_later_round_and_close_drops_a_pend
         async def patch(self, *args: Any, **kwargs: Any) -> None:
             raise OSError("connection refused")
 
-    reporter = StatusReporter(Spec(), Failing())  # type: ignore[arg-type]
+    reporter = StatusReporter(QueueStub(name="status-test"), Failing())  # type: ignore[arg-type]
     await reporter(status("export"))
     await settled(reporter)
     assert reporter.written == {}  # not written: the next round tries again
     assert reporter.patches == 1
 
     gate = asyncio.Event()
-    reporter = StatusReporter(Spec(), Kube(gate))  # type: ignore[arg-type]
+    reporter = StatusReporter(QueueStub(name="status-test"), Kube(gate))  # type: ignore[arg-type]
     await reporter(status("export"))
     await asyncio.sleep(0.01)
     await reporter.close()  # the queue went away while its write waited
