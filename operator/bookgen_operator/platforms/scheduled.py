@@ -2,7 +2,8 @@
 
 Wiring (handlers.py, kept to the lead's merge; nothing here imports kopf):
 
-- one `SCHEDULER` and one `REPLICAS` cache per operator process;
+- one `SCHEDULER` (a SchedulerThread: the lanes run on a thread and event loop of their own, so a
+  busy kopf loop does not delay the polls) and one `REPLICAS` cache per operator process;
 - a watch of worker Deployments (label `app.kubernetes.io/component=worker`) feeds `REPLICAS`:
   `REPLICAS.seen(namespace, name, spec.replicas)` on ADDED/MODIFIED, `REPLICAS.gone(...)` on DELETED;
 - the per-BookGenQueue daemon calls `run_scheduled(spec, kube, stopped)` instead of
