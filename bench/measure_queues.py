@@ -1,4 +1,4 @@
-"""One full measure() beside the unacked-parsing measure it replaced and the naive one-LLEN-per-queue approach.
+"""One full measure() beside the ones it replaced (every load line or unacked entry parsed) and the naive count.
 
     .venv/bin/python -m bench.measure_queues [--tasks 100000] [--in-flight 50000] [--workers 500]
                                              [--scheduled-share 0.1] [--runs 50]
@@ -9,10 +9,12 @@ held by `--workers` registry entries (what each worker's registry thread publish
 reserved and ETA-held per queue); `--scheduled-share` of them are held for a countdown. The
 messages are copies of a real message sent by Celery (so headers and size are realistic), pushed in
 pipelined batches to fill the server quickly. All approaches run over the same loopback connection:
-measure() (lists + registry + HLEN unacked, one round trip), the previous measure() (lists + HVALS
-of `unacked`, JSON-parsing every entry), and the naive one LLEN per queue of KEDA's Redis scaler and
-celery-exporter. Printed: time per full measurement (median and 95th percentile), Redis round trips,
-what each approach counts, and whether measure()'s counts equal the truth that was written.
+measure() (lists + the registry's sums + HLEN unacked, one round trip), the same script parsing every
+worker's load line instead of reading the sums (the previous measure(), O(workers)), the one before
+(lists + HVALS of `unacked`, JSON-parsing every entry, O(in flight)), and the naive one LLEN per
+queue of KEDA's Redis scaler and celery-exporter. Printed: time per full measurement (median and 95th
+percentile), Redis round trips, what each approach counts, the client's CPU and Redis's time per
+script, and whether measure()'s counts equal the truth that was written.
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ def main() -> None:
             measure(client, settings)
             full_trips = CountingConnection.round_trips
 
+            lines_median, lines_p95, by_lines = timed(lambda: measure(client, settings, use_sums=False), args.runs)
+            lines_cpu = time.process_time()
+            for _ in range(args.runs):
+                measure(client, settings, use_sums=False)
+            lines_cpu = (time.process_time() - lines_cpu) / args.runs
+
             before_median, before_p95, before = timed(lambda: measure_before(client, settings), max(5, args.runs // 5))
             CountingConnection.round_trips = 0
             measure_before(client, settings)
@@ -151,6 +159,13 @@ def main() -> None:
             naive_lengths(client, settings)
             naive_trips = CountingConnection.round_trips
 
+            server_us = {}
+            for name, use_sums in (("sums", True), ("lines", False)):
+                client.config_resetstat()
+                for _ in range(args.runs):
+                    measure(client, settings, use_sums=use_sums)
+                server_us[name] = client.info("commandstats")["cmdstat_eval"]["usec_per_call"]
+
             pending = sum(d.pending for d in snapshot.queues.values())
             in_flight = sum(d.in_flight for d in snapshot.queues.values())
             scheduled = sum(d.scheduled for d in snapshot.queues.values())
@@ -158,18 +173,29 @@ def main() -> None:
             w = 40
             print(f"{'approach':<{w}}{'median':>10}{'p95':>10}{'round trips':>13}{'pending':>10}{'in flight':>11}"
                   f"{'scheduled':>11}")
-            print(f"{'measure() (all lists + registry)':<{w}}{full_median * 1e3:>8.3f}ms{full_p95 * 1e3:>8.3f}ms"
+            print(f"{'measure() (all lists + registry sums)':<{w}}{full_median * 1e3:>8.3f}ms{full_p95 * 1e3:>8.3f}ms"
                   f"{full_trips:>13}{pending:>10}{in_flight:>11}{scheduled:>11}")
+            print(f"{'previous: parse every load line':<{w}}{lines_median * 1e3:>8.3f}ms{lines_p95 * 1e3:>8.3f}ms"
+                  f"{full_trips:>13}{sum(d.pending for d in by_lines.queues.values()):>10}"
+                  f"{sum(d.in_flight for d in by_lines.queues.values()):>11}"
+                  f"{sum(d.scheduled for d in by_lines.queues.values()):>11}")
             print(f"{'before: lists + parse every unacked':<{w}}{(before_median + full_median) * 1e3:>8.3f}ms"
                   f"{(before_p95 + full_p95) * 1e3:>8.3f}ms{before_trips:>13}{pending:>10}"
                   f"{sum(before.values()):>11}{'(demand)':>11}")
             print(f"{'naive: one LLEN per queue':<{w}}{naive_median * 1e3:>8.3f}ms{naive_p95 * 1e3:>8.3f}ms"
                   f"{naive_trips:>13}{sum(naive.values()):>10}{'(unseen)':>11}{'':>11}")
-            print(f"measure(): client CPU {client_cpu * 1e3:.3f}ms per call; the rest is Redis running the script "
-                  f"and waiting for a CPU (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+            print(f"client CPU per call: measure() {client_cpu * 1e3:.3f}ms, previous {lines_cpu * 1e3:.3f}ms; "
+                  f"the rest is Redis running the script and waiting for a CPU (load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+            print(f"Redis time per script: measure() {server_us['sums']:.0f}us, previous {server_us['lines']:.0f}us "
+                  f"(INFO commandstats)")
             counted = {q: (d.running, d.reserved, d.scheduled) for q, d in snapshot.queues.items()}
             exact = counted == {q: tuple(truth.get(q, Held())) for q in QUEUES}
-            print(f"measure() counts {'EQUAL' if exact else 'DIFFER FROM'} the truth per queue "
+            same = {q: (d.pending, d.running, d.reserved, d.scheduled) for q, d in by_lines.queues.items()} == {
+                q: (d.pending, d.running, d.reserved, d.scheduled) for q, d in snapshot.queues.items()}
+            exact = exact and same and by_lines.pools == snapshot.pools  # both paths: the same numbers and pods
+            print(f"measure() counts (and the previous path's) {'EQUAL' if exact else 'DIFFER FROM'} the truth "
+                  f"per queue "
                   f"(in flight = running + reserved {sum(h.in_flight for h in truth.values())}, scheduled "
                   f"{sum(h.scheduled for h in truth.values())}); HLEN unacked {snapshot.unacked}, unaccounted "
                   f"{snapshot.unaccounted}")

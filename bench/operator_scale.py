@@ -33,18 +33,12 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.scale_spec import POOLS, queue_spec  # noqa: E402
 from tests.cluster import controlplane  # noqa: E402
 from tests.cluster.audit import AuditLog  # noqa: E402
 from tests.cluster.conftest import RESTRICTED, Cluster, kubectl  # noqa: E402
 from tests.cluster.operator_run import install_chart, start_operator, token_kubeconfig, uninstall_chart  # noqa: E402
 from tests.support.redis_server import start_redis  # noqa: E402
-
-POOLS = [
-    {"name": "content", "queues": ["content_generation", "high_priority"], "concurrency": 2},
-    {"name": "validation", "queues": ["validation"], "concurrency": 2},
-    {"name": "export", "queues": ["export"], "concurrency": 1},
-    {"name": "monitoring", "queues": ["monitoring"], "concurrency": 1},
-]
 
 
 def cluster() -> tuple[Cluster, bool]:
@@ -121,13 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig = token_kubeconfig(c, install, work / "operator.kubeconfig")
         op = start_operator(kubeconfig, work / "operator.log", f"--namespace={ns}",
                             env={"BOOKGEN_AUTOSCALER": "on", "BOOKGEN_RECONCILE_INTERVAL": "30"})
-        spec = {
-            "redis": {"mode": "external", "url": f"redis://127.0.0.1:{server.port}/0",
-                      "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
-            "beat": {"enabled": False}, "flower": {"enabled": False},
-            "autoscaling": {"source": "redis", "pollIntervalSeconds": 1, "targetWaitSeconds": 0},
-            "pools": [{**pool, "minReplicas": 1, "maxReplicas": 1} for pool in POOLS],
-        }  # fmt: skip
+        spec = queue_spec(server.port)
         t0 = time.monotonic()
         for i in range(args.queues):
             c.custom.create_namespaced_custom_object("bookgen.io", "v1alpha1", ns, "bookgenqueues", {

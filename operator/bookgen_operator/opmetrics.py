@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,6 +67,21 @@ def count_write(verb: str, kind: str) -> None:
 def record_pool(namespace: str, service: str, pool: str, desired: int, current: int) -> None:
     POOL_DESIRED.labels(namespace, service, pool).set(desired)
     POOL_CURRENT.labels(namespace, service, pool).set(current)
+
+
+def pool_gauges(namespace: str, service: str) -> Callable[[str, int, int], None]:
+    """record_pool for one queue, its label children looked up once per pool (not twice per poll)."""
+    children: dict[str, tuple[Any, Any]] = {}
+
+    def record(pool: str, desired: int, current: int) -> None:
+        pair = children.get(pool)
+        if pair is None:
+            pair = children[pool] = (POOL_DESIRED.labels(namespace, service, pool),
+                                     POOL_CURRENT.labels(namespace, service, pool))
+        pair[0].set(desired)
+        pair[1].set(current)
+
+    return record
 
 
 def count_error(reason: str) -> None:

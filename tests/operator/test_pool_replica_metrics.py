@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 from bookgen_operator.autoscaler.loop import PoolStatus
 from bookgen_operator.platforms.kubernetes import status_reporter
 from prometheus_client import REGISTRY
 
-
-@dataclass(frozen=True)
-class Spec:
-    name: str = "novels"
-    namespace: str = "books"
-    uid: str = "uid-1"
+from tests.support.queue_stub import QueueStub
 
 
 class Kube:
@@ -32,7 +26,7 @@ def gauge(name: str, pool: str) -> float | None:
 
 
 def test_every_decision_sets_desired_and_current_replicas_of_the_pool() -> None:
-    report = status_reporter(Spec(), Kube())  # type: ignore[arg-type]
+    report = status_reporter(QueueStub(), Kube())  # type: ignore[arg-type]
     for desired, current in ((4, 2), (1, 4)):
         status = PoolStatus("content", desired, current, "test", True, True, 0, 10, 0, None, 0.1)
         asyncio.run(report(status))  # type: ignore[arg-type]

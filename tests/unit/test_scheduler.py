@@ -175,3 +175,34 @@ async def test_a_queue_is_scheduled_while_its_daemon_runs_and_reads_replicas_fro
     await daemon
     assert "ns/books" not in scheduler._lanes
     await scheduler.close()
+
+
+async def test_on_its_own_thread_the_scheduler_keeps_time_while_the_callers_loop_is_busy() -> None:
+    import contextvars
+    import time
+
+    from bookgen_operator.autoscaler.scheduler import SchedulerThread
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
+    seen: list[str] = []
+
+    class Marking(FakeAutoscaler):
+        async def step(self) -> dict[str, PoolStatus]:
+            seen.append(marker.get("missing"))  # kopf.event needs the context the lane was added from
+            return await super().step()
+
+    thread = SchedulerThread(Scheduler(late_after=0.05))
+    autoscaler = Marking(0.02)
+    marker.set("kopf context")
+    try:
+        await thread.add("ns/q", autoscaler)  # type: ignore[arg-type]
+        await until(lambda: autoscaler.steps >= 2)
+        steps = autoscaler.steps
+        time.sleep(0.5)  # this loop is busy (a reconcile decoding a large answer): the lane is not
+        assert autoscaler.steps >= steps + 15
+        await thread.remove("ns/q")
+        stats = thread.scheduler.stats["ns/q"]
+        assert stats.share_on_time() > 0.9, stats
+        assert set(seen) == {"kopf context"}
+    finally:
+        thread.stop()

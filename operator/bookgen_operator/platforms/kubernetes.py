@@ -13,6 +13,7 @@ cannot be read, busy workers are unknown and the loop treats every worker as bus
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -149,44 +150,127 @@ class RedisAccess:
         return [(w.pool, w.pod, w.busy) for w in workers]
 
 
-def status_reporter(spec: Any, kube: Kube, *, min_interval: float = 5.0,
-                    clock: Callable[[], float] = time.monotonic) -> Callable[[PoolStatus], Awaitable[None]]:
-    """on_decision for the operator: an Event per scaling, a status patch when something changed."""
-    from bookgen_operator import events, opmetrics
-    from bookgen_operator.resources.labels import metrics_name
+class AccessRedisSource:
+    """The Redis metrics source of one BookGenQueue, connected through its RedisAccess when first asked.
 
-    owner = {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
-             "metadata": {"name": spec.name, "namespace": spec.namespace, "uid": spec.uid}}
-    written: dict[str, tuple[Mapping[str, Any], float]] = {}
-    latest: dict[str, PoolStatus] = {}
+    Until the Secret can be read and Redis reached, every pool is unknown (never zero). One RedisSource
+    per client: it keeps the rate state (service time, arrivals) across polls. `executor` is where its
+    blocking calls run (the scheduler's bounded redis_executor; None = asyncio.to_thread)."""
 
-    async def report(status: PoolStatus) -> None:
-        latest[status.pool] = status
-        opmetrics.record_pool(spec.namespace, metrics_name(spec), status.pool, status.desired, status.current)
-        if status.scaled:
-            events.normal(owner, "Scaled", status.reason)
-        elif status.error:
-            events.warning(owner, "ScalingFailed", status.reason)
-        block = status.to_status()
-        comparable = {k: v for k, v in block.items() if k != "observationAgeSeconds"}
-        before = written.get(status.pool)
-        now = clock()
-        if before and before[0] == comparable and not status.scaled:
-            return
-        if before and not status.scaled and now - before[1] < min_interval:
-            return  # demand moves every second under load; the status need not
-        patch: dict[str, Any] = {"pools": {status.pool: block}}
-        known = [s for s in latest.values() if s.pending is not None]
-        if known:
-            patch["pending"] = sum(s.pending or 0 for s in known)
-            patch["inFlight"] = sum(s.in_flight or 0 for s in known)
+    def __init__(self, access: RedisAccess, executor: Any = None) -> None:
+        # Imported here, when the queue's autoscaler is built, not in its first poll: the first import
+        # (redis, bookgen_worker.metrics) takes seconds of CPU, and every lane waited for it.
+        from bookgen_operator.metrics_sources.redis_source import RedisSource
+
+        self.access, self.executor, self._source_class = access, executor, RedisSource
+        self.inner: Any = None
+
+    async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
         try:
-            await kube.patch(BGQ, spec.namespace, spec.name, {"status": patch}, subresource="status")
-            written[status.pool] = (comparable, now)
-        except (KubeError, OSError) as exc:
-            log.info("could not write autoscaling status of %s: %s", spec.name, exc)
+            client, settings = await self.access.connect()
+        except Exception as exc:
+            log.warning("cannot connect to Redis for metrics: %s", exc)
+            return {p.name: None for p in pools}
+        if self.inner is None or self.inner.client is not client:
+            self.inner = self._source_class(client, settings, executor=self.executor)
+        result: Mapping[str, Any] = await self.inner.observe(pools)
+        return result
 
-    return report
+    async def close(self) -> None:
+        return None
+
+
+class StatusReporter:
+    """on_decision for the operator: an Event per scaling, one status patch per queue when something changed.
+
+    The round never waits for the API server: a decision that changes a pool's block (or scales it)
+    schedules one write task for the queue, which runs after the round and patches the blocks of every
+    pool that differs from what was last written, and the queue's totals, in one request. Awaiting the
+    patch inside the round held the scheduler's slot for an API round trip: with 250 queues, rounds
+    queued behind the reconciles' requests and the 1 s polls were missed (0 % on time). Demand moves
+    every second under load; the status need not: a pool's block is rewritten at most every
+    `min_interval` seconds unless it scaled. Nothing changed: no request at all.
+    """
+
+    def __init__(self, spec: Any, kube: Kube, *, min_interval: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from bookgen_operator import opmetrics
+        from bookgen_operator.resources.labels import metrics_name
+
+        self.spec, self.kube, self.min_interval, self.clock = spec, kube, min_interval, clock
+        self.owner = {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
+                      "metadata": {"name": spec.name, "namespace": spec.namespace, "uid": spec.uid}}
+        self._gauges = opmetrics.pool_gauges(spec.namespace, metrics_name(spec))
+        #: pool -> (block without its age, when written): what the API server has.
+        self.written: dict[str, tuple[Mapping[str, Any], float]] = {}
+        self.latest: dict[str, PoolStatus] = {}
+        self._due: set[str] = set()  # pools whose block must be written
+        self._task: asyncio.Task[None] | None = None
+        #: Status patches sent (for tests and the offline bench).
+        self.patches = 0
+
+    @staticmethod
+    def _comparable(block: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in block.items() if k != "observationAgeSeconds"}
+
+    async def __call__(self, status: PoolStatus) -> None:
+        from bookgen_operator import events
+
+        self.latest[status.pool] = status
+        self._gauges(status.pool, status.desired, status.current)
+        if status.scaled:
+            events.normal(self.owner, "Scaled", status.reason)
+        elif status.error:
+            events.warning(self.owner, "ScalingFailed", status.reason)
+        before = self.written.get(status.pool)
+        if before and not status.scaled:
+            if before[0] == self._comparable(status.to_status()):
+                return  # nothing changed: no request
+            if self.clock() - before[1] < self.min_interval:
+                return  # changed, but written moments ago: a later round writes it
+        self._due.add(status.pool)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write(), name=f"status of {self.spec.name}")
+
+    async def _write(self) -> None:
+        await asyncio.sleep(0)  # the rest of the round reports first: one patch for all its pools
+        while self._due:
+            blocks = {pool: s.to_status() for pool, s in self.latest.items()}
+            # Every pool that differs from what was written goes along (free in the same request).
+            pools = {pool: block for pool, block in blocks.items() if pool in self._due
+                     or self._comparable(block) != (self.written.get(pool) or ({}, 0.0))[0]}
+            self._due.clear()
+            patch: dict[str, Any] = {"pools": pools}
+            known = [s for s in self.latest.values() if s.pending is not None]
+            if known:
+                patch["pending"] = sum(s.pending or 0 for s in known)
+                patch["inFlight"] = sum(s.in_flight or 0 for s in known)
+            try:
+                self.patches += 1
+                await self.kube.patch(BGQ, self.spec.namespace, self.spec.name, {"status": patch},
+                                      subresource="status")
+            except (KubeError, OSError) as exc:
+                log.info("could not write autoscaling status of %s: %s", self.spec.name, exc)
+                return  # the next round that still differs tries again
+            except Exception:  # reporting is best effort (nobody awaits this task): log, scaling goes on
+                log.exception("writing the autoscaling status of %s failed", self.spec.name)
+                return
+            now = self.clock()
+            for pool, block in pools.items():
+                self.written[pool] = (self._comparable(block), now)
+
+    async def close(self) -> None:
+        """Drop a write not yet done (the queue went away, or a new reporter took over)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def status_reporter(spec: Any, kube: Kube, *, min_interval: float = 5.0,
+                    clock: Callable[[], float] = time.monotonic) -> StatusReporter:
+    return StatusReporter(spec, kube, min_interval=min_interval, clock=clock)
 
 
 def source_options(spec: Any) -> dict[str, Any]:
@@ -203,31 +287,15 @@ def source_options(spec: Any) -> dict[str, Any]:
 
 
 async def run_queue_autoscaler(spec: Any, kube: Kube, stopped: Any) -> None:
-    """Run the autoscaler of one BookGenQueue (called by the kopf daemon) until `stopped` is set."""
-    from bookgen_operator.metrics_sources.redis_source import RedisSource
+    """Run the autoscaler of one BookGenQueue on its own loop (until `stopped` is set). The operator runs
+    every queue on the shared scheduler instead (platforms/scheduled.py); this stays for one queue alone."""
     from bookgen_operator.metrics_sources.select import make_source
 
     access = RedisAccess(spec, kube)
-
-    class LazyRedisSource:
-        inner: RedisSource | None = None
-
-        async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
-            try:
-                client, settings = await access.connect()
-            except Exception as exc:
-                log.warning("cannot connect to Redis for metrics: %s", exc)
-                return {p.name: None for p in pools}
-            if self.inner is None or self.inner.client is not client:  # one per client: it keeps rate state
-                self.inner = RedisSource(client, settings)
-            return await self.inner.observe(pools)
-
-        async def close(self) -> None:
-            return None
-
-    source = make_source(spec.autoscaling.source, **source_options(spec), redis=LazyRedisSource)
+    source = make_source(spec.autoscaling.source, **source_options(spec), redis=lambda: AccessRedisSource(access))
     platform = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
-    autoscaler = Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
+    reporter = status_reporter(spec, kube)
+    autoscaler = Autoscaler(spec.pools, source, platform, on_decision=reporter)
     stop = asyncio.Event()
 
     async def relay() -> None:  # bridge kopf's DaemonStopped to the loop's asyncio.Event
@@ -240,5 +308,5 @@ async def run_queue_autoscaler(spec: Any, kube: Kube, stopped: Any) -> None:
     finally:
         watcher.cancel()
         await source.close()
-        if access.client is not None:
-            access.client.close()
+        await reporter.close()
+        access.drop()

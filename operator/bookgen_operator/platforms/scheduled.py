@@ -2,7 +2,8 @@
 
 Wiring (handlers.py, kept to the lead's merge; nothing here imports kopf):
 
-- one `SCHEDULER` and one `REPLICAS` cache per operator process;
+- one `SCHEDULER` (a SchedulerThread: the lanes run on a thread and event loop of their own, so a
+  busy kopf loop does not delay the polls) and one `REPLICAS` cache per operator process;
 - a watch of worker Deployments (label `app.kubernetes.io/component=worker`) feeds `REPLICAS`:
   `REPLICAS.seen(namespace, name, spec.replicas)` on ADDED/MODIFIED, `REPLICAS.gone(...)` on DELETED;
 - the per-BookGenQueue daemon calls `run_scheduled(spec, kube, stopped)` instead of
@@ -13,55 +14,67 @@ Wiring (handlers.py, kept to the lead's merge; nothing here imports kopf):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bookgen_operator.autoscaler.loop import Autoscaler
-from bookgen_operator.autoscaler.scheduler import ReplicaCache, Scheduler, WatchedPlatform, redis_executor
-from bookgen_operator.platforms.kubernetes import KubernetesPlatform, RedisAccess, log, source_options, status_reporter
+from bookgen_operator.autoscaler.scheduler import (
+    ReplicaCache,
+    Scheduler,
+    SchedulerThread,
+    WatchedPlatform,
+    redis_executor,
+)
+from bookgen_operator.platforms.kubernetes import (
+    AccessRedisSource,
+    KubernetesPlatform,
+    RedisAccess,
+    StatusReporter,
+    source_options,
+    status_reporter,
+)
 
-SCHEDULER = Scheduler()
+#: The operator's one scheduler, on a thread of its own (see autoscaler/scheduler.py).
+SCHEDULER = SchedulerThread()
 REPLICAS = ReplicaCache()
 
 
 def build(spec: Any, kube: Any, access: RedisAccess, replicas: ReplicaCache = REPLICAS) -> Autoscaler:
     """The Autoscaler of one BookGenQueue: its source (Redis calls on the bounded executor), the
     Kubernetes platform behind the watch cache, and the status reporter."""
-    from bookgen_operator.metrics_sources.redis_source import RedisSource
     from bookgen_operator.metrics_sources.select import make_source
 
-    class LazyRedisSource:
-        def __init__(self) -> None:
-            self.inner: RedisSource | None = None
-
-        async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
-            try:
-                client, settings = await access.connect()
-            except Exception as exc:
-                log.warning("cannot connect to Redis for metrics: %s", exc)
-                return {p.name: None for p in pools}
-            if self.inner is None or self.inner.client is not client:  # keep its rate state across polls
-                self.inner = RedisSource(client, settings, executor=redis_executor())
-            return await self.inner.observe(pools)
-
-        async def close(self) -> None:
-            return None
-
-    source = make_source(spec.autoscaling.source, **source_options(spec), redis=LazyRedisSource)
+    source = make_source(spec.autoscaling.source, **source_options(spec),
+                         redis=lambda: AccessRedisSource(access, redis_executor()))
     inner = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
     platform = WatchedPlatform(inner, replicas, spec.namespace, inner.deployment)
     return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
 
 
-async def run_scheduled(spec: Any, kube: Any, stopped: Any, scheduler: Scheduler = SCHEDULER) -> None:
-    """Schedule this BookGenQueue's autoscaler on the shared scheduler until `stopped` is set."""
+async def run_scheduled(spec: Any, kube: Any, stopped: Any, scheduler: Scheduler | SchedulerThread = SCHEDULER,
+                        replicas: ReplicaCache = REPLICAS) -> None:
+    """Schedule this BookGenQueue's autoscaler on the shared scheduler until `stopped` is set.
+
+    A plain Scheduler runs in the caller's loop (tests, benches); a SchedulerThread in its own, so
+    the lane and everything it created (the status reporter's write) are added and ended there."""
     access = RedisAccess(spec, kube)
-    autoscaler = build(spec, kube, access)
+    autoscaler = build(spec, kube, access, replicas)
     key = f"{spec.namespace}/{spec.name}"
-    scheduler.add(key, autoscaler)
+    if isinstance(scheduler, SchedulerThread):
+        await scheduler.add(key, autoscaler)
+    else:
+        scheduler.add(key, autoscaler)
     try:
         await stopped.wait()
     finally:
-        scheduler.remove(key)
-        await asyncio.shield(autoscaler.source.close())
+        if isinstance(scheduler, SchedulerThread):
+            await asyncio.shield(scheduler.call(_end, scheduler.scheduler, key, autoscaler))
+        else:
+            await asyncio.shield(_end(scheduler, key, autoscaler))
         access.drop()
+
+
+async def _end(scheduler: Scheduler, key: str, autoscaler: Autoscaler) -> None:
+    scheduler.remove(key)
+    await autoscaler.source.close()
+    if isinstance(autoscaler.on_decision, StatusReporter):
+        await autoscaler.on_decision.close()

@@ -14,6 +14,14 @@ WORKERS = "bookgen:workers"
 #: hash hostname -> the same worker's load in one tab-separated line (workers.load_line), what measure() reads:
 #: a line is matched server-side in a fraction of what decoding the JSON costs (500 workers: ~1 ms vs ~5 ms)
 WORKER_LOAD = "bookgen:workers:load"
+#: sorted set hostname -> updated_at of its load line; hash of the load lines' sums; hash per pool (this prefix +
+#: pool name) hostname -> pod of its busy workers. Kept by the registry's scripts (registry_scripts.py) so that
+#: measure() reads sums instead of parsing every line.
+WORKER_SEEN = "bookgen:workers:seen"
+WORKER_SUMS = "bookgen:workers:sums"
+WORKER_BUSY = "bookgen:workers:busy:"
+#: string set for a minute by the sweep that last rebuilt the sums (one rebuild a minute across all workers)
+WORKER_REBUILT = "bookgen:workers:rebuilt"
 #: string: JSON of the latest Snapshot, written by the get_queue_stats task
 SNAPSHOT = "bookgen:metrics:snapshot"
 #: string: JSON of the latest health_check / get_worker_stats / process_dead_letter_queue results

@@ -8,9 +8,11 @@ script, measure_script.py, atomic like MULTI/EXEC) reads, for all queues at once
 - `LLEN` of every priority list (pending),
 - the tail of every priority list: kombu pushes with LPUSH and pops with RPOP/BRPOP, so the right
   end holds the oldest message of each list (its `bookgen_sent_at` header gives the age),
-- the worker registry's load lines (metrics/workers.py): each live worker's running, reserved and
-  ETA-held (scheduled) tasks per queue. In flight = running + reserved. This costs O(workers), where
-  parsing kombu's `unacked` hash cost O(in flight) (1.3-1.8 s at 50,000 tasks, longer than a poll),
+- what live workers hold per queue (metrics/workers.py): running, reserved and ETA-held (scheduled)
+  tasks. In flight = running + reserved. The registry keeps these summed over its load lines
+  (registry_scripts.py), so the script reads the sums and subtracts only the lines that went stale:
+  O(queues + pools + busy pods), where parsing every worker's line cost O(workers) (~1 ms of Redis
+  time at 500 workers) and parsing kombu's `unacked` hash O(in flight) (1.3-1.8 s at 50,000 tasks),
 - `HLEN unacked`: the O(1) total kombu holds, as a consistency check. `unaccounted` = that total
   minus what live workers hold: tasks of a worker that died (they come back only after the
   visibility timeout, so no new worker could take them now) or of a consumer outside the registry,
@@ -24,6 +26,7 @@ zero in flight.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,7 +37,7 @@ import redis
 
 from ..config import Settings
 from ..queues import DEAD_LETTER_KEY, QUEUES, priority_list_keys
-from .keys import WORKER_LOAD, WORKERS, key
+from .keys import WORKER_BUSY, WORKER_LOAD, WORKER_SEEN, WORKER_SUMS, WORKERS, key
 from .measure_script import MEASURE_LUA
 from .workers import LIVE_MAX_AGE, WorkerInfo
 
@@ -126,33 +129,30 @@ def measure(
     *,
     now: float | None = None,
     worker_max_age: float = LIVE_MAX_AGE,
+    use_sums: bool = True,
 ) -> Snapshot:
-    """Measure every queue in one round trip (see the module docstring and measure_script)."""
+    """Measure every queue in one round trip (see the module docstring and measure_script).
+
+    `use_sums=False` parses every worker's load line instead of reading the registry's sums: the same
+    numbers, O(workers) (the previous way, kept for the benchmark and the tests that compare the two)."""
     prefix = settings.global_keyprefix
-    steps = len(settings.priority_steps)
-    list_keys = [k for q in queues
-                 for k in priority_list_keys(q, settings.priority_steps, settings.priority_separator, prefix)]
-    keys = [*list_keys, key(settings, WORKERS), prefix + UNACKED_KEY, prefix + DEAD_LETTER_KEY,
-            key(settings, WORKER_LOAD)]
     at = time.time() if now is None else now
-    reply = client.eval(MEASURE_LUA, len(keys), *keys, steps, repr(at), repr(worker_max_age), SENT_AT_HEADER,
-                        *queues)
+    keys = _keys(prefix, settings.priority_steps, settings.priority_separator, tuple(queues))
+    reply = client.eval(MEASURE_LUA, len(keys), *keys, len(settings.priority_steps), repr(at), repr(worker_max_age),
+                        SENT_AT_HEADER, repr(at - worker_max_age), key(settings, WORKER_BUSY), int(use_sums), *queues)
     measured_at = at
 
     n = len(queues)
-    lengths, oldest = reply[: n * steps], reply[n * steps : n * steps + n]
-    pos = n * steps + n
-    unacked, dead_letters, total_held, legacy = (int(x) for x in reply[pos : pos + 4])
-    pos += 4
-    held = {q: tuple(int(x) for x in reply[pos + 3 * i : pos + 3 * i + 3]) for i, q in enumerate(queues)}
-    pos += 3 * n
+    fields = _text(reply[0]).split(" ")
+    queue_fields, pos = fields[: 2 * n], 2 * n
+    unacked, dead_letters, total_held, legacy = (int(x) for x in fields[pos : pos + 4])
+    pos += 5  # and whether the sums were read (1) or every line parsed (0): the same numbers either way
+    counts = [int(x) for x in fields[pos : pos + 3 * n]]
+    held = {q: (counts[3 * i], counts[3 * i + 1], counts[3 * i + 2]) for i, q in enumerate(queues)}
     pools: dict[str, PoolLoad] = {}
-    for _ in range(int(reply[pos])):
-        name, busy, online, slots, pods = reply[pos + 1 : pos + 6]
-        name = _text(name)
-        pools[name] = PoolLoad(int(busy), int(online), int(slots), tuple(sorted(_text(pods).split("\n")))
-                               if pods else ())
-        pos += 5
+    for block in reply[1:]:
+        name, busy, online, slots, pods = _text(block).split("\t", 4)
+        pools[name] = PoolLoad(int(busy), int(online), int(slots), tuple(sorted(pods.split("\n"))) if pods else ())
     if legacy:  # workers too old to publish a load line: count kombu's hash, as before (O(in flight))
         with client.pipeline(transaction=True) as pipe:
             pipe.hvals(prefix + UNACKED_KEY)
@@ -163,13 +163,20 @@ def measure(
         pools = legacy_pools(entries, measured_at, worker_max_age)
     depths: dict[str, QueueDepth] = {}
     for index, queue in enumerate(queues):
-        pending = sum(int(x) for x in lengths[index * steps : (index + 1) * steps])
-        sent = _text(oldest[index])
-        age = max(0.0, measured_at - float(sent)) if pending and sent else None
+        pending, sent = int(queue_fields[2 * index]), queue_fields[2 * index + 1]
+        age = max(0.0, measured_at - float(sent)) if pending and sent != "-" else None
         running, reserved, scheduled = held[queue]
         depths[queue] = QueueDepth(queue, pending, running + reserved, age, running, reserved, scheduled)
     return Snapshot(queues=depths, dead_letters=dead_letters, measured_at=measured_at, unacked=unacked,
                     held=None if legacy else total_held, pools=pools)
+
+
+@functools.lru_cache(maxsize=256)
+def _keys(prefix: str, steps: tuple[int, ...], separator: str, queues: tuple[str, ...]) -> tuple[str, ...]:
+    """The script's KEYS for this prefix and these queues (built once: the same on every poll)."""
+    lists = [k for q in queues for k in priority_list_keys(q, steps, separator, prefix)]
+    return (*lists, *(prefix + name for name in (WORKERS, UNACKED_KEY, DEAD_LETTER_KEY, WORKER_LOAD, WORKER_SEEN,
+                                                  WORKER_SUMS)))
 
 
 def legacy_pools(entries: Iterable[bytes | str], now: float, max_age: float) -> dict[str, PoolLoad]:

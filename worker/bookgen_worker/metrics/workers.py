@@ -32,7 +32,8 @@ from celery import bootsteps
 
 from ..config import Settings
 from ..redis_client import get_redis
-from .keys import WORKER_LOAD, WORKERS, key
+from .keys import WORKER_BUSY, WORKER_LOAD, WORKER_REBUILT, WORKER_SEEN, WORKER_SUMS, WORKERS, key
+from .registry_scripts import PUBLISH_LUA, REBUILD_LUA, REMOVE_LUA
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ PUBLISH_INTERVAL = 1.0
 SWEEP_AFTER = 300.0
 #: A worker that has not reported for this long is gone (it publishes every PUBLISH_INTERVAL).
 LIVE_MAX_AGE = 10.0
+#: The sums measure() reads are recomputed from the lines this often (by whichever worker sweeps first).
+REBUILD_EVERY = 60.0
 
 
 class Held(NamedTuple):
@@ -108,21 +111,26 @@ def load_line(info: WorkerInfo) -> str:
     return "\t".join(f.replace("\t", " ") for f in fields)
 
 
+def _registry_keys(settings: Settings) -> list[str]:
+    return [key(settings, WORKERS), key(settings, WORKER_LOAD), key(settings, WORKER_SEEN), key(settings, WORKER_SUMS)]
+
+
 def publish(client: redis.Redis, settings: Settings, info: WorkerInfo) -> None:
     """The JSON entry (read by the collector, the CLI, the local runtime) and, when the worker can say
-    what it holds, its load line (read by measure()), in one round trip."""
-    with client.pipeline(transaction=True) as pipe:
-        pipe.hset(key(settings, WORKERS), info.hostname, info.to_json())
-        if info.held is not None:
-            pipe.hset(key(settings, WORKER_LOAD), info.hostname, load_line(info))
-        pipe.execute()
+    what it holds, its load line and the sums measure() reads (registry_scripts), in one script."""
+    line = "" if info.held is None else load_line(info)
+    client.eval(PUBLISH_LUA, 4, *_registry_keys(settings), info.hostname, info.to_json(), line,
+                repr(info.updated_at), key(settings, WORKER_BUSY))
 
 
 def unregister(client: redis.Redis, settings: Settings, hostname: str) -> None:
-    with client.pipeline(transaction=True) as pipe:
-        pipe.hdel(key(settings, WORKERS), hostname)
-        pipe.hdel(key(settings, WORKER_LOAD), hostname)
-        pipe.execute()
+    client.eval(REMOVE_LUA, 4, *_registry_keys(settings), hostname, key(settings, WORKER_BUSY))
+
+
+def rebuild_sums(client: redis.Redis, settings: Settings, *, every: float = REBUILD_EVERY) -> bool:
+    """Recompute the registry's sums from its lines, unless some worker did within `every` seconds."""
+    return bool(client.eval(REBUILD_LUA, 5, *_registry_keys(settings), key(settings, WORKER_REBUILT),
+                            key(settings, WORKER_BUSY), max(1, round(every))))
 
 
 def read_workers(
@@ -150,11 +158,15 @@ def sweep(client: redis.Redis, settings: Settings, *, now: float | None = None) 
                 stale.append(field)
         except (ValueError, KeyError, TypeError):
             stale.append(field)
-    removed = int(client.hdel(key(settings, WORKERS), *stale)) if stale else 0
-    # Load lines go with their entry (a line without one is an orphan of an entry removed above or earlier).
-    orphans = set(client.hkeys(key(settings, WORKER_LOAD))) - set(client.hkeys(key(settings, WORKERS)))
-    if orphans:
-        client.hdel(key(settings, WORKER_LOAD), *orphans)
+    removed = 0
+    if stale:  # each with its load line, subtracted from the sums
+        with client.pipeline(transaction=False) as pipe:
+            for field in stale:
+                pipe.eval(REMOVE_LUA, 4, *_registry_keys(settings), field, key(settings, WORKER_BUSY))
+            removed = sum(int(n) for n in pipe.execute())
+    # Load lines go with their entry (a line without one is an orphan of an entry removed earlier); the
+    # rebuild drops those and heals sums that were changed from outside.
+    rebuild_sums(client, settings)
     return removed
 
 
