@@ -126,12 +126,33 @@ def test_one_pipelined_round_trip_measures_all_queues_whatever_their_number(
     for queue in QUEUES:
         _send(app, queue, 9)
 
+    measure(counting_client, bookgen_settings(app), QUEUES)  # the first poll may also load the script
     for queues in (QUEUES, many):
         CountingConnection.round_trips = 0
         CountingConnection.commands_sent = 0
         measure(counting_client, bookgen_settings(app), queues)
         assert CountingConnection.round_trips == 1
         assert CountingConnection.commands_sent == 1  # every command packed into one write
+
+
+def _script_calls(client: redis.Redis) -> tuple[int, int]:
+    stats = client.info("commandstats")
+    return tuple(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("eval", "evalsha"))  # type: ignore[return-value]
+
+
+def test_polls_send_the_scripts_digest_and_reload_it_after_a_flush(
+    celery_app: Celery, redis_url: str, redis_client: redis.Redis
+) -> None:
+    app = _app_with(celery_app, redis_url)
+    _send(app, "validation", 5)
+    settings = bookgen_settings(app)
+    redis_client.script_flush()  # as after a Redis restart: the server has no script
+    first = measure(redis_client, settings)
+    evals, shas = _script_calls(redis_client)
+    for _ in range(5):
+        assert measure(redis_client, settings).queues["validation"].pending == 1
+    assert _script_calls(redis_client) == (evals, shas + 5)  # EVALSHA only: the 5 KB script is not resent
+    assert first.queues["validation"].pending == 1  # the NOSCRIPT answer fell back to one EVAL
 
 
 def test_oldest_pending_age_comes_from_the_oldest_message_of_any_priority_list(
