@@ -38,6 +38,7 @@ from tests.cluster import controlplane  # noqa: E402
 from tests.cluster.audit import AuditLog  # noqa: E402
 from tests.cluster.conftest import RESTRICTED, Cluster, kubectl  # noqa: E402
 from tests.cluster.operator_run import install_chart, start_operator, token_kubeconfig, uninstall_chart  # noqa: E402
+from tests.support.process_stats import rss_mib  # noqa: E402
 from tests.support.redis_server import start_redis  # noqa: E402
 
 
@@ -75,11 +76,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def ready_count(c: Cluster, ns: str) -> int:

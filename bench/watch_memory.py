@@ -22,17 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.k8s_emulator import default_emulator, start_emulator, stop_emulator  # noqa: E402
+from tests.support.process_stats import rss_mib  # noqa: E402
 from tests.support.redis_server import free_port  # noqa: E402
 
 BASELINE = ("import bookgen_operator.handlers as h; h.CHILD_RESOURCES = (); "
             "from bookgen_operator.__main__ import main; raise SystemExit(main())")
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def unrelated(i: int) -> dict:

@@ -110,18 +110,15 @@ class OperatorProcess:
 
     def metric_sum(self, metric: str) -> float:
         """The sum of one metric over its labels on the operator's /metrics."""
-        import re
-        import urllib.request
+        from tests.support.metrics_scrape import scrape
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        return sum(float(m) for m in re.findall(rf"^{metric}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+        samples = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        return sum(v for (name, _labels), v in samples.items() if name == metric)
 
     def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("the operator process has no VmRSS (gone?)")
+        from tests.support.process_stats import rss_mib
+
+        return rss_mib(self.proc.pid)
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
