@@ -1,5 +1,6 @@
-"""Writing a queue's children: list what exists (by our labels), create/patch what differs, delete
-owned children no longer desired, and remember how the server stored what we wrote.
+"""Writing a queue's children: find what exists (by our labels: from the watch cache, else a LIST),
+create/patch what differs, delete owned children no longer desired, and remember how the server
+stored what we wrote.
 
 `reconcile.plan`/`reconcile.prune` decide (pure); this module performs their writes through the
 operator's one client and posts the Events. `learned` (per queue, kept by the caller) maps each child
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bookgen_operator import events, opmetrics
+from bookgen_operator.child_cache import ChildCache
 from bookgen_operator.kube import Kube, KubeError, resource_for
 from bookgen_operator.reconcile import key_of, plan
 from bookgen_operator.spec import QueueSpec
@@ -32,18 +34,38 @@ def children_selector(name: str) -> str:
     return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=bookgen-operator"
 
 
-async def _existing(kube: Kube, spec: QueueSpec, groups: frozenset[str]) -> dict[tuple, Any]:
-    """Every child of this queue that exists, by key: one list per kind, selected by our labels."""
+async def _existing(kube: Kube, spec: QueueSpec, groups: frozenset[str], cache: ChildCache | None) -> dict[tuple, Any]:
+    """Every child of this queue that exists, by key: from the watch cache for the kinds it covers (a LIST
+    when the queue is due a resync), one LIST per other kind, selected by our labels."""
     kinds = PRUNABLE + (MONITORING_KINDS if MONITORING_GROUP in groups else ())
-    found: dict[tuple, Any] = {}
+    relist = cache is None or cache.due(spec.namespace, spec.name)
+    by_kind: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for api_version, kind in kinds:
-        for obj in await kube.list(resource_for(api_version, kind), spec.namespace, children_selector(spec.name)):
-            found[(api_version, kind, obj["metadata"]["name"])] = obj
-    return found
+        if relist or cache is None or not cache.covers(api_version, kind):
+            by_kind[(api_version, kind)] = await kube.list(resource_for(api_version, kind), spec.namespace,
+                                                           children_selector(spec.name))
+        else:
+            by_kind[(api_version, kind)] = cache.children(spec.namespace, api_version, kind, spec.name)
+    if relist and cache is not None:
+        cache.listed(spec.namespace, spec.name, by_kind)
+    return {(api_version, kind, obj["metadata"]["name"]): obj
+            for (api_version, kind), items in by_kind.items() for obj in items}
 
 
-async def _write(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tuple, Any], owns_replicas: bool) -> Any:
-    """One planned write; returns the object as stored (None after a delete). Learns the stored form."""
+async def _write(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tuple, Any], owns_replicas: bool,
+                 cache: ChildCache | None) -> Any:
+    """One planned write; returns the object as stored (None after a delete). Learns the stored form,
+    and writes it through to the cache."""
+    stored = await _write_one(kube, spec, action, learned, owns_replicas)
+    if cache is not None:
+        if action.verb == "delete":
+            cache.gone(spec.namespace, action.api_version, action.kind, action.name)
+        elif stored:
+            cache.seen({"apiVersion": action.api_version, "kind": action.kind, **stored})
+    return stored
+
+
+async def _write_one(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tuple, Any], owns_replicas: bool) -> Any:
     from bookgen_operator.reconcile import comparable, learn
 
     res = resource_for(action.api_version, action.kind)
@@ -70,13 +92,14 @@ async def _write(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tuple, 
 
 
 async def apply_children(kube: Kube, body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]],
-                         groups: frozenset[str], learned: dict[tuple, Any]) -> dict[tuple, Any]:
+                         groups: frozenset[str], learned: dict[tuple, Any],
+                         cache: ChildCache | None = None) -> dict[tuple, Any]:
     """Create/patch what differs, delete owned children no longer desired; returns the freshest view
-    of every desired child."""
+    of every desired child. `cache`: the watches' view of the children (child_cache), else LISTs."""
     from bookgen_operator.reconcile import prune
     from bookgen_operator.resources import autoscaler_owns_replicas
 
-    existing = await _existing(kube, spec, groups)
+    existing = await _existing(kube, spec, groups, cache)
     actual: dict[tuple, Any] = {}
     for obj in desired:
         key = key_of(obj)
@@ -88,7 +111,7 @@ async def apply_children(kube: Kube, body: Mapping[str, Any], spec: QueueSpec, d
     actions = plan(desired, actual, autoscaler_owns_replicas=owns, learned=learned)
     actions += prune(desired, existing, body["metadata"]["uid"])
     for action in actions:
-        stored = await _write(kube, spec, action, learned, owns)
+        stored = await _write(kube, spec, action, learned, owns, cache)
         if action.verb != "delete":
             actual[(action.api_version, action.kind, action.name)] = stored
         opmetrics.count_write(action.verb, action.kind)

@@ -34,7 +34,8 @@ import httpx
 import kopf
 
 from bookgen_operator import events, opmetrics
-from bookgen_operator.children import MONITORING_GROUP, apply_children
+from bookgen_operator.child_cache import RESYNC_SECONDS, ChildCache
+from bookgen_operator.children import MONITORING_GROUP, PRUNABLE, apply_children
 from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret
 from bookgen_operator.leader import LEADERSHIP
 from bookgen_operator.operator_defaults import OperatorDefaults
@@ -83,9 +84,14 @@ class QueueState:
     warned_generation: int | None = None
     #: The stored form of children we wrote (reconcile.learn): compare the way the server stores them.
     learned: dict[tuple, Any] = dataclasses.field(default_factory=dict)
+    #: (generation, when) the queue's Secrets were last found complete: a timer reconcile re-reads them
+    #: only every RESYNC_SECONDS (one GET per queue every 30 s was a sixth of the operator's requests).
+    secrets_checked: tuple[int | None, float] | None = None
 
 
 STATES: dict[str, QueueState] = {}
+#: The children as kopf's watches see them (the kinds of PRUNABLE; monitoring objects are listed).
+CHILDREN = ChildCache(PRUNABLE)
 _discovery: tuple[float, frozenset[str]] = (0.0, frozenset())
 
 
@@ -194,9 +200,16 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
             await _report_problem(body, "InvalidSpec", str(exc))
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
         state.invalid_generation = None
+        checked = state.secrets_checked
         try:
-            created = await _ensure_secrets(spec, body)
+            if (trigger == "timer" and checked is not None and checked[0] == meta.get("generation")
+                    and time.monotonic() - checked[1] < RESYNC_SECONDS):
+                created = []
+            else:
+                created = await _ensure_secrets(spec, body)
+                state.secrets_checked = (meta.get("generation"), time.monotonic())
         except MissingSecret as exc:
+            state.secrets_checked = None
             outcome["result"] = "waiting"
             opmetrics.count_error("SecretNotFound")
             delay = state.retry_delay
@@ -214,7 +227,7 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
             state.warned_generation = meta.get("generation")
             events.warning(body, "PrometheusOperatorMissing", f"not creating {', '.join(impossible)}: the "
                            f"{MONITORING_GROUP} CRDs are not installed (install the Prometheus Operator)")
-        actual = await apply_children(KUBE, body, spec, desired, groups, state.learned)
+        actual = await apply_children(KUBE, body, spec, desired, groups, state.learned, CHILDREN)
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
         conditions = component_conditions(
@@ -267,8 +280,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     port = os.environ.get("BOOKGEN_OPERATOR_METRICS_PORT")
     if port:
         opmetrics.start_server(int(port))
-    for resource in CHILD_RESOURCES:
-        settings.watching.label_selectors[resource] = CHILD_SELECTOR
+    for group, version, plural in CHILD_RESOURCES + CACHED_RESOURCES:
+        settings.watching.label_selectors[(group, version, plural) if group else (version, plural)] = CHILD_SELECTOR
 
 
 @kopf.on.login()
@@ -319,9 +332,25 @@ def _track_worker_replicas(body: Mapping[str, Any], type: str | None) -> None:
         REPLICAS.seen(meta["namespace"], meta["name"], (body.get("spec") or {}).get("replicas"))
 
 
+def _track_child(body: Mapping[str, Any], type: str | None) -> None:
+    """Keep the reconciles' view of the children (child_cache) from kopf's watches."""
+    meta = body.get("metadata", {})
+    if type == "DELETED":
+        CHILDREN.gone(meta.get("namespace", ""), body.get("apiVersion", ""), body.get("kind", ""), meta.get("name", ""))
+    else:
+        CHILDREN.seen(plain(body))
+
+
+async def _child_seen(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """A managed Service, PodDisruptionBudget or NetworkPolicy changed: only the cache needs to know (the
+    timer reconcile repairs them, as before)."""
+    _track_child(body, type)
+
+
 async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
     """A managed Deployment/StatefulSet changed or vanished: reconcile its queue at once."""
     _track_worker_replicas(body, type)
+    _track_child(body, type)
     if type is None:  # the initial listing: the queue's own resume handler covers it
         return
     owners = [ref for ref in body.get("metadata", {}).get("ownerReferences") or []
@@ -342,15 +371,22 @@ async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
 #: The children kopf watches for us, selected by the API server (settings.watching.label_selectors):
 #: the `labels=` filter of a handler runs in kopf, after it has listed and cached every object.
 CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+#: Watched to reconcile at once when they change, and for the cache.
 CHILD_RESOURCES = (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"))
+#: Watched for the cache only.
+CACHED_RESOURCES = (("", "v1", "services"), ("policy", "v1", "poddisruptionbudgets"),
+                    ("networking.k8s.io", "v1", "networkpolicies"))
 for _group, _version, _plural in CHILD_RESOURCES:
     kopf.on.event(_group, _version, _plural, labels=MANAGED_BY)(_child_changed)
+for _group, _version, _plural in CACHED_RESOURCES:
+    kopf.on.event(*((_group,) if _group else ()), _version, _plural, labels=MANAGED_BY)(_child_seen)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 async def queue_deleted(body: kopf.Body, **_: Any) -> None:
     """Forget the queue's in-memory state (its children go with the garbage collector)."""
     forget(body["metadata"]["uid"])
+    CHILDREN.forget(body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 def forget(uid: str) -> None:

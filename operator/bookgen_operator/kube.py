@@ -46,7 +46,10 @@ def retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
 
 #: Connections to the API server at once (HTTP/1.1: one request each). kube-apiserver's API Priority
 #: and Fairness queues what exceeds a client's share, so more would only wait there instead of here.
-MAX_CONNECTIONS = 32
+#: Few: httpcore checks every pooled connection for expiry on each request (through anyio's
+#: get_extra_info, which builds all of a TLS stream's attributes each time): with 32, that check was
+#: a tenth of the operator's CPU at 250 queues (py-spy); 8 requests at once carry ~75 a second.
+MAX_CONNECTIONS = 8
 
 
 class KubeError(Exception):

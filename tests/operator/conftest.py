@@ -113,6 +113,7 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch) 
     # so reconcile's behaviour (e.g. "no writes") is observed alone.
     monkeypatch.setenv("BOOKGEN_AUTOSCALER", "off")
     handlers.STATES.clear()
+    handlers.CHILDREN.clear()
     handlers._discovery = (0.0, frozenset())
     emulator.write_hooks.append(_check_status_writes)
     from tests.support.redis_server import free_port

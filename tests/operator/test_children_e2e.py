@@ -140,11 +140,15 @@ async def test_throttling_is_waited_out_and_no_condition_turns_false(kopf_operat
     await eventually(lambda: conditions(kopf_operator).get("Ready", {}).get("status") == "True", what="Ready=True")
     runs = kopf_operator.reconciles(uid)
     emu.throttle(4, retry_after=2)  # API Priority and Fairness rejecting everything for a while
+    # A settled queue's timer reconcile reads its children from the watch cache and sends nothing: a
+    # deleted Service makes the next one read and recreate it, into the throttle.
+    await emu.delete_object(RESOURCE_OF["Service"], NS, "demo-redis")
     await eventually(lambda: emu.throttled > 0, what="a throttled request")
     await asyncio.sleep(0)  # no synchronisation here: the checks below poll with deadlines
     await eventually(lambda: kopf_operator.reconciles(uid) >= runs + 3, timeout=30, what="reconciles after throttling")
     conds = conditions(kopf_operator)
     assert all(c["status"] == "True" for t, c in conds.items() if t != "Autoscaling"), conds
+    assert emu.get_object(RESOURCE_OF["Service"], NS, "demo-redis"), "the Service restored after the throttle"
     # A new child after the throttle still rolls out (the operator did not give up or crash).
     await emu.delete_object(DEPLOY, NS, "demo-worker-export")
     await eventually(lambda: emu.get_object(DEPLOY, NS, "demo-worker-export"), what="the Deployment restored")

@@ -28,12 +28,13 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, create]
-# Children are listed by our labels (one list per kind and reconcile) and deleted when no longer
+# Children are watched and listed by our labels (the reconciles read the watches' cache and re-list
+# each queue's children every few minutes: child_cache.py) and deleted when no longer
 # desired (a removed pool, Flower/beat off, external Redis, monitoring `never`). Secrets and the
 # Redis data claims are never deleted by the operator.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Worker pods: listed to find busy ones, annotated with pod-deletion-cost before scale-in.
 - apiGroups: [""]
   resources: [pods]
@@ -43,10 +44,10 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Optional monitoring objects, created when the prometheus-operator CRDs exist.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]

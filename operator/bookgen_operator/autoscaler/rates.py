@@ -9,6 +9,7 @@ A counter that goes backwards (Redis flushed, a series reset) restarts the windo
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass
 
@@ -45,13 +46,12 @@ class RateWindow:
             self.last_service_time = service
 
     def _since(self, window: float) -> tuple[float, Totals] | None:
+        """The oldest sample inside the window. A bisection: samples are in time order, and scanning the
+        five minutes of 1 s samples twice per poll of every pool was 9 % of the operator's CPU (py-spy)."""
         if not self.samples:
             return None
-        now = self.samples[-1][0]
-        for at, totals in self.samples:  # the oldest sample inside the window
-            if at >= now - window:
-                return at, totals
-        return None
+        index = bisect.bisect_left(self.samples, self.samples[-1][0] - window, key=lambda sample: sample[0])
+        return self.samples[index] if index < len(self.samples) else None
 
     def service_time(self) -> float | None:
         """Mean run time of the tasks finished in the window; the last known one if none finished since."""

@@ -22,8 +22,11 @@ nothing said so. Here:
 - replicas come from a cache the operator's watch of its Deployments fills (ReplicaCache,
   WatchedPlatform): a poll reads no Deployment; the Kubernetes platform GETs one only before a
   write (scale-in must compare with the live count);
-- the Redis source runs its blocking calls on a dedicated bounded executor (redis_executor), not
-  on the default one that kopf and everything else share;
+- the Redis source polls through a `redis.asyncio` client on the scheduler's own loop: with its
+  blocking calls on 8 executor threads, 250 queues made ten threads fight for the GIL and the threads
+  took over half of the operator's CPU (py-spy). What still blocks (the worker registry, read only
+  when a source cannot say which pods are busy) runs on a dedicated bounded executor
+  (redis_executor), not on the default one that kopf and everything else share;
 - in the operator the scheduler runs on a thread and event loop of its own (SchedulerThread): on
   kopf's loop, a poll waited behind whatever was ready there (reconciles decoding LIST answers,
   kopf's own processing), and with 250 queues most polls started more than 0.25 s late although
@@ -46,6 +49,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import Counter, Histogram
 
+from bookgen_operator import loops
 from bookgen_operator.autoscaler.loop import Autoscaler, PoolStatus
 from bookgen_operator.platforms.base import Platform, PlatformError
 
@@ -63,8 +67,8 @@ ROUND_SECONDS = Histogram("bookgen_operator_autoscaler_round_seconds", "Duration
 #: of lanes is spread evenly (no two close together), whatever order the queues come in.
 GOLDEN = 0.6180339887498949
 
-#: Redis calls of every queue's source share these threads (bounded: a hung Redis cannot exhaust
-#: the default executor that kopf and asyncio.to_thread use).
+#: Blocking Redis calls share these threads (bounded: a hung Redis cannot exhaust the default executor
+#: that kopf and asyncio.to_thread use). The polls themselves use no thread (redis.asyncio).
 REDIS_THREADS = 8
 _redis_executor: ThreadPoolExecutor | None = None
 
@@ -200,7 +204,7 @@ class SchedulerThread:
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._thread is None or not self._thread.is_alive():
-                loop = asyncio.new_event_loop()
+                loop = loops.new_event_loop()
                 self._thread = threading.Thread(target=loop.run_forever, name="bookgen-autoscaler", daemon=True)
                 self._thread.start()
                 self._loop = loop

@@ -2,22 +2,26 @@
 
 One pipelined round trip for every queue of every pool, the worker registry included (in flight,
 busy slots and the pods running tasks all come from it; measure() reads it in the same pipeline).
-The blocking redis-py calls run in a thread so the event loop stays free.
+With a `redis.asyncio` client (the operator's scheduler) the calls are awaited on the caller's loop;
+with a blocking redis-py client (`bookgen up`, tests) they run in a thread so the event loop stays free.
 Any Redis error makes every pool unknown (None) for this poll, never empty.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 
 import redis
+import redis.asyncio
 from bookgen_worker.config import Settings
 from bookgen_worker.metrics import measure
 from bookgen_worker.metrics.keys import TASK_COUNTERS, TASK_RUNTIME, key
+from bookgen_worker.metrics.measure import Snapshot, measure_async
 
 from bookgen_operator.autoscaler.rates import Totals
 from bookgen_operator.metrics_sources.base import PoolMetrics, PoolQuery
@@ -34,6 +38,18 @@ def queue_totals(client: redis.Redis, settings: Settings) -> dict[str, Totals]:
         pipe.hgetall(key(settings, TASK_COUNTERS))
         pipe.hgetall(key(settings, TASK_RUNTIME))
         counters, runtimes = pipe.execute()
+    return totals_from(counters, runtimes)
+
+
+async def queue_totals_async(client: redis.asyncio.Redis, settings: Settings) -> dict[str, Totals]:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(key(settings, TASK_COUNTERS))
+        pipe.hgetall(key(settings, TASK_RUNTIME))
+        counters, runtimes = await pipe.execute()
+    return totals_from(counters, runtimes)
+
+
+def totals_from(counters: Mapping[bytes, bytes], runtimes: Mapping[bytes, bytes]) -> dict[str, Totals]:
     sums: dict[str, list[float]] = {}
     for field, value in counters.items():
         kind, _, rest = field.decode().partition("|")
@@ -53,10 +69,10 @@ def pool_totals(totals: Mapping[str, Totals], queues: Sequence[str]) -> Totals:
 
 
 class RedisSource:
-    def __init__(self, client: redis.Redis, settings: Settings, *, worker_max_age: float = 10.0,
-                 executor: Executor | None = None) -> None:
+    def __init__(self, client: redis.Redis | redis.asyncio.Redis, settings: Settings, *,
+                 worker_max_age: float = 10.0, executor: Executor | None = None) -> None:
         self.client = client
-        #: Where the blocking calls run (autoscaler.scheduler.redis_executor in the operator); None = to_thread.
+        #: Where a blocking client's calls run; None = asyncio.to_thread (an asyncio client needs none).
         self.executor = executor
         self.settings = settings
         self.worker_max_age = worker_max_age
@@ -65,10 +81,20 @@ class RedisSource:
         self._totals_at = -float("inf")
 
     def _read(self, pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:
-        queues = sorted({q for p in pools for q in p.queues})
-        snapshot = measure(self.client, self.settings, queues, worker_max_age=self.worker_max_age)
+        assert isinstance(self.client, redis.Redis)
+        snapshot = measure(self.client, self.settings, _queues(pools), worker_max_age=self.worker_max_age)
         if time.monotonic() - self._totals_at >= TOTALS_EVERY:
             self._totals, self._totals_at = queue_totals(self.client, self.settings), time.monotonic()
+        return self._metrics(snapshot, pools)
+
+    async def _read_async(self, client: redis.asyncio.Redis,
+                          pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:
+        snapshot = await measure_async(client, self.settings, _queues(pools), worker_max_age=self.worker_max_age)
+        if time.monotonic() - self._totals_at >= TOTALS_EVERY:
+            self._totals, self._totals_at = await queue_totals_async(client, self.settings), time.monotonic()
+        return self._metrics(snapshot, pools)
+
+    def _metrics(self, snapshot: Snapshot, pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:
         out: dict[str, PoolMetrics | None] = {}
         for pool in pools:
             depths = [snapshot.queues[q] for q in pool.queues]
@@ -88,11 +114,13 @@ class RedisSource:
 
     async def observe(self, pools: Sequence[PoolQuery]) -> dict[str, PoolMetrics | None]:
         try:
-            if self.executor is not None:
+            if isinstance(self.client, redis.asyncio.Redis):
+                result = await self._read_async(self.client, pools)
+            elif self.executor is not None:
                 result = await asyncio.get_running_loop().run_in_executor(self.executor, self._read, pools)
             else:
                 result = await asyncio.to_thread(self._read, pools)
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except (TimeoutError, redis.exceptions.RedisError, OSError) as exc:
             message = f"cannot measure the queues in Redis: {type(exc).__name__}: {exc}"
             if message != self.last_error:
                 log.warning("%s", message)
@@ -103,3 +131,13 @@ class RedisSource:
 
     async def close(self) -> None:
         return None
+
+
+def _queues(pools: Sequence[PoolQuery]) -> tuple[str, ...]:
+    """Every queue of these pools, sorted (cached: the same pools are asked about every second)."""
+    return _sorted_queues(tuple(q for p in pools for q in p.queues))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sorted_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(set(queues)))

@@ -141,9 +141,12 @@ class RedisAccess:
     async def registry(self) -> list[tuple[str, str, int]]:
         from bookgen_worker.metrics.workers import read_workers
 
+        from bookgen_operator.autoscaler.scheduler import redis_executor
+
         client, settings = await self.connect()
         try:
-            workers = await asyncio.to_thread(read_workers, client, settings)
+            workers = await asyncio.get_running_loop().run_in_executor(redis_executor(), read_workers, client,
+                                                                       settings)
         except Exception:
             self.drop()  # reconnect (and re-read the password) next time
             raise
@@ -154,30 +157,48 @@ class AccessRedisSource:
     """The Redis metrics source of one BookGenQueue, connected through its RedisAccess when first asked.
 
     Until the Secret can be read and Redis reached, every pool is unknown (never zero). One RedisSource
-    per client: it keeps the rate state (service time, arrivals) across polls. `executor` is where its
-    blocking calls run (the scheduler's bounded redis_executor; None = asyncio.to_thread)."""
+    per client: it keeps the rate state (service time, arrivals) across polls. With `asynchronous` (the
+    operator's scheduler) it polls through a `redis.asyncio` client of its own, made in the loop that
+    polls (an asyncio client belongs to one loop) and closed by `close()`; otherwise through the
+    access's blocking client in a thread (`executor`; None = asyncio.to_thread)."""
 
-    def __init__(self, access: RedisAccess, executor: Any = None) -> None:
+    def __init__(self, access: RedisAccess, executor: Any = None, *, asynchronous: bool = False) -> None:
         # Imported here, when the queue's autoscaler is built, not in its first poll: the first import
         # (redis, bookgen_worker.metrics) takes seconds of CPU, and every lane waited for it.
+        import redis.asyncio
+
         from bookgen_operator.metrics_sources.redis_source import RedisSource
 
-        self.access, self.executor, self._source_class = access, executor, RedisSource
+        self.access, self.executor, self.asynchronous = access, executor, asynchronous
+        self._source_class, self._async_redis = RedisSource, redis.asyncio.Redis
         self.inner: Any = None
+        self._async_client: Any = None
+
+    async def _client(self) -> Any:
+        client, settings = await self.access.connect()
+        if not self.asynchronous:
+            return client
+        if self._async_client is None:
+            self._async_client = self._async_redis.from_url(settings.redis_url, socket_timeout=2,
+                                                            socket_connect_timeout=2)
+        return self._async_client
 
     async def observe(self, pools: Sequence[Any]) -> Mapping[str, Any]:
         try:
-            client, settings = await self.access.connect()
+            client = await self._client()
         except Exception as exc:
             log.warning("cannot connect to Redis for metrics: %s", exc)
             return {p.name: None for p in pools}
         if self.inner is None or self.inner.client is not client:
-            self.inner = self._source_class(client, settings, executor=self.executor)
+            self.inner = self._source_class(client, self.access.settings, executor=self.executor)
         result: Mapping[str, Any] = await self.inner.observe(pools)
         return result
 
     async def close(self) -> None:
-        return None
+        client, self._async_client = self._async_client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail; it is gone either way
+                await client.aclose()
 
 
 class StatusReporter:

@@ -22,7 +22,6 @@ from bookgen_operator.autoscaler.scheduler import (
     Scheduler,
     SchedulerThread,
     WatchedPlatform,
-    redis_executor,
 )
 from bookgen_operator.platforms.kubernetes import (
     AccessRedisSource,
@@ -39,12 +38,12 @@ REPLICAS = ReplicaCache()
 
 
 def build(spec: Any, kube: Any, access: RedisAccess, replicas: ReplicaCache = REPLICAS) -> Autoscaler:
-    """The Autoscaler of one BookGenQueue: its source (Redis calls on the bounded executor), the
+    """The Autoscaler of one BookGenQueue: its source (an asyncio Redis client on the scheduler's loop), the
     Kubernetes platform behind the watch cache, and the status reporter."""
     from bookgen_operator.metrics_sources.select import make_source
 
     source = make_source(spec.autoscaling.source, **source_options(spec),
-                         redis=lambda: AccessRedisSource(access, redis_executor()))
+                         redis=lambda: AccessRedisSource(access, asynchronous=True))
     inner = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
     platform = WatchedPlatform(inner, replicas, spec.namespace, inner.deployment)
     return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))

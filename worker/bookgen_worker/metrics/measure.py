@@ -140,13 +140,88 @@ def measure(
 
     `use_sums=False` parses every worker's load line instead of reading the registry's sums: the same
     numbers, O(workers) (the previous way, kept for the benchmark and the tests that compare the two)."""
-    prefix = settings.global_keyprefix
     at = time.time() if now is None else now
-    keys = _keys(prefix, settings.priority_steps, settings.priority_separator, tuple(queues))
-    reply = _run_measure(client, len(keys), *keys, len(settings.priority_steps), repr(at), repr(worker_max_age),
-                         SENT_AT_HEADER, repr(at - worker_max_age), key(settings, WORKER_BUSY), int(use_sums), *queues)
-    measured_at = at
+    args = _script_args(settings, tuple(queues), at, worker_max_age, use_sums)
+    try:
+        reply = client.evalsha(MEASURE_SHA, *args)
+    except redis.exceptions.NoScriptError:  # first poll, a restart, SCRIPT FLUSH: one EVAL runs and caches it
+        reply = client.eval(MEASURE_LUA, *args)
+    parsed = _parse(reply, queues)
+    if parsed.legacy:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hvals(settings.global_keyprefix + UNACKED_KEY)
+            pipe.hvals(key(settings, WORKERS))
+            unacked_values, entries = pipe.execute()
+        parsed = parsed.from_legacy(unacked_values, entries, queues, at, worker_max_age)
+    return parsed.snapshot(queues, at)
 
+
+async def measure_async(
+    client: Any,
+    settings: Settings,
+    queues: Sequence[str] = QUEUES,
+    *,
+    now: float | None = None,
+    worker_max_age: float = LIVE_MAX_AGE,
+) -> Snapshot:
+    """measure() with a `redis.asyncio` client: the same script, parsing and numbers, awaited on the caller's
+    loop. The operator's scheduler polls hundreds of queues a second: a thread per call made eight threads
+    and two event loops fight for the GIL (see operator autoscaler/scheduler.py)."""
+    at = time.time() if now is None else now
+    args = _script_args(settings, tuple(queues), at, worker_max_age, True)
+    try:
+        reply = await client.evalsha(MEASURE_SHA, *args)
+    except redis.exceptions.NoScriptError:
+        reply = await client.eval(MEASURE_LUA, *args)
+    parsed = _parse(reply, queues)
+    if parsed.legacy:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hvals(settings.global_keyprefix + UNACKED_KEY)
+            pipe.hvals(key(settings, WORKERS))
+            unacked_values, entries = await pipe.execute()
+        parsed = parsed.from_legacy(unacked_values, entries, queues, at, worker_max_age)
+    return parsed.snapshot(queues, at)
+
+
+def _script_args(settings: Settings, queues: tuple[str, ...], at: float, worker_max_age: float,
+                 use_sums: bool) -> tuple[Any, ...]:
+    """numkeys, KEYS and ARGV of the measure script for these queues at time `at`."""
+    keys = _keys(settings.global_keyprefix, settings.priority_steps, settings.priority_separator, queues)
+    return (len(keys), *keys, len(settings.priority_steps), repr(at), repr(worker_max_age), SENT_AT_HEADER,
+            repr(at - worker_max_age), key(settings, WORKER_BUSY), int(use_sums), *queues)
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """The script's answer, decoded; `legacy` when some live worker publishes no load line."""
+
+    queue_fields: list[str]
+    unacked: int
+    dead_letters: int
+    total_held: int | None
+    legacy: bool
+    held: Mapping[str, tuple[int, int, int]]
+    pools: Mapping[str, PoolLoad]
+
+    def from_legacy(self, unacked_values: Iterable[bytes | str], entries: Iterable[bytes | str],
+                    queues: Sequence[str], at: float, worker_max_age: float) -> _Reply:
+        """Workers too old to publish a load line: count kombu's hash, as before (O(in flight))."""
+        counted = in_flight_by_queue(unacked_values, queues)
+        return _Reply(self.queue_fields, self.unacked, self.dead_letters, None, False,
+                      {q: (counted.get(q, 0), 0, 0) for q in queues}, legacy_pools(entries, at, worker_max_age))
+
+    def snapshot(self, queues: Sequence[str], measured_at: float) -> Snapshot:
+        depths: dict[str, QueueDepth] = {}
+        for index, queue in enumerate(queues):
+            pending, sent = int(self.queue_fields[2 * index]), self.queue_fields[2 * index + 1]
+            age = max(0.0, measured_at - float(sent)) if pending and sent != "-" else None
+            running, reserved, scheduled = self.held[queue]
+            depths[queue] = QueueDepth(queue, pending, running + reserved, age, running, reserved, scheduled)
+        return Snapshot(queues=depths, dead_letters=self.dead_letters, measured_at=measured_at, unacked=self.unacked,
+                        held=self.total_held, pools=self.pools)
+
+
+def _parse(reply: Sequence[Any], queues: Sequence[str]) -> _Reply:
     n = len(queues)
     fields = _text(reply[0]).split(" ")
     queue_fields, pos = fields[: 2 * n], 2 * n
@@ -158,31 +233,7 @@ def measure(
     for block in reply[1:]:
         name, busy, online, slots, pods = _text(block).split("\t", 4)
         pools[name] = PoolLoad(int(busy), int(online), int(slots), tuple(sorted(pods.split("\n"))) if pods else ())
-    if legacy:  # workers too old to publish a load line: count kombu's hash, as before (O(in flight))
-        with client.pipeline(transaction=True) as pipe:
-            pipe.hvals(prefix + UNACKED_KEY)
-            pipe.hvals(key(settings, WORKERS))
-            unacked_values, entries = pipe.execute()
-        counted = in_flight_by_queue(unacked_values, queues)
-        held = {q: (counted.get(q, 0), 0, 0) for q in queues}
-        pools = legacy_pools(entries, measured_at, worker_max_age)
-    depths: dict[str, QueueDepth] = {}
-    for index, queue in enumerate(queues):
-        pending, sent = int(queue_fields[2 * index]), queue_fields[2 * index + 1]
-        age = max(0.0, measured_at - float(sent)) if pending and sent != "-" else None
-        running, reserved, scheduled = held[queue]
-        depths[queue] = QueueDepth(queue, pending, running + reserved, age, running, reserved, scheduled)
-    return Snapshot(queues=depths, dead_letters=dead_letters, measured_at=measured_at, unacked=unacked,
-                    held=None if legacy else total_held, pools=pools)
-
-
-def _run_measure(client: redis.Redis, numkeys: int, *args: Any) -> Any:
-    """EVALSHA; a server that does not have the script yet (first poll, a restart, SCRIPT FLUSH) answers
-    NOSCRIPT, and one EVAL both runs and caches it."""
-    try:
-        return client.evalsha(MEASURE_SHA, numkeys, *args)
-    except redis.exceptions.NoScriptError:
-        return client.eval(MEASURE_LUA, numkeys, *args)
+    return _Reply(queue_fields, unacked, dead_letters, total_held, bool(legacy), held, pools)
 
 
 @functools.lru_cache(maxsize=256)

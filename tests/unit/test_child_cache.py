@@ -1,0 +1,97 @@
+"""The reconciles' view of a queue's children (child_cache.ChildCache): watch events, LISTs, our own writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bookgen_operator.child_cache import ChildCache
+
+KINDS = (("v1", "Service"), ("apps/v1", "Deployment"))
+
+
+def obj(name: str, rv: int, *, instance: str = "demo", kind: str = "Service", ns: str = "ns",
+        **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1" if kind == "Deployment" else "v1", "kind": kind,
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": str(rv),
+                         "labels": {"app.kubernetes.io/instance": instance}}, **extra}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def names(items: list[dict[str, Any]]) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in items)
+
+
+def test_a_queue_is_due_a_list_until_listed_and_again_after_the_resync_period() -> None:
+    clock = Clock()
+    cache = ChildCache(KINDS, resync=300, clock=clock)
+    assert cache.due("ns", "demo")
+    cache.listed("ns", "demo", {("v1", "Service"): [obj("demo-redis", 5)]})
+    assert not cache.due("ns", "demo") and cache.due("ns", "other")
+    clock.now += 299
+    assert not cache.due("ns", "demo")
+    clock.now += 1
+    assert cache.due("ns", "demo")
+
+
+def test_events_add_change_and_remove_children_of_the_right_queue_only() -> None:
+    cache = ChildCache(KINDS)
+    cache.seen(obj("demo-redis", 5))
+    cache.seen(obj("other-redis", 6, instance="other"))
+    cache.seen(obj("demo-flower", 7, ns="elsewhere"))
+    assert names(cache.children("ns", "v1", "Service", "demo")) == ["demo-redis"]
+    cache.seen(obj("demo-redis", 8, spec={"ports": [1]}))
+    assert cache.children("ns", "v1", "Service", "demo")[0]["spec"] == {"ports": [1]}
+    cache.gone("ns", "v1", "Service", "demo-redis")
+    assert cache.children("ns", "v1", "Service", "demo") == []
+    assert names(cache.children("ns", "v1", "Service", "other")) == ["other-redis"]
+
+
+def test_an_older_event_never_replaces_a_newer_object() -> None:
+    cache = ChildCache(KINDS)
+    cache.seen(obj("demo-redis", 9, spec={"new": True}))  # e.g. our own write, stored at 9
+    cache.seen(obj("demo-redis", 8, spec={"new": False}))  # the watch's event from before it
+    assert cache.children("ns", "v1", "Service", "demo")[0]["spec"] == {"new": True}
+
+
+def test_a_child_whose_instance_label_changed_moves_to_its_new_queue() -> None:
+    cache = ChildCache(KINDS)
+    cache.seen(obj("demo-redis", 5))
+    cache.seen(obj("demo-redis", 6, instance="edited"))
+    assert cache.children("ns", "v1", "Service", "demo") == []
+    assert names(cache.children("ns", "v1", "Service", "edited")) == ["demo-redis"]
+
+
+def test_a_list_replaces_what_was_cached_for_that_queue_and_kind() -> None:
+    cache = ChildCache(KINDS)
+    cache.seen(obj("demo-stale", 3))  # a delete whose event was missed
+    cache.seen(obj("demo-worker-a", 4, kind="Deployment"))
+    # List items carry no apiVersion/kind on a real server: the cache files them by the kind listed.
+    item = obj("demo-redis", 5)
+    del item["apiVersion"], item["kind"]
+    cache.listed("ns", "demo", {("v1", "Service"): [item]})
+    assert names(cache.children("ns", "v1", "Service", "demo")) == ["demo-redis"]
+    assert cache.children("ns", "v1", "Service", "demo")[0]["kind"] == "Service"
+    assert names(cache.children("ns", "apps/v1", "Deployment", "demo")) == ["demo-worker-a"]  # not listed: kept
+
+
+def test_kinds_it_does_not_cover_are_ignored() -> None:
+    cache = ChildCache(KINDS)
+    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+               "metadata": {"name": "m", "namespace": "ns", "labels": {"app.kubernetes.io/instance": "demo"}}}
+    cache.seen(monitor)
+    assert not cache.covers("monitoring.coreos.com/v1", "ServiceMonitor")
+    assert cache.children("ns", "monitoring.coreos.com/v1", "ServiceMonitor", "demo") == []
+
+
+def test_forgetting_a_queue_makes_its_namesake_list_again() -> None:
+    cache = ChildCache(KINDS)
+    cache.listed("ns", "demo", {("v1", "Service"): []})
+    cache.forget("ns", "demo")
+    assert cache.due("ns", "demo")
