@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.scale_spec import POOLS, queue_spec  # noqa: E402
-from tests.cluster import controlplane  # noqa: E402
+from tests.cluster import controlplane, monitoring_crds  # noqa: E402
 from tests.cluster.audit import AuditLog  # noqa: E402
 from tests.cluster.conftest import RESTRICTED, Cluster, kubectl  # noqa: E402
 from tests.cluster.operator_run import install_chart, start_operator, token_kubeconfig, uninstall_chart  # noqa: E402
@@ -59,6 +59,12 @@ def cluster() -> tuple[Cluster, bool]:
     c = Cluster(d, controlplane.kubeconfig_path(d), api, AuditLog(d / "audit.log"),
                 client.VersionApi(api).get_code().git_version)
     kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    # The prometheus-operator's CRDs, as in the test suite's cluster and under kube-prometheus-stack: every
+    # queue then also has a ServiceMonitor and a PrometheusRule, which the reconciles list (not watched).
+    for crd in monitoring_crds.crd_files():
+        kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    kubectl(c, "wait", "--for=condition=Established", "--timeout=60s",
+            *[f"crd/{kind}.monitoring.coreos.com" for kind in monitoring_crds.KINDS])
     return c, started
 
 

@@ -34,11 +34,12 @@ def children_selector(name: str) -> str:
     return f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=bookgen-operator"
 
 
-async def _existing(kube: Kube, spec: QueueSpec, groups: frozenset[str], cache: ChildCache | None) -> dict[tuple, Any]:
-    """Every child of this queue that exists, by key: from the watch cache for the kinds it covers (a LIST
-    when the queue is due a resync), one LIST per other kind, selected by our labels."""
+async def _existing(kube: Kube, spec: QueueSpec, groups: frozenset[str], cache: ChildCache | None,
+                    relist: bool) -> dict[tuple, Any]:
+    """Every child of this queue that exists, by key: from the watch cache for the kinds it covers (LISTs
+    when asked to, or when the queue is due a resync), one LIST per other kind, selected by our labels."""
     kinds = PRUNABLE + (MONITORING_KINDS if MONITORING_GROUP in groups else ())
-    relist = cache is None or cache.due(spec.namespace, spec.name)
+    relist = relist or cache is None or cache.due(spec.namespace, spec.name)
     by_kind: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for api_version, kind in kinds:
         if relist or cache is None or not cache.covers(api_version, kind):
@@ -93,13 +94,14 @@ async def _write_one(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tup
 
 async def apply_children(kube: Kube, body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]],
                          groups: frozenset[str], learned: dict[tuple, Any],
-                         cache: ChildCache | None = None) -> dict[tuple, Any]:
+                         cache: ChildCache | None = None, relist: bool = True) -> dict[tuple, Any]:
     """Create/patch what differs, delete owned children no longer desired; returns the freshest view
-    of every desired child. `cache`: the watches' view of the children (child_cache), else LISTs."""
+    of every desired child. `cache`: the watches' view of the children (child_cache), used unless
+    `relist` (a spec change: act on the server's own answer) or the queue is due a resync."""
     from bookgen_operator.reconcile import prune
     from bookgen_operator.resources import autoscaler_owns_replicas
 
-    existing = await _existing(kube, spec, groups, cache)
+    existing = await _existing(kube, spec, groups, cache, relist)
     actual: dict[tuple, Any] = {}
     for obj in desired:
         key = key_of(obj)

@@ -35,7 +35,7 @@ import kopf
 
 from bookgen_operator import events, opmetrics
 from bookgen_operator.child_cache import RESYNC_SECONDS, ChildCache
-from bookgen_operator.children import MONITORING_GROUP, PRUNABLE, apply_children
+from bookgen_operator.children import MONITORING_GROUP, MONITORING_KINDS, PRUNABLE, apply_children
 from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret
 from bookgen_operator.leader import LEADERSHIP
 from bookgen_operator.operator_defaults import OperatorDefaults
@@ -90,8 +90,8 @@ class QueueState:
 
 
 STATES: dict[str, QueueState] = {}
-#: The children as kopf's watches see them (the kinds of PRUNABLE; monitoring objects are listed).
-CHILDREN = ChildCache(PRUNABLE)
+#: The children as kopf's watches see them.
+CHILDREN = ChildCache(PRUNABLE + MONITORING_KINDS)
 _discovery: tuple[float, frozenset[str]] = (0.0, frozenset())
 
 
@@ -227,7 +227,10 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
             state.warned_generation = meta.get("generation")
             events.warning(body, "PrometheusOperatorMissing", f"not creating {', '.join(impossible)}: the "
                            f"{MONITORING_GROUP} CRDs are not installed (install the Prometheus Operator)")
-        actual = await apply_children(KUBE, body, spec, desired, groups, state.learned, CHILDREN)
+        # Drift repair (timer) and child events read the children from the watch cache; a change of
+        # the spec (create, update, resume, a repeat after one) acts on LISTs, as before the cache.
+        actual = await apply_children(KUBE, body, spec, desired, groups, state.learned, CHILDREN,
+                                      relist=trigger not in ("timer", "child"))
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
         conditions = component_conditions(
@@ -280,8 +283,19 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     port = os.environ.get("BOOKGEN_OPERATOR_METRICS_PORT")
     if port:
         opmetrics.start_server(int(port))
+    # kopf warns about handlers of kinds the cluster does not serve; ours are optional (no prometheus-operator).
+    logging.getLogger("kopf._core.reactor.observation").addFilter(_optional_kinds_unresolved)
     for group, version, plural in CHILD_RESOURCES + CACHED_RESOURCES:
         settings.watching.label_selectors[(group, version, plural) if group else (version, plural)] = CHILD_SELECTOR
+
+
+def _optional_kinds_unresolved(record: logging.LogRecord) -> bool:
+    """False for kopf's "Unresolved resources" warning when it names only the optional monitoring kinds."""
+    message = record.getMessage()
+    if not message.startswith("Unresolved resources cannot be served"):
+        return True
+    named = message.partition(":")[2].split(",")
+    return not all(MONITORING_GROUP in name for name in named)
 
 
 @kopf.on.login()
@@ -373,9 +387,11 @@ async def _child_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
 CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 #: Watched to reconcile at once when they change, and for the cache.
 CHILD_RESOURCES = (("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"))
-#: Watched for the cache only.
+#: Watched for the cache only. The monitoring kinds exist only with the prometheus-operator's CRDs: kopf
+#: watches them once the CRDs appear (it watches CRDs), and until then the reconciles do not ask for them.
 CACHED_RESOURCES = (("", "v1", "services"), ("policy", "v1", "poddisruptionbudgets"),
-                    ("networking.k8s.io", "v1", "networkpolicies"))
+                    ("networking.k8s.io", "v1", "networkpolicies"), (MONITORING_GROUP, "v1", "servicemonitors"),
+                    (MONITORING_GROUP, "v1", "prometheusrules"))
 for _group, _version, _plural in CHILD_RESOURCES:
     kopf.on.event(_group, _version, _plural, labels=MANAGED_BY)(_child_changed)
 for _group, _version, _plural in CACHED_RESOURCES:

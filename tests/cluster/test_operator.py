@@ -162,6 +162,32 @@ def test_a_deleted_child_is_restored_and_a_spec_change_rolls_out(
              and d.status.ready_replicas == d.spec.replicas, timeout=90, what="the rollout to finish")
 
 
+def test_settled_timer_reconciles_read_the_children_from_the_watches_and_still_repair_drift(
+    cluster: Cluster, namespace: str, chart: Install, operator: OperatorProcess
+) -> None:
+    """Issue 14: a reconcile every 30 s per queue used to LIST five kinds and GET a Secret; the children
+    now come from kopf's label-selected watches (child_cache.py), re-listed every few minutes."""
+    create_queue(cluster, namespace)
+    wait_for(lambda: conditions(cluster, namespace).get("Ready", {}).get("status") == "True", timeout=120,
+             what="Ready=True")
+    watched = {w.resource for w in cluster.audit.watches(chart.username, since=operator.audit_mark)
+               if "labelSelector=" in w.uri}
+    assert {"services", "poddisruptionbudgets", "networkpolicies", "deployments", "statefulsets"} <= watched
+    mark = cluster.audit.mark()
+    timer_runs = operator.metric_sum("bookgen_operator_reconciles_total")
+    # The test operator reconciles every 2 s: wait for at least four timer reconciles.
+    wait_for(lambda: operator.metric_sum("bookgen_operator_reconciles_total") >= timer_runs + 4, timeout=60,
+             what="four more reconciles")
+    sent = [e for e in cluster.audit.events(mark) if e.user == chart.username and e.namespace == namespace
+            and e.stage == "ResponseComplete"]
+    cached = {"services", "poddisruptionbudgets", "networkpolicies", "deployments", "statefulsets", "secrets"}
+    assert not [(e.verb, e.resource) for e in sent if e.resource in cached], [(e.verb, e.resource) for e in sent]
+    # Drift is still repaired from the cache: a deleted Service (no reconcile is triggered by Services).
+    cluster.core.delete_namespaced_service("demo-redis", namespace)
+    wait_for(lambda: ("Service", "demo-redis") in children(cluster, namespace), timeout=60,
+             what="the deleted Service recreated")
+
+
 def test_an_invalid_spec_is_reported_in_status(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     # Accepted by the schema (a lenient rule the CRD cannot state), refused by the operator's own check.
     spec = {"redis": {"mode": "external", "url": "redis://redis.example:6379/0",

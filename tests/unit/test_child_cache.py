@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from bookgen_operator.child_cache import ChildCache
@@ -30,7 +31,7 @@ def names(items: list[dict[str, Any]]) -> list[str]:
 
 def test_a_queue_is_due_a_list_until_listed_and_again_after_the_resync_period() -> None:
     clock = Clock()
-    cache = ChildCache(KINDS, resync=300, clock=clock)
+    cache = ChildCache(KINDS, resync=300, jitter=0, clock=clock)
     assert cache.due("ns", "demo")
     cache.listed("ns", "demo", {("v1", "Service"): [obj("demo-redis", 5)]})
     assert not cache.due("ns", "demo") and cache.due("ns", "other")
@@ -38,6 +39,19 @@ def test_a_queue_is_due_a_list_until_listed_and_again_after_the_resync_period() 
     assert not cache.due("ns", "demo")
     clock.now += 1
     assert cache.due("ns", "demo")
+
+
+def test_queues_listed_together_are_due_again_at_spread_times_within_the_jitter() -> None:
+    clock = Clock()
+    cache = ChildCache(KINDS, resync=300, jitter=0.5, clock=clock)
+    for i in range(100):
+        cache.listed("ns", f"q{i}", {})
+    due_after = []
+    for step in range(0, 301, 10):
+        clock.now = 1000.0 + step
+        due_after.append(sum(cache.due("ns", f"q{i}") for i in range(100)))
+    assert due_after[14] == 0 and due_after[-1] == 100  # none before 150 s, every one by 300 s
+    assert max(b - a for a, b in itertools.pairwise(due_after)) <= 20  # spread, not a burst
 
 
 def test_events_add_change_and_remove_children_of_the_right_queue_only() -> None:

@@ -51,7 +51,7 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
 # Optional monitoring objects, created when the prometheus-operator CRDs exist.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, prometheusrules]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 
 {{/* Cluster-scoped rules: kopf discovers CRDs (ours and prometheus-operator's) in every mode. */}}
