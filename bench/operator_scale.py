@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=60.0, help="seconds of steady state measured")
     p.add_argument("--load", choices=("idle", "busy"), default="busy")
     p.add_argument("--settle-timeout", type=float, default=900.0)
+    p.add_argument("--settle", type=float, default=90.0,
+                   help="seconds after every queue is Ready before the window (the last pods' readiness "
+                        "still changes Deployments, and each change reconciles its queue)")
     args = p.parse_args(argv)
 
     c, started = cluster()
@@ -130,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\r{ready_count(c, ns)}/{args.queues} queues Ready ({time.monotonic() - t0:.0f} s)", end="",
                   file=sys.stderr, flush=True)
             time.sleep(5)
-        print(f"\nall {args.queues} queues Ready after {time.monotonic() - t0:.0f} s; settling 30 s", file=sys.stderr)
-        time.sleep(30)  # the first reconciles' status writes and the scheduler's warm-up are not steady state
+        print(f"\nall {args.queues} queues Ready after {time.monotonic() - t0:.0f} s; settling {args.settle:.0f} s",
+              file=sys.stderr)
+        time.sleep(args.settle)  # the first reconciles' status writes and the scheduler's warm-up are not steady state
         user = install.username
         before, cpu0, mark, w0 = scrape(op.metrics_port), cpu_seconds(op.proc.pid), c.audit.mark(), time.monotonic()
         time.sleep(args.window)

@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "bookgen-operator"}
 RECONCILE_INTERVAL = float(os.environ.get("BOOKGEN_RECONCILE_INTERVAL", "30"))
 SECRET_RETRY_SECONDS = max(30.0, float(os.environ.get("BOOKGEN_SECRET_RETRY_SECONDS", "30")))
+#: kopf's reasons for a reconcile that comes from the spec (and its first sight of a queue): those act on
+#: LISTs and re-read Secrets; the timer and child events use what the watches and earlier checks saw.
+SPEC_TRIGGERS = ("create", "update", "resume")
 DISCOVERY_TTL = float(os.environ.get("BOOKGEN_DISCOVERY_TTL", "60"))
 #: Where the operator's own pod runs (the chart sets it from the downward API); each Redis admits it.
 OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or None
@@ -77,6 +80,8 @@ class QueueState:
 
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     dirty: bool = False
+    #: The trigger that made the running reconcile dirty (the strongest, if several).
+    dirty_trigger: str | None = None
     invalid_generation: int | None = None
     retry_at: float = 0.0
     retry_delay: float = SECRET_RETRY_SECONDS
@@ -202,7 +207,7 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
         state.invalid_generation = None
         checked = state.secrets_checked
         try:
-            if (trigger == "timer" and checked is not None and checked[0] == meta.get("generation")
+            if (trigger not in SPEC_TRIGGERS and checked is not None and checked[0] == meta.get("generation")
                     and time.monotonic() - checked[1] < RESYNC_SECONDS):
                 created = []
             else:
@@ -230,7 +235,7 @@ async def reconcile_once(body: Mapping[str, Any], trigger: str) -> None:
         # Drift repair (timer) and child events read the children from the watch cache; a change of
         # the spec (create, update, resume, a repeat after one) acts on LISTs, as before the cache.
         actual = await apply_children(KUBE, body, spec, desired, groups, state.learned, CHILDREN,
-                                      relist=trigger not in ("timer", "child"))
+                                      relist=trigger in SPEC_TRIGGERS)
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
         conditions = component_conditions(
@@ -250,11 +255,14 @@ async def reconcile(body: Mapping[str, Any], trigger: str) -> None:
         return  # going away: the garbage collector removes the children; keep no state for it
     state = STATES.setdefault(body["metadata"]["uid"], QueueState())
     if state.lock.locked():
+        # Run again afterwards, as the strongest trigger seen meanwhile asks (a spec change lists).
         state.dirty = True
+        if state.dirty_trigger not in SPEC_TRIGGERS:
+            state.dirty_trigger = trigger
         return
     async with state.lock:
         while True:
-            state.dirty = False
+            state.dirty, state.dirty_trigger = False, None
             await reconcile_once(body, trigger)
             if not state.dirty:
                 return
@@ -262,7 +270,7 @@ async def reconcile(body: Mapping[str, Any], trigger: str) -> None:
             fresh = await KUBE.get(BGQ, meta["namespace"], meta["name"])
             if fresh is None:
                 return
-            body, trigger = fresh, "repeat"
+            body, trigger = fresh, state.dirty_trigger or "timer"
 
 
 def _in_backoff(body: Mapping[str, Any]) -> bool:

@@ -96,6 +96,18 @@ def test_history_forgets_beyond_the_horizon() -> None:
     history = History()
     for t in range(10):
         history.record(NOW + t, t, 5)
-    assert [at for at, _ in history.recommendations] == [NOW + t for t in range(5, 10)]
+    assert history.within(NOW + 9, 100) == [5, 6, 7, 8, 9]  # 0..4 are past the 5 s horizon
     assert history.within(NOW + 9, 2) == [8, 9]
     assert history.within(NOW + 9, 0) == []
+
+
+def test_a_recommendation_held_for_minutes_is_one_run_and_windows_see_only_its_recent_part() -> None:
+    history = History()
+    history.record(NOW, 7, 400)
+    for t in range(1, 300):
+        history.record(NOW + t, 3, 400)
+    assert len(history.recommendations) == 2  # 7 once, then one run of 3: O(changes), not O(polls)
+    assert history.within(NOW + 299, 60) == [3]
+    assert sorted(history.within(NOW + 299, 300)) == [3, 7]
+    history.record(NOW + 300, 5, 400)
+    assert sorted(history.within(NOW + 300, 10)) == [3, 5]

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 
 @dataclass
 class History:
-    #: (time, recommendation) pairs, oldest first.
-    recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+    #: Runs of equal recommendations, oldest first: [first time, last time, recommendation]. A pool
+    #: polled every second keeps the same recommendation for minutes; one run instead of one entry per
+    #: poll makes `within` O(changes) rather than O(window) (scanning 300 entries twice per poll of
+    #: 1,000 pools was 5 % of the operator's CPU, py-spy). Min and max over a window are unchanged.
+    recommendations: deque[list[float]] = field(default_factory=deque)
     #: When the pool was last scaled (None = never by us).
     last_scale_time: float | None = None
     #: The last replica count we asked for (used when nothing at all is known about the pool).
@@ -25,13 +28,20 @@ class History:
         """Recommendations made in (now - window, now]; a window of 0 holds none."""
         if window <= 0:
             return []
-        return [rec for at, rec in self.recommendations if now - window < at <= now]
+        return [int(rec) for first, last, rec in self.recommendations
+                if last > now - window and first <= now]
 
     def record(self, now: float, recommendation: int, horizon: float) -> None:
         """Remember a recommendation and forget those older than `horizon` seconds."""
-        self.recommendations.append((now, recommendation))
-        while self.recommendations and self.recommendations[0][0] <= now - horizon:
-            self.recommendations.popleft()
+        runs = self.recommendations
+        if runs and runs[-1][2] == recommendation and runs[-1][1] <= now:
+            runs[-1][1] = now
+        else:
+            runs.append([now, now, recommendation])
+        while runs and runs[0][1] <= now - horizon:
+            runs.popleft()
+        if runs and runs[0][0] <= now - horizon:
+            runs[0][0] = now - horizon + 1e-9  # the part of a run older than the horizon is forgotten too
 
     def scaled(self, now: float, desired: int) -> None:
         self.last_scale_time = now
