@@ -69,9 +69,17 @@ def cluster() -> tuple[Cluster, bool]:
 
 
 def scrape(port: int) -> dict[str, float]:
+    """The poll outcomes, and the garbage collector's pauses (count and seconds, over its generations)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     polls = {m[0]: float(m[1]) for m in re.findall(r'^bookgen_operator_autoscaler_polls_total\{result="(\w+)"\} (\S+)$',
                                                      text, re.M)}
+    for part in ("count", "sum"):
+        polls[f"gc_{part}"] = sum(float(v) for v in re.findall(
+            rf'^bookgen_operator_gc_pause_seconds_{part}\{{[^}}]*\}} (\S+)$', text, re.M))
+    polls["gc_over_100ms"] = sum(float(c) - float(b) for c, b in zip(
+        re.findall(r'^bookgen_operator_gc_pause_seconds_count\{[^}]*\} (\S+)$', text, re.M),
+        re.findall(r'^bookgen_operator_gc_pause_seconds_bucket\{generation="\d",le="0.1"\} (\S+)$', text, re.M),
+        strict=False))
     return polls
 
 
@@ -154,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'API requests per pool per second':34}{len(events) / pools / elapsed:>14.4f}{'<= 0.05':>14}")
         print(f"{'operator CPU (share of one core)':34}{(cpu1 - cpu0) / elapsed:>13.1%}{'<= 100%':>14}")
         print(f"{'operator RSS (MiB)':34}{rss_mib(op.proc.pid):>14.1f}")
+        gc_n, gc_s = after["gc_count"] - before["gc_count"], after["gc_sum"] - before["gc_sum"]
+        gc_long = after["gc_over_100ms"] - before["gc_over_100ms"]
+        print(f"{'GC pauses (n / s / over 100 ms)':34}{f'{gc_n:.0f} / {gc_s:.2f} / {gc_long:.0f}':>14}")
         verbs: dict[str, int] = {}
         for e in events:
             verbs[f"{e.verb} {e.resource}"] = verbs.get(f"{e.verb} {e.resource}", 0) + 1

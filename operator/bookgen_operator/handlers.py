@@ -291,6 +291,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     port = os.environ.get("BOOKGEN_OPERATOR_METRICS_PORT")
     if port:
         opmetrics.start_server(int(port))
+    from bookgen_operator import gcpauses
+
+    gcpauses.measure()
+    gcpauses.settle()
     # kopf warns about handlers of kinds the cluster does not serve; ours are optional (no prometheus-operator).
     logging.getLogger("kopf._core.reactor.observation").addFilter(_optional_kinds_unresolved)
     for group, version, plural in CHILD_RESOURCES + CACHED_RESOURCES:
