@@ -127,7 +127,10 @@ def run_once(url: str, redis_pid: int, flavour: Flavour, tasks: int, workdir: Pa
     client = redis.Redis.from_url(url)
     client.flushall()
     client.config_resetstat()
-    env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT), "BOOKGEN_EXTRA_TASK_MODULES": "bench.noop_tasks",
+    # This checkout's worker package first: the venv's editable install may point at another checkout
+    # (a git worktree), and the worker would then run that one's code.
+    path = os.pathsep.join(p for p in (str(ROOT / "worker"), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": path, "BOOKGEN_EXTRA_TASK_MODULES": "bench.noop_tasks",
            "BOOKGEN_METRICS_PORT": "off", **flavour.env}
     module = flavour.env.get("BENCH_MODULE", "bench.noop_tasks")
     send = f"import {module} as t\n[{flavour.send} for _ in range({tasks})]"
