@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -147,6 +148,23 @@ class Result:
         return self.main_ms + self.child_ms + self.redis_ms
 
 
+def stop(worker: subprocess.Popen[bytes], name: str, timeout: float = 60) -> None:
+    """Warm shutdown, as in production; a worker still there after `timeout` is reported and killed
+    with its pool (its own session), so one slow exit neither loses the run nor leaves a process."""
+    worker.terminate()
+    started = time.perf_counter()
+    try:
+        worker.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"warning: {name}: the worker had not exited {timeout:.0f} s after SIGTERM; killed", file=sys.stderr)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        return
+    if time.perf_counter() - started > 10:
+        print(f"warning: {name}: the worker took {time.perf_counter() - started:.0f} s to exit", file=sys.stderr)
+
+
 def run_once(url: str, redis_pid: int, flavour: Flavour, tasks: int, workdir: Path) -> Result:
     client = redis.Redis.from_url(url)
     client.flushall()
@@ -165,7 +183,7 @@ def run_once(url: str, redis_pid: int, flavour: Flavour, tasks: int, workdir: Pa
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", flavour.app, "worker", "-Q", flavour.queue, "-c", "1", "-P", "prefork",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING", "-f", str(log)],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
         wait_for(lambda: poller.pending() < tasks, timeout=60, what=f"{flavour.name} worker to start")
@@ -175,8 +193,7 @@ def run_once(url: str, redis_pid: int, flavour: Flavour, tasks: int, workdir: Pa
         after = (*cpu_seconds(worker.pid), sum(cpu_seconds(redis_pid)))
         main_ms, child_ms, redis_ms = ((a - b) * 1000 / tasks for a, b in zip(after, before, strict=True))
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop(worker, flavour.name)
     per_task = commands(client, poller.issued) / tasks
     client.close()
     return Result(rate, per_task, main_ms, child_ms, redis_ms)
