@@ -1,6 +1,6 @@
 """End-to-end no-op tasks through one worker: ours beside stock Celery, tasks/s and Redis commands/task.
 
-    .venv/bin/python -m bench.throughput [--tasks 2000] [--rounds 3]
+    .venv/bin/python -m bench.throughput [--tasks 2000] [--rounds 3] [--only 4,6]
 
 Same machine, same run, same private redis-server, same prefork worker with one process and the same
 worker flags: only the Celery configuration differs. The clock starts when the queue starts to move
@@ -10,12 +10,18 @@ round (sending, consuming, acknowledging, results, metrics, worker start-up), mi
 own polling, divided by the number of tasks. CPU per task is the CPU time the worker (main process
 and pool children, recycled ones included) and redis-server used over the same window, divided by
 the number of tasks: on a shared machine it moves far less than tasks/s, which also counts waiting.
+It is printed per process kind (main, pool children, redis-server). Rounds interleave the rows, and
+each row's ratio to stock Celery is taken per round (the two ran within seconds of each other) and
+then its median: on 2 shared cores a round's rates swing by 2x, the same for both sides of a pair.
+The benchmark's own queue polling is one pipelined round trip every 5 ms, the same for every row; the
+worker runs this checkout's code (its `worker/` first on PYTHONPATH), not the venv's editable install.
 
 What differs besides the configuration is part of our product's hot path and stays in: our rows
 recycle their pool child every 1000 tasks (BOOKGEN_MAX_TASKS_PER_CHILD, the seeds' figure), so a
 2000-task round includes one recycle, which stock Celery never does; our 10 priority lists make
 each BRPOP name 10 keys (kombu's default, in the stock rows, 4); our signal handlers, task base
-class and kombu/pool patches run as they do in production.
+class and kombu/pool patches (among them one redis client per kombu channel pool instead of one per
+acknowledgement) run as they do in production.
 
 Rows: stock Celery (early acks, prefetch 4, no result backend); stock Celery with only our
 acks_late, reject_on_worker_lost and prefetch 1, to show what those cost alone; ours as shipped, for a direct call
