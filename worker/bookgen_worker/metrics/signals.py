@@ -212,7 +212,7 @@ def connect(app: Celery) -> None:
 
     def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         if request is not None:
-            delivery = request.delivery_info or {}
+            delivery = getattr(request, "delivery_info", None) or {}
             record(WORKER_SLOTS.get(settings(), str(request.name), getattr(sender, "hostname", None),
                                     delivery.get("routing_key")).received)
 
