@@ -29,3 +29,20 @@ def test_anything_else_becomes_a_stand_in_envelope_with_its_raw_bytes(raw: bytes
     body = json.loads(envelope["body"])
     assert base64.b64decode(body["raw_base64"]) == raw
     assert envelope["properties"]["delivery_info"]["routing_key"] == "content_generation"
+
+
+def test_a_channel_builds_one_redis_client_per_pool(redis_url: str) -> None:
+    from bookgen_worker import kombu_patch
+    from kombu import Connection
+
+    kombu_patch.apply()
+    with Connection(redis_url) as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second  # not a new redis.Redis (and its callbacks copy) per ack
+            assert first.connection_pool is channel.pool
+            assert first.ping()
+        channel._disconnect_pools()  # what kombu does after a fork or a lost connection
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.connection_pool is channel.pool
+            assert third.ping()

@@ -30,6 +30,15 @@ worker exit (JSONDecodeError), `42` too (TypeError), and a JSON object without `
 KeyError and is lost. The patched `_brpop_read` turns anything that is not an envelope into one that
 carries the raw bytes and the problem (`corrupt_envelope`), which Celery's consumer rejects as "not a
 task message"; the `task_rejected` handler (rejected.py) then dead-letters it with its raw bytes.
+
+Third, a cost rather than a bug: every `conn_or_acquire()` without a client (storing a delivered
+message in `unacked`, every acknowledgement, restores) builds a new `redis.Redis` on the channel's
+pool, and redis-py 8 copies its ~170 response callbacks into a case-insensitive dict for each one:
+about 0.1 ms of the worker's main process, twice per task, in the event loop that also feeds the
+pool (cProfile of bench.throughput; `timeit` of `redis.Redis(connection_pool=pool)`: 0.11 ms). The
+patched channel keeps one such client per pool (a client holds no connection of its own: each
+command and pipeline takes one from the pool, as before) and builds a new one when kombu replaces
+the pool (after a fork, on reconnect).
 """
 
 from __future__ import annotations
@@ -144,6 +153,7 @@ def apply() -> None:
     original_init = channel_cls.__init__
     original_connparams = channel_cls._connparams
     original_restore = qos_cls.restore_unacked
+    original_create_client = channel_cls._create_client
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         transport = args[0] if args else kwargs.get("connection")
@@ -162,6 +172,15 @@ def apply() -> None:
         finally:
             transport.client = None
 
+    def _create_client(self: Any, asynchronous: bool = False) -> Any:
+        if asynchronous:  # the BRPOP client: kombu caches it itself (Channel.client)
+            return original_create_client(self, asynchronous=True)
+        pool = self.pool
+        cached = self.__dict__.get("_bookgen_client")
+        if cached is None or cached.connection_pool is not pool:
+            cached = self._bookgen_client = original_create_client(self, asynchronous=False)
+        return cached
+
     def restore_unacked(self: Any, client: Any = None) -> Any:
         for tag in running_delivery_tags():
             self._delivered.pop(tag, None)
@@ -170,5 +189,6 @@ def apply() -> None:
     channel_cls.__init__ = __init__
     channel_cls._connparams = _connparams
     channel_cls._brpop_read = _brpop_read
+    channel_cls._create_client = _create_client
     qos_cls.restore_unacked = restore_unacked
     setattr(channel_cls, _APPLIED, True)

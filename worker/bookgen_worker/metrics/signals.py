@@ -7,6 +7,11 @@ in the monitoring worker reads them on scrape. The handlers never talk to Redis 
 to the process's Batcher (batch.py), which writes about once a second and on shutdown, so a task's
 hot path costs no Redis command for metrics. A failing write is logged and retried, never raised.
 
+A task's own events (sent, received, started, succeeded, its runtimes) are its hot path: their keys,
+fields and labels are built once per label set (`Slots`, per task name, raw hostname and routing
+key) and each event only records its prebuilt slot; rarer events (failures, retries, rejects) build
+their fields each time.
+
 Two families are recorded: ours (`bookgen_tasks_*`, per task and queue) and celery-exporter's
 (`celery_task_*`, per name, hostname and queue_name, with the same events and meanings as its
 Celery-event-based counters, so celery-mixin works unchanged).
@@ -20,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import socket
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +34,7 @@ from celery import Celery, signals
 from ..config import Settings
 from ..queues import queue_for_task
 from ..redis_client import get_redis
-from .batch import BATCHER, Amount
+from .batch import BATCHER, Amount, Histogram, Slot
 from .keys import CELERY_COUNTERS, CELERY_RUNTIME, TASK_COUNTERS, TASK_RUNTIME, key
 from .measure import SENT_AT_HEADER
 
@@ -46,8 +50,8 @@ KINDS = ("sent", "succeeded", "failed", "retried", "dead_lettered")
 CELERY_KINDS = ("sent", "received", "started", "succeeded", "failed", "rejected", "revoked", "retried")
 SEPARATOR = "|"
 
+#: task id -> monotonic start. No lock: single dict operations are atomic under the GIL.
 _started: dict[str, float] = {}
-_started_lock = threading.Lock()
 #: (name, hostname, queue) whose celery_* counters this process has already created at 0.
 _initialised: set[tuple[str, str, str]] = set()
 
@@ -96,8 +100,14 @@ def count_celery(settings: Settings, kind: str, name: str, hostname: str, queue:
     """One celery-exporter event. Like celery-exporter, the first worker-side event of a label set
     creates every other counter of that set at 0, so panels and ratios have series before a failure."""
     _add(settings, CELERY_COUNTERS, celery_field(kind, name, hostname, queue, exception))
+    if kind != "sent":
+        _initialise(settings, name, hostname, queue)
+
+
+def _initialise(settings: Settings, name: str, hostname: str, queue: str) -> None:
+    """Create every celery_* counter of a label set at 0, once per process."""
     labels = (name, hostname, queue)
-    if kind != "sent" and labels not in _initialised:
+    if labels not in _initialised:
         _initialised.add(labels)
         for other in CELERY_KINDS:
             _add(settings, CELERY_COUNTERS, celery_field(other, name, hostname, queue), 0)
@@ -108,6 +118,57 @@ def observe_celery_runtime(settings: Settings, name: str, hostname: str, queue: 
     _add(settings, CELERY_RUNTIME, base + bucket_for(seconds, CELERY_RUNTIME_BUCKETS))
     _add(settings, CELERY_RUNTIME, base + "count")
     _add(settings, CELERY_RUNTIME, base + "sum", float(seconds))
+
+
+def _histogram(settings: Settings, name: str, base: str, buckets: tuple[float, ...]) -> Histogram:
+    return Histogram(key(settings, name), base, buckets, tuple(bucket_for(le, buckets) for le in buckets))
+
+
+class Slots:
+    """The prebuilt slots of one label set (task name, hostname, queue) on the worker's side."""
+
+    def __init__(self, settings: Settings, name: str, hostname: str, queue: str) -> None:
+        url, client = settings.redis_url, (lambda: get_redis(settings))
+        tasks, celery = key(settings, TASK_COUNTERS), key(settings, CELERY_COUNTERS)
+
+        def slot(*increments: tuple[str, str, Amount], histogram: Histogram | None = None) -> Slot:
+            return Slot(url, client, increments, histogram)
+
+        labels = SEPARATOR.join((name, hostname, queue)) + SEPARATOR
+        self.received = slot((celery, celery_field("received", name, hostname, queue), 1))
+        self.started = slot((celery, celery_field("started", name, hostname, queue), 1))
+        # celery-exporter observes the runtime of successes only: recorded with a value when it is known
+        self.succeeded = slot((tasks, SEPARATOR.join(("succeeded", name, queue)), 1),
+                              (celery, celery_field("succeeded", name, hostname, queue), 1),
+                              histogram=_histogram(settings, CELERY_RUNTIME, labels, CELERY_RUNTIME_BUCKETS))
+        self.runtime = slot(histogram=_histogram(settings, TASK_RUNTIME, f"{name}{SEPARATOR}{queue}{SEPARATOR}",
+                                                 RUNTIME_BUCKETS))
+        self.sent = slot((tasks, SEPARATOR.join(("sent", name, queue)), 1),
+                         (celery, celery_field("sent", name, hostname, queue), 1))
+
+
+class SlotCache:
+    """Slots per (name, raw hostname, raw routing key) for one Settings object (a new one starts afresh)."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._slots: dict[tuple[str, str | None, str | None], Slots] = {}
+
+    def get(self, settings: Settings, name: str, hostname: str | None, routing_key: str | None,
+            worker_side: bool = True) -> Slots:
+        if settings is not self._settings:
+            self._settings, self._slots = settings, {}
+        slots = self._slots.get((name, hostname, routing_key))
+        if slots is None:
+            host, queue = host_of(hostname), str(routing_key or queue_for_task(name))
+            if worker_side:  # like count_celery: a set's first worker-side event creates its counters at 0
+                _initialise(settings, name, host, queue)
+            slots = self._slots[(name, hostname, routing_key)] = Slots(settings, name, host, queue)
+        return slots
+
+
+#: Worker-side slots (keyed by the request's hostname) and sender-side ones (keyed by None: this host).
+WORKER_SLOTS, SENT_SLOTS = SlotCache(), SlotCache()
 
 
 def flush() -> bool:
@@ -144,41 +205,38 @@ def connect(app: Celery) -> None:
         if headers is not None:
             headers[SENT_AT_HEADER] = time.time()
 
+    record, started_at, now = BATCHER.record, _started, time.monotonic
+
     def on_sent(sender: str | None = None, routing_key: str | None = None, **_: Any) -> None:
-        name = str(sender)
-        queue = routing_key or queue_for_task(name)
-        count_task(settings(), "sent", name, queue)
-        count_celery(settings(), "sent", name, host_of(None), queue)
+        record(SENT_SLOTS.get(settings(), str(sender), None, routing_key, worker_side=False).sent)
 
     def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         if request is not None:
-            name = str(request.name)
-            count_celery(settings(), "received", name, host_of(getattr(sender, "hostname", None)),
-                         _request_queue(request, name))
+            delivery = getattr(request, "delivery_info", None) or {}
+            record(WORKER_SLOTS.get(settings(), str(request.name), getattr(sender, "hostname", None),
+                                    delivery.get("routing_key")).received)
+
+    def task_slots(sender: Any, request: Any) -> Slots:
+        delivery = request.delivery_info or {}
+        return WORKER_SLOTS.get(settings(), sender.name, request.hostname, delivery.get("routing_key"))
 
     def on_prerun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
         if task_id:
-            with _started_lock:
-                _started[task_id] = time.monotonic()
+            started_at[task_id] = now()
         if sender is not None:
-            count_celery(settings(), "started", sender.name, host_of(sender.request.hostname), _queue_of(sender))
+            record(task_slots(sender, sender.request).started)
 
     def on_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
-        with _started_lock:
-            started = _started.pop(task_id or "", None)
+        started = started_at.pop(task_id or "", None)
         if started is not None and sender is not None:
-            observe_runtime(settings(), sender.name, _queue_of(sender), time.monotonic() - started)
+            record(task_slots(sender, sender.request).runtime, now() - started)
 
     def on_success(sender: Any = None, **_: Any) -> None:
         if sender is None:
             return
-        queue, host = _queue_of(sender), host_of(sender.request.hostname)
-        count_task(settings(), "succeeded", sender.name, queue)
-        count_celery(settings(), "succeeded", sender.name, host, queue)
-        with _started_lock:
-            started = _started.get(sender.request.id or "")
-        if started is not None:  # celery-exporter observes the runtime of successes only
-            observe_celery_runtime(settings(), sender.name, host, queue, time.monotonic() - started)
+        request = sender.request
+        started = started_at.get(request.id or "")
+        record(task_slots(sender, request).succeeded, None if started is None else now() - started)
 
     def on_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
         if sender is None:
