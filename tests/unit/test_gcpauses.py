@@ -22,9 +22,12 @@ def test_a_full_collection_is_observed_once_and_measuring_twice_does_not_double_
     assert REGISTRY.get_sample_value("bookgen_operator_gc_pause_seconds_sum", {"generation": "2"}) > 0
 
 
-def test_settle_freezes_what_is_alive() -> None:
+def test_settle_freezes_what_is_alive_and_collects_less_often() -> None:
+    thresholds = gc.get_threshold()
     try:
         gcpauses.settle()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == gcpauses.THRESHOLDS and gc.get_threshold()[0] > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
