@@ -21,6 +21,7 @@ HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "aut
 class ThrottlingProxy:
     def __init__(self, kube: Any) -> None:
         self.kube = kube  # bookgen_operator.kube.Kube, logged in to the upstream server
+        self._client: httpx.AsyncClient | None = None
         self.until = 0.0
         self.retry_after = "2"
         self.throttled = 0
@@ -39,9 +40,23 @@ class ThrottlingProxy:
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 
+    def _upstream(self) -> httpx.AsyncClient:
+        """A client of the proxy's own: the operator's watches stay open through it (one connection each),
+        more than the product client's bounded pool (kube.MAX_CONNECTIONS) holds."""
+        if self._client is None:
+            from bookgen_operator.kube import _ssl_context
+
+            info = self.kube._credentials()
+            self._client = httpx.AsyncClient(base_url=info.server.rstrip("/"), verify=_ssl_context(info),
+                                             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
+        return self._client
+
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if time.monotonic() < self.until:
@@ -49,7 +64,8 @@ class ThrottlingProxy:
             return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
                                       "reason": "TooManyRequests", "message": "too many requests"},
                                      status=429, headers={"Retry-After": self.retry_after})
-        client, auth = self.kube._session()
+        _, auth = self.kube._session()
+        client = self._upstream()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS} | auth
         body = await request.read()
         upstream = client.build_request(request.method, request.path_qs, content=body or None, headers=headers,

@@ -85,21 +85,24 @@ class Operator:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    async def _metric_sum(self, metric: str) -> float:
-        """The sum of one counter over its labels on the operator's /metrics; -1 when it serves none."""
+    async def _metric_sum(self, metric: str, labels: str = "") -> float:
+        """The sum of one counter over its labels (those whose label text contains `labels`) on the
+        operator's /metrics; -1 when it serves none."""
         async with httpx.AsyncClient() as client:
             try:
                 text = (await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5)).text
             except httpx.HTTPError:
                 return -1.0
-        return sum(float(m) for m in re.findall(rf"^{metric}\{{[^}}]*\}} (\S+)$", text, re.M))
+        return sum(float(v) for found, v in re.findall(rf"^{metric}\{{([^}}]*)\}} (\S+)$", text, re.M)
+                   if labels in found)
 
     async def writes(self) -> float:
         """The operator's own count of the writes it sent (all kinds, status included)."""
         return await self._metric_sum("bookgen_operator_writes_total")
 
-    async def reconciles(self) -> float:
-        return await self._metric_sum("bookgen_operator_reconciles_total")
+    async def reconciles(self, trigger: str = "") -> float:
+        """Reconciles so far; of one trigger only (timer, child, update, ...) when given."""
+        return await self._metric_sum("bookgen_operator_reconciles_total", f'trigger="{trigger}"' if trigger else "")
 
     async def stop(self) -> None:
         if self.process.returncode is None:
