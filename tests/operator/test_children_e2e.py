@@ -57,6 +57,10 @@ async def test_the_full_example_settles_with_no_writes_and_one_write_repairs_a_h
     await eventually(lambda: emu.objects_of(DEPLOY, NS), what="the workers")
     await eventually(lambda: conditions(kopf_operator, "bookgen-full").get("Ready"), what="a Ready condition")
     await make_ready(kopf_operator)
+    # Timer reconciles read the children from the watches: settled means the watches have delivered
+    # the ready workloads and the status says so, not merely that two reconciles ran.
+    await eventually(lambda: conditions(kopf_operator, "bookgen-full").get("Ready", {}).get("status") == "True",
+                     what="Ready=True")
     mark = await settled_mark(kopf_operator, uid, "bookgen-full")
     await settled_mark(kopf_operator, uid, "bookgen-full")
     assert emu.writes(mark) == [], [(c.verb, c.resource, c.name, c.body) for c in emu.writes(mark)]
