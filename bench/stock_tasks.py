@@ -17,6 +17,11 @@ stock = Celery("stock", broker=os.environ.get("REDIS_URL", "redis://localhost:63
 if os.environ.get("BENCH_STOCK_RELIABLE") == "1":
     stock.conf.update(task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1)
 
+#: BENCH_STOCK_RESULTS=1: stock Celery storing every result in Redis, the baseline for our direct calls'
+#: row (their result is stored because a caller may read it).
+if os.environ.get("BENCH_STOCK_RESULTS") == "1":
+    stock.conf.update(result_backend=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+
 
 @stock.task(name="bench.stock_noop")
 def stock_noop() -> None:

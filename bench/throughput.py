@@ -24,7 +24,9 @@ class and kombu/pool patches (among them one redis client per kombu channel pool
 acknowledgement) run as they do in production.
 
 Rows: stock Celery (early acks, prefetch 4, no result backend); stock Celery with only our
-acks_late, reject_on_worker_lost and prefetch 1, to show what those cost alone; ours as shipped, for a direct call
+acks_late, reject_on_worker_lost and prefetch 1, to show what those cost alone; stock Celery with a
+Redis result backend (the last two rows, at its defaults and with our acks_late + prefetch 1), the
+like-for-like baselines of our direct call whose result is stored; ours as shipped, for a direct call
 whose result is stored (someone may read it) and for the job machinery's messages (no result stored);
 ours with kombu's old four priority lists instead of our ten, to show what the real 0..10 levels
 cost; ours without the metrics signal handlers, to show what the rest costs; and ours with task events and
@@ -81,6 +83,11 @@ FLAVOURS = (
             "t.noop.apply_async(queue='default', ignore_result=True)", {"BENCH_METRICS_OFF": "1"}),
     Flavour("bookgen before", "bookgen_worker.app", "default", "t.noop.apply_async(queue='default')",
             {"BOOKGEN_TASK_EVENTS": "true", "BOOKGEN_TRACK_STARTED": "true"}),
+    # Last, so the row numbers of --only stay as they were: the like-for-like baseline of row 3.
+    Flavour("stock, result stored", "bench.stock_tasks:stock", "celery", "t.stock_noop.delay()",
+            {"BENCH_MODULE": STOCK, "BENCH_STOCK_RESULTS": "1"}),
+    Flavour("stock, pf 1, result stored", "bench.stock_tasks:stock", "celery", "t.stock_noop.delay()",
+            {"BENCH_MODULE": STOCK, "BENCH_STOCK_RESULTS": "1", "BENCH_STOCK_RELIABLE": "1"}),
 )
 
 
