@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.settle)  # the first reconciles' status writes and the scheduler's warm-up are not steady state
         user = install.username
         before, cpu0, mark, w0 = scrape(op.metrics_port), cpu_seconds(op.proc.pid), c.audit.mark(), time.monotonic()
+        rss0 = rss_mib(op.proc.pid)
         time.sleep(args.window)
         after, cpu1, elapsed = scrape(op.metrics_port), cpu_seconds(op.proc.pid), time.monotonic() - w0
         events = [e for e in c.audit.events(mark) if e.user == user
@@ -161,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'  rounds per queue per second':34}{total / args.queues / elapsed:>14.2f}{'1.00':>14}")
         print(f"{'API requests per pool per second':34}{len(events) / pools / elapsed:>14.4f}{'<= 0.05':>14}")
         print(f"{'operator CPU (share of one core)':34}{(cpu1 - cpu0) / elapsed:>13.1%}{'<= 100%':>14}")
-        print(f"{'operator RSS (MiB)':34}{rss_mib(op.proc.pid):>14.1f}")
+        # Start and end of the window: a frozen heap (gcpauses) must not grow with cyclic garbage.
+        print(f"{'operator RSS (MiB, start -> end)':34}{f'{rss0:.0f} -> {rss_mib(op.proc.pid):.0f}':>14}")
         gc_n, gc_s = after["gc_count"] - before["gc_count"], after["gc_sum"] - before["gc_sum"]
         gc_long = after["gc_over_100ms"] - before["gc_over_100ms"]
         print(f"{'GC pauses (n / s / over 100 ms)':34}{f'{gc_n:.0f} / {gc_s:.2f} / {gc_long:.0f}':>14}")
