@@ -12,7 +12,15 @@ created together would otherwise all re-list in the same second, 250 of them at 
 
 Our own writes go in at once (write-through), so a reconcile right after one sees what it wrote. An
 event older than what is cached (a lower resourceVersion: in practice etcd's revision, an integer)
-never replaces it. Everything here runs on kopf's event loop; nothing awaits, so no lock is needed.
+never replaces it, and neither does a LIST: a watch event can arrive while a LIST is in flight, and
+a LIST that replaced the bucket wholesale put the older object back. Under bench.operator_scale one
+queue stayed "export 0/1" for minutes that way (its Deployment's ready status arrived during the
+queue's first LIST, and no further event came until the next resync). So a listed item replaces a
+cached one only if it is not older, and a cached object the LIST lacks is dropped only if it is no
+newer than the LIST's own resourceVersion (an object made after the snapshot is not gone). The
+reverse race, a DELETED event during the LIST, leaves a tombstone with the deletion's version: an
+older listing of that object is not taken back in (it would hide the missing child from repair).
+Everything here runs on kopf's event loop; nothing awaits, so no lock is needed.
 """
 
 from __future__ import annotations
@@ -43,6 +51,13 @@ def _newer_or_same(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
         return True
 
 
+def _newer_than(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    try:
+        return int(_meta(new).get("resourceVersion")) > int(_meta(old).get("resourceVersion"))
+    except (TypeError, ValueError):  # opaque or unknown versions: the later news wins
+        return True
+
+
 class ChildCache:
     def __init__(self, kinds: Iterable[tuple[str, str]], *, resync: float = RESYNC_SECONDS, jitter: float = 0.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -52,6 +67,7 @@ class ChildCache:
         self._buckets: dict[Bucket, dict[str, dict[str, Any]]] = {}
         self._where: dict[ObjectKey, str] = {}  # the instance an object was filed under
         self._due: dict[tuple[str, str], float] = {}  # (namespace, instance) -> when to list again
+        self._tombstones: dict[ObjectKey, dict[str, Any]] = {}  # deleted, with the deletion's version
 
     def covers(self, api_version: str, kind: str) -> bool:
         return (api_version, kind) in self.kinds
@@ -64,6 +80,11 @@ class ChildCache:
             return
         key: ObjectKey = (str(meta.get("namespace") or ""), api_version, kind, str(meta["name"]))
         instance = str((meta.get("labels") or {}).get(INSTANCE_LABEL) or "")
+        tombstone = self._tombstones.get(key)
+        if tombstone is not None:
+            if not _newer_than(obj, tombstone):
+                return
+            del self._tombstones[key]
         before = self._where.get(key)
         if before is not None:
             old = self._buckets.get((*key[:3], before), {}).get(key[3])
@@ -74,9 +95,12 @@ class ChildCache:
         self._buckets.setdefault((*key[:3], instance), {})[key[3]] = dict(obj)
         self._where[key] = instance
 
-    def gone(self, namespace: str, api_version: str, kind: str, name: str) -> None:
-        """From a DELETED event or our own delete."""
-        self._drop((namespace, api_version, kind, name))
+    def gone(self, namespace: str, api_version: str, kind: str, name: str, resource_version: str | None = None) -> None:
+        """From a DELETED event (with the deletion's resourceVersion) or our own delete."""
+        key = (namespace, api_version, kind, name)
+        self._drop(key)
+        if resource_version is not None:
+            self._tombstones[key] = {"metadata": {"resourceVersion": resource_version}}
 
     def _drop(self, key: ObjectKey) -> None:
         instance = self._where.pop(key, None)
@@ -90,15 +114,24 @@ class ChildCache:
         at = self._due.get((namespace, instance))
         return at is None or self.clock() >= at
 
-    def listed(self, namespace: str, instance: str, found: Mapping[tuple[str, str], list[dict[str, Any]]]) -> None:
-        """A LIST of every covered kind for this queue: it replaces what was cached for it."""
+    def listed(self, namespace: str, instance: str, found: Mapping[tuple[str, str], list[dict[str, Any]]],
+               versions: Mapping[tuple[str, str], str | None] | None = None) -> None:
+        """A LIST of every covered kind for this queue, each read at `versions[kind]` (the list's
+        resourceVersion, if known): what it lacks is gone unless cached from after that snapshot."""
         for (api_version, kind), items in found.items():
             if not self.covers(api_version, kind):
                 continue
-            for name in list(self._buckets.get((namespace, api_version, kind, instance), {})):
-                self._drop((namespace, api_version, kind, name))
+            snapshot = {"metadata": {"resourceVersion": (versions or {}).get((api_version, kind))}}
+            listed_names = {str(_meta(obj).get("name")) for obj in items}
+            for name, cached in list(self._buckets.get((namespace, api_version, kind, instance), {}).items()):
+                if name not in listed_names and _newer_or_same(snapshot, cached):
+                    self._drop((namespace, api_version, kind, name))
             for obj in items:
                 self.seen({**obj, "apiVersion": api_version, "kind": kind})
+            # A tombstone older than this snapshot has done its work: the LIST did not have the object.
+            for key in [k for k, t in self._tombstones.items() if k[:3] == (namespace, api_version, kind)
+                        and k[3] not in listed_names and _newer_than(snapshot, t)]:
+                del self._tombstones[key]
         share = zlib.crc32(f"{namespace}/{instance}".encode()) / 2**32
         self._due[(namespace, instance)] = self.clock() + self.resync * (1 - self.jitter * share)
 
@@ -111,6 +144,7 @@ class ChildCache:
         self._buckets.clear()
         self._where.clear()
         self._due.clear()
+        self._tombstones.clear()
 
     def forget(self, namespace: str, instance: str) -> None:
         """The queue is gone: its next namesake starts with a LIST."""

@@ -41,14 +41,15 @@ async def _existing(kube: Kube, spec: QueueSpec, groups: frozenset[str], cache: 
     kinds = PRUNABLE + (MONITORING_KINDS if MONITORING_GROUP in groups else ())
     relist = relist or cache is None or cache.due(spec.namespace, spec.name)
     by_kind: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    versions: dict[tuple[str, str], str | None] = {}
     for api_version, kind in kinds:
         if relist or cache is None or not cache.covers(api_version, kind):
-            by_kind[(api_version, kind)] = await kube.list(resource_for(api_version, kind), spec.namespace,
-                                                           children_selector(spec.name))
+            by_kind[(api_version, kind)], versions[(api_version, kind)] = await kube.list_versioned(
+                resource_for(api_version, kind), spec.namespace, children_selector(spec.name))
         else:
             by_kind[(api_version, kind)] = cache.children(spec.namespace, api_version, kind, spec.name)
     if relist and cache is not None:
-        cache.listed(spec.namespace, spec.name, by_kind)
+        cache.listed(spec.namespace, spec.name, by_kind, versions)
     return {(api_version, kind, obj["metadata"]["name"]): obj
             for (api_version, kind), items in by_kind.items() for obj in items}
 

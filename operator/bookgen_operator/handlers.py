@@ -362,7 +362,8 @@ def _track_child(body: Mapping[str, Any], type: str | None) -> None:
     """Keep the reconciles' view of the children (child_cache) from kopf's watches."""
     meta = body.get("metadata", {})
     if type == "DELETED":
-        CHILDREN.gone(meta.get("namespace", ""), body.get("apiVersion", ""), body.get("kind", ""), meta.get("name", ""))
+        CHILDREN.gone(meta.get("namespace", ""), body.get("apiVersion", ""), body.get("kind", ""), meta.get("name", ""),
+                      meta.get("resourceVersion"))
     else:
         CHILDREN.seen(plain(body))
 

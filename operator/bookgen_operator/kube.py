@@ -251,6 +251,11 @@ class Kube:
             raise
 
     async def list(self, res: Resource, namespace: str | None = None, labels: str | None = None) -> list[JSON]:
+        return (await self.list_versioned(res, namespace, labels))[0]
+
+    async def list_versioned(self, res: Resource, namespace: str | None = None,
+                             labels: str | None = None) -> tuple[list[JSON], str | None]:
+        """The items and the list's resourceVersion (the snapshot they were read at; None if not given)."""
         params = {"labelSelector": labels} if labels else None
         answer = await self._request("GET", res.path(namespace), params=params)
         # A real API server leaves apiVersion and kind out of list items (they are on the list): put
@@ -261,7 +266,8 @@ class Kube:
             item.setdefault("apiVersion", answer.get("apiVersion") or res.api_version)
             if kind:
                 item.setdefault("kind", kind)
-        return items
+        version = (answer.get("metadata") or {}).get("resourceVersion")
+        return items, str(version) if version else None
 
     async def create(self, res: Resource, namespace: str | None, body: Mapping[str, Any]) -> JSON:
         return await self._request("POST", res.path(namespace), body=dict(body))

@@ -95,6 +95,37 @@ def test_a_list_replaces_what_was_cached_for_that_queue_and_kind() -> None:
     assert names(cache.children("ns", "apps/v1", "Deployment", "demo")) == ["demo-worker-a"]  # not listed: kept
 
 
+def test_a_list_read_before_a_watch_event_does_not_put_the_older_object_back() -> None:
+    # The race bench.operator_scale hit: a Deployment's ready status arrived while the queue's LIST
+    # (read at version 10) was in flight; the LIST's older copy must not replace it.
+    cache = ChildCache(KINDS)
+    cache.seen(obj("demo-worker-export", 12, kind="Deployment", status={"readyReplicas": 1}))
+    cache.seen(obj("demo-flower", 11))  # made after the LIST's snapshot: not in it, and not gone
+    listed = {("apps/v1", "Deployment"): [obj("demo-worker-export", 9, kind="Deployment", status={})],
+              ("v1", "Service"): [obj("demo-redis", 8)]}
+    cache.listed("ns", "demo", listed, {("apps/v1", "Deployment"): "10", ("v1", "Service"): "10"})
+    (worker,) = cache.children("ns", "apps/v1", "Deployment", "demo")
+    assert worker["status"] == {"readyReplicas": 1}
+    assert names(cache.children("ns", "v1", "Service", "demo")) == ["demo-flower", "demo-redis"]
+
+
+def test_a_child_deleted_while_a_list_was_in_flight_stays_deleted_until_it_is_made_again() -> None:
+    cache = ChildCache(KINDS)
+    cache.seen(obj("demo-redis", 5))
+    cache.gone("ns", "v1", "Service", "demo-redis", "12")  # the DELETED event, during the LIST
+    cache.listed("ns", "demo", {("v1", "Service"): [obj("demo-redis", 5)]}, {("v1", "Service"): "10"})
+    assert cache.children("ns", "v1", "Service", "demo") == [], "a missing child must stay visible to repair"
+    cache.seen(obj("demo-redis", 14))  # recreated by the next reconcile
+    assert names(cache.children("ns", "v1", "Service", "demo")) == ["demo-redis"]
+
+
+def test_a_list_newer_than_a_tombstone_clears_it() -> None:
+    cache = ChildCache(KINDS)
+    cache.gone("ns", "v1", "Service", "demo-redis", "12")
+    cache.listed("ns", "demo", {("v1", "Service"): []}, {("v1", "Service"): "20"})
+    assert not cache._tombstones
+
+
 def test_kinds_it_does_not_cover_are_ignored() -> None:
     cache = ChildCache(KINDS)
     monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
