@@ -22,7 +22,8 @@ bodies and the child cache of every queue) and each full collection walked all o
 every measure we have, and the next full collection walks only what has been promoted since. The
 price is that cyclic garbage among frozen objects is never collected; reference counting still
 frees everything else (kopf's bodies and cached children are trees of dicts, freed when replaced).
-The RSS row of bench.operator_scale is the check that this stays flat.
+The RSS row of bench.operator_scale is the check that this stays flat: 433->438, 476->478 and
+474->475 MiB over windows of 300, 600 and 120 s, with 100.0 / 99.9 / 100.0 % of polls on time.
 """
 
 from __future__ import annotations
