@@ -8,6 +8,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.operator.conftest import BGQ, RunningOperator, eventually
@@ -16,11 +17,6 @@ from tests.operator.test_e2e import DEPLOY, NS, RESOURCE_OF, STS, conditions, ex
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_RESOURCES = {"deployments", "statefulsets", "services", "poddisruptionbudgets", "networkpolicies",
                    "servicemonitors", "prometheusrules"}
-
-
-def declare_monitoring(op: RunningOperator) -> None:
-    op.emulator.declare("monitoring.coreos.com/v1/servicemonitors", kind="ServiceMonitor")
-    op.emulator.declare("monitoring.coreos.com/v1/prometheusrules", kind="PrometheusRule")
 
 
 def child_writes(op: RunningOperator, since: int) -> list[tuple[str, str, str | None]]:
@@ -38,11 +34,11 @@ async def settled_mark(op: RunningOperator, uid: str, name: str = "demo") -> int
     return len(op.emulator.calls)
 
 
+@pytest.mark.prometheus_operator
 async def test_the_full_example_settles_with_no_writes_and_one_write_repairs_a_hand_edit(
     kopf_operator: RunningOperator,
 ) -> None:
     emu = kopf_operator.emulator
-    declare_monitoring(kopf_operator)
     body = yaml.safe_load((ROOT / "examples" / "bookgenqueue-full.yaml").read_text())
     body["metadata"]["namespace"] = NS
     spec = body["spec"]
@@ -78,9 +74,9 @@ async def test_the_full_example_settles_with_no_writes_and_one_write_repairs_a_h
     assert child_writes(kopf_operator, mark) == [("patch", "deployments", name)]
 
 
+@pytest.mark.prometheus_operator
 async def test_removed_parts_are_pruned_and_nothing_else_is_touched(kopf_operator: RunningOperator) -> None:
     emu = kopf_operator.emulator
-    declare_monitoring(kopf_operator)
     created = await emu.create_object(BGQ, queue())
     uid = created["metadata"]["uid"]
     await eventually(lambda: ("Deployment", "demo-flower") in existing_children(kopf_operator), what="children")

@@ -217,10 +217,9 @@ async def test_deleting_the_queue_removes_every_child(kopf_operator: RunningOper
     await eventually(lambda: not existing_children(kopf_operator), what="children garbage-collected")
 
 
+@pytest.mark.prometheus_operator
 async def test_monitoring_objects_appear_only_with_the_prometheus_operator(kopf_operator: RunningOperator) -> None:
     emu = kopf_operator.emulator
-    emu.declare("monitoring.coreos.com/v1/servicemonitors", kind="ServiceMonitor")
-    emu.declare("monitoring.coreos.com/v1/prometheusrules", kind="PrometheusRule")
     await emu.create_object(BGQ, queue())
     monitoring = {("ServiceMonitor", "demo"), ("PrometheusRule", "demo")}
     await eventually(lambda: monitoring <= existing_children(kopf_operator).keys(),
