@@ -22,8 +22,6 @@ stop them before the object goes, then releases it. Redis data volumes (Stateful
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
 import os
 import time
@@ -33,13 +31,17 @@ from typing import Any
 import httpx
 import kopf
 
-from bookgen_operator import events, opmetrics
-from bookgen_operator.child_cache import RESYNC_SECONDS, ChildCache
-from bookgen_operator.children import MONITORING_GROUP, MONITORING_KINDS, PRUNABLE, apply_children
-from bookgen_operator.kube import RESOURCES, Kube, KubeError, decoded, ensure_secret
-from bookgen_operator.leader import LEADERSHIP
+from bookgen_operator import (
+    autoscaler_daemon,  # noqa: F401  (registers the daemon)
+    events,
+    opmetrics,
+)
+from bookgen_operator.child_cache import RESYNC_SECONDS
+from bookgen_operator.children import MONITORING_GROUP, apply_children
+from bookgen_operator.kube import RESOURCES, KubeError, decoded, ensure_secret
 from bookgen_operator.operator_defaults import OperatorDefaults
 from bookgen_operator.reconcile import adopt
+from bookgen_operator.runtime import CHILDREN, CONNECTION, KUBE, SECRET_RETRY_SECONDS, STATES, QueueState, plain
 from bookgen_operator.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
 from bookgen_operator.status import (
     Condition,
@@ -54,7 +56,6 @@ log = logging.getLogger(__name__)
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "bookgen-operator"}
 RECONCILE_INTERVAL = float(os.environ.get("BOOKGEN_RECONCILE_INTERVAL", "30"))
-SECRET_RETRY_SECONDS = max(30.0, float(os.environ.get("BOOKGEN_SECRET_RETRY_SECONDS", "30")))
 #: kopf's reasons for a reconcile that comes from the spec (and its first sight of a queue): those act on
 #: LISTs and re-read Secrets; the timer and child events use what the watches and earlier checks saw.
 SPEC_TRIGGERS = ("create", "update", "resume")
@@ -64,53 +65,11 @@ OPERATOR_NAMESPACE = os.environ.get("POD_NAMESPACE") or None
 BGQ = RESOURCES[(f"{GROUP}/{VERSION}", "BookGenQueue")]
 
 
-@dataclasses.dataclass
-class _Connection:
-    info: Any = None
-
-
-CONNECTION = _Connection()
-#: Every write checks leadership (leader.py): a replica that lost its Lease never writes again.
-KUBE = Kube(lambda: CONNECTION.info, may_write=LEADERSHIP.leading)
-
-
-@dataclasses.dataclass
-class QueueState:
-    """In-memory per-queue bookkeeping (lost on restart, which only costs one extra reconcile)."""
-
-    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    dirty: bool = False
-    #: The trigger that made the running reconcile dirty (the strongest, if several).
-    dirty_trigger: str | None = None
-    invalid_generation: int | None = None
-    retry_at: float = 0.0
-    retry_delay: float = SECRET_RETRY_SECONDS
-    autoscaling: Condition | None = None
-    warned_generation: int | None = None
-    #: The stored form of children we wrote (reconcile.learn): compare the way the server stores them.
-    learned: dict[tuple, Any] = dataclasses.field(default_factory=dict)
-    #: (generation, when) the queue's Secrets were last found complete: a timer reconcile re-reads them
-    #: only every RESYNC_SECONDS (one GET per queue every 30 s was a sixth of the operator's requests).
-    secrets_checked: tuple[int | None, float] | None = None
-
-
-STATES: dict[str, QueueState] = {}
-#: The children as kopf's watches see them.
-CHILDREN = ChildCache(PRUNABLE + MONITORING_KINDS)
 _discovery: tuple[float, frozenset[str]] = (0.0, frozenset())
 
 
 class MissingSecret(Exception):
     """A Secret the spec references does not exist (or lacks a key)."""
-
-
-def plain(value: Any) -> Any:
-    """kopf bodies are mapping views; the core wants plain JSON-like data."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------- the reconcile
@@ -422,63 +381,3 @@ def forget(uid: str) -> None:
     """Drop every per-queue item the operator keeps in memory, so deleted queues cost nothing."""
     STATES.pop(uid, None)
     opmetrics.forget(uid)
-
-
-def _autoscaler_entry() -> Any:
-    """The Kubernetes autoscaler entry point, or None when this build has none (or it is turned off)."""
-    if os.environ.get("BOOKGEN_AUTOSCALER", "on").lower() in ("off", "0", "false", "no"):
-        return None
-    try:
-        from bookgen_operator.platforms import scheduled
-    except ImportError:
-        return None
-    # One scheduler steps the pools of every queue (bounded concurrency, replicas from the watch).
-    return scheduled.run_scheduled
-
-
-async def _pause(stopped: kopf.DaemonStopped, seconds: float) -> None:
-    """Sleep until `seconds` pass or the daemon is asked to stop. Plain sleeps: kopf cancels async
-    daemons on exit, and a cancelled sleep leaves nothing behind (unlike `await stopped.wait(n)`)."""
-    deadline = time.monotonic() + seconds
-    while not stopped and time.monotonic() < deadline:
-        await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
-async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """Run the pool autoscaler of this queue for as long as the queue exists. kopf keeps `body` live;
-    a new generation of the spec restarts the autoscaler with the new pools and policy."""
-    state = STATES.setdefault(body["metadata"]["uid"], QueueState())
-    while not stopped:
-        generation = body["metadata"].get("generation")
-        try:
-            spec: QueueSpec | None = parse_queue(plain(body))
-        except SpecError:
-            spec = None  # reconcile reports it
-        run = _autoscaler_entry()
-        if spec is None or not spec.autoscaling.enabled or run is None:
-            if spec is not None and spec.autoscaling.enabled:
-                state.autoscaling = Condition(
-                    "Autoscaling", False, "AutoscalerUnavailable",
-                    "the autoscaler is not available in this operator; replicas stay as they are")
-            while not stopped and body["metadata"].get("generation") == generation:
-                await _pause(stopped, 1.0)
-            continue
-        state.autoscaling = Condition("Autoscaling", True, "Active", "the autoscaler watches the queues of every pool")
-        inner = asyncio.Event()
-        task = asyncio.create_task(run(spec, KUBE, inner))
-        try:
-            while not stopped and body["metadata"].get("generation") == generation and not task.done():
-                await _pause(stopped, 1.0)
-            ended_by_itself = task.done()
-            inner.set()
-            await asyncio.wait_for(task, 10)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        except Exception as exc:  # the autoscaler failed: say so in status, retry after a pause
-            log.warning("autoscaler of %s failed: %s", spec.name, exc)
-            state.autoscaling = Condition("Autoscaling", False, "AutoscalerFailed", f"the autoscaler stopped: {exc}")
-            ended_by_itself = True
-        if ended_by_itself:
-            await _pause(stopped, 10.0)  # never a hot restart loop
