@@ -44,18 +44,22 @@ def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("metadata") or {}
 
 
-def _newer_or_same(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+def _version(obj: Mapping[str, Any]) -> int | None:
+    """resourceVersion as an integer (etcd's revision), or None when absent or opaque."""
     try:
-        return int(_meta(new).get("resourceVersion")) >= int(_meta(old).get("resourceVersion"))
-    except (TypeError, ValueError):  # opaque versions: the later event wins
-        return True
+        return int(_meta(obj).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _newer_or_same(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    a, b = _version(new), _version(old)
+    return a is None or b is None or a >= b  # opaque versions: the later news wins
 
 
 def _newer_than(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
-    try:
-        return int(_meta(new).get("resourceVersion")) > int(_meta(old).get("resourceVersion"))
-    except (TypeError, ValueError):  # opaque or unknown versions: the later news wins
-        return True
+    a, b = _version(new), _version(old)
+    return a is None or b is None or a > b
 
 
 class ChildCache:
