@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.markers import Marker, default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -36,12 +37,32 @@ LOCK_HEADER = """\
 # ---------------------------------------------------------------- the lock
 
 
-def runtime_closure(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
-    """{canonical name: installed version} for pyproject's runtime dependencies and everything they
-    need (extras such as celery[redis] followed; markers evaluated for this interpreter)."""
+#: The interpreters the image is built on: the upstream slim image our Dockerfile names, and Debian
+#: bookworm's python3, which the test cluster's base image is made of (scripts/build-images.sh). A
+#: dependency needed on one of them only (a marker such as `python_full_version < "3.11.3"`) is locked
+#: with its marker, so pip installs it exactly where it is needed.
+IMAGE_PYTHONS = ("3.11.14", "3.11.2")
+
+
+def _environments() -> list[dict[str, str]]:
+    here = default_environment()
+    return [here, *({**here, "python_full_version": v, "python_version": v.rsplit(".", 1)[0]} for v in IMAGE_PYTHONS)]
+
+
+def _needed(marker: Marker | None, extras: set[str], env: dict[str, str]) -> bool:
+    return marker is None or any(marker.evaluate({**env, "extra": e}) for e in ("", *extras))
+
+
+def runtime_closure(pyproject: Path = ROOT / "pyproject.toml") -> tuple[dict[str, str], dict[str, Requirement]]:
+    """({canonical name: installed version}, {canonical name: requirement}) for pyproject's runtime
+    dependencies and everything they need (extras such as celery[redis] followed). The first maps what
+    this interpreter needs; the second what only another image interpreter needs (not installed here),
+    with the requirement that carries its marker."""
     deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
     pins: dict[str, str] = {}
+    elsewhere: dict[str, Requirement] = {}
     extras_seen: dict[str, set[str]] = {}
+    here, *others = _environments()
     todo = [Requirement(d) for d in deps]
     while todo:
         req = todo.pop()
@@ -54,22 +75,45 @@ def runtime_closure(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]
         pins[name] = dist.version
         for line in dist.requires or []:
             sub = Requirement(line)
-            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in ("", *extras)):
+            if _needed(sub.marker, extras, here):
                 todo.append(sub)
-    return dict(sorted(pins.items()))
+            elif any(_needed(sub.marker, extras, env) for env in others):
+                elsewhere.setdefault(canonicalize_name(sub.name), sub)
+    for name in pins:
+        elsewhere.pop(name, None)
+    return dict(sorted(pins.items())), dict(sorted(elsewhere.items()))
+
+
+def _resolve(req: Requirement) -> str:
+    """The version pip would install for `req` (not installed here): asked of the package index."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-deps", "--ignore-installed",
+         "--report", "-", f"{req.name}{req.specifier}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return str(json.loads(out)["install"][0]["metadata"]["version"])
 
 
 def lock_text() -> str:
-    return LOCK_HEADER + "".join(f"{name}=={version}\n" for name, version in runtime_closure().items())
+    pins, elsewhere = runtime_closure()
+    lines = {name: f"{name}=={version}\n" for name, version in pins.items()}
+    lines |= {name: f"{name}=={_resolve(req)} ; {req.marker}\n" for name, req in elsewhere.items()}
+    return LOCK_HEADER + "".join(lines[name] for name in sorted(lines))
 
 
 def read_lock() -> dict[str, str]:
+    return {name: version for name, (version, _marker) in read_lock_lines().items()}
+
+
+def read_lock_lines() -> dict[str, tuple[str, str]]:
+    """{canonical name: (version, environment marker or '')}."""
     pins = {}
     for line in LOCK.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            name, _, version = line.partition("==")
-            pins[canonicalize_name(name)] = version
+            pin, _, marker = line.partition(";")
+            name, _, version = pin.strip().partition("==")
+            pins[canonicalize_name(name)] = (version, marker.strip())
     return pins
 
 
@@ -88,21 +132,37 @@ def test_lock_is_a_closed_consistent_set() -> None:
             continue
         for line in dist.requires or []:
             sub = Requirement(line)
-            if sub.marker is not None and not sub.marker.evaluate({"extra": ""}):
+            if not any(_needed(sub.marker, set(), env) for env in _environments()):
                 continue  # an optional extra (the extras we use are followed by runtime_closure)
             sub_name = canonicalize_name(sub.name)
             assert sub_name in pins, f"{name}=={version} needs {line}, which requirements.lock lacks"
             locked = pins[sub_name]
             assert sub.specifier.contains(locked, prereleases=True), f"{name} needs {line}, lock has {locked}"
-    missing = set(runtime_closure()) - set(pins)
+    needed_here, needed_elsewhere = runtime_closure()
+    missing = (set(needed_here) | set(needed_elsewhere)) - set(pins)
     assert not missing, f"requirements.lock lacks runtime dependencies {sorted(missing)}: regenerate it with --write"
+
+
+def test_a_dependency_of_another_image_python_is_locked_with_its_marker() -> None:
+    """redis 8 needs async-timeout below Python 3.11.3 only: the image built on Debian's 3.11.2 failed
+    at `import redis` while the lock (made on a newer 3.11) lacked it. Such a pin keeps its marker, so
+    pip installs it exactly where the marker holds."""
+    lines = read_lock_lines()
+    _, needed_elsewhere = runtime_closure()
+    for name, req in needed_elsewhere.items():
+        version, marker = lines[name]
+        assert marker and Marker(marker) == req.marker, f"{name} is locked without the marker {req.marker}"
+        assert req.specifier.contains(version, prereleases=True)
+    for name, (_version, marker) in lines.items():
+        if marker:
+            assert not Marker(marker).evaluate(), f"{name} is installed here: it needs no marker"
 
 
 def test_lock_pins_exact_versions_of_every_runtime_dependency() -> None:
     pins = read_lock()
     for line in LOCK.read_text().splitlines():
         if line and not line.startswith("#"):
-            assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+", line), line
+            assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!-]+( ; [^;]+)?", line), line
     for dep in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
         req = Requirement(dep)
         assert req.specifier.contains(pins[canonicalize_name(req.name)]), dep
