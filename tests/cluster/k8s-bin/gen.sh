@@ -22,7 +22,7 @@ go mod edit -go="$GODIR"
 [ -n "$GODEBUG_DEFAULT" ] && go mod edit -godebug "default=$GODEBUG_DEFAULT"
 sed -n 's|^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/src/k8s\.io/.*|\1|p' "$MODFILE" |
   while read -r m; do go mod edit -replace "$m=$m@v0.$MINOR_PATCH"; done
-go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$V" \
+go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$V" "k8s.io/kubernetes/cmd/kubelet@v$V" "k8s.io/kubernetes/cmd/kube-proxy@v$V" \
   "k8s.io/kubernetes/cmd/kube-controller-manager@v$V" \
   "k8s.io/kubernetes/cmd/kube-scheduler@v$V"
 go mod tidy
