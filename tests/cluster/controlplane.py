@@ -1,38 +1,46 @@
-"""A real Kubernetes control plane as plain processes on loopback: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and our node agent (the one stand-in, for the kubelet).
+"""A real Kubernetes cluster for the tests: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler, and a real node (containerd + runc, the kubelet, kube-proxy, the CNI bridge, CoreDNS
+and a volume provisioner as pods), all inside a network namespace with no default route (sandbox.py).
 
-    python -m tests.cluster.controlplane up --bin DIR    # prints `export KUBECONFIG=...` last
+    python -m tests.cluster.controlplane up --bin DIR --node-bin DIR --images DIR   # prints `export KUBECONFIG=...`
+    python -m tests.cluster.controlplane up --bin DIR --node fake    # a stand-in node agent, for benchmarks
     python -m tests.cluster.controlplane down | status
 
-State (PKI, etcd data, logs, pid files, kubeconfigs, the audit log) lives in one folder, `.cluster/`
-at the repository root unless BOOKGEN_CLUSTER_DIR says otherwise. Processes run in their own
-sessions so they outlive `up`; `down` stops them by the pids it recorded, never by name.
+The way in from this machine is a loopback port forwarded (socat, over a unix socket) to the
+apiserver in the namespace; the admin kubeconfig points at it, and `kubectl logs/exec/port-forward`
+work through it. `--node fake` replaces the kubelet by node_agent.py (pods marked Running, nothing
+runs): only bench.operator_scale uses it, for more pods than two cores can run.
+
+State (PKI, etcd data, containerd's store, logs, kubeconfigs, the audit log) lives in `.cluster/` at
+the repository root unless BOOKGEN_CLUSTER_DIR says otherwise. Processes outlive `up`; `down` stops
+them by the cgroup they were put in and the PIDs recorded, never by name.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tests.cluster import addons, node
+from tests.cluster.netcheck import dns_answers, netns_http_ok
+from tests.cluster.sandbox import NODE_IP, SERVICE_CIDR, Sandbox, _alive, run
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-NODE_NAMES = ("fake-node-0",)
-#: Order matters: started in this order, stopped in the reverse.
-COMPONENTS = ("etcd", "apiserver", "kcm", "scheduler", "agent")
+FAKE_NODE_NAMES = ("fake-node-0",)
+API_PORT = 6443  # inside the namespace; the loopback port outside is chosen free
 READY_TIMEOUT = 120.0
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
 
 
 def state_dir() -> Path:
@@ -41,13 +49,25 @@ def state_dir() -> Path:
 
 @dataclass
 class State:
+    id: str
     bin_dir: str
-    ports: dict[str, int]
+    node: str = "real"
+    node_bin: str = ""
+    images: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
         return f"https://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return (node.NODE_NAME,) if self.node == "real" else FAKE_NODE_NAMES
+
+    def sandbox(self, d: Path) -> Sandbox:
+        return Sandbox(self.id, d)
 
     @classmethod
     def load(cls, d: Path) -> State | None:
@@ -67,45 +87,29 @@ def log(msg: str) -> None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours is not running.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+alive = _alive
 
 
 def kubeconfig_path(d: Path | None = None, user: str = "admin") -> Path:
     return (d or state_dir()) / "pki" / f"{user}.kubeconfig"
 
 
-def write_kubeconfig(d: Path, st: State, user: str) -> Path:
+def write_kubeconfig(d: Path, server: str, user: str, cert: str | None = None) -> Path:
     pki = d / "pki"
+    cert = cert or user
     path = kubeconfig_path(d, user)
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "bookgen-test",
-                              "cluster": {"server": st.api_url, "certificate-authority": str(pki / "ca.crt")}}],
-                "users": [{"name": user, "user": {"client-certificate": str(pki / f"{user}.crt"),
-                                                  "client-key": str(pki / f"{user}.key")}}],
-                "contexts": [{"name": user, "context": {"cluster": "bookgen-test", "user": user}}],
-                "current-context": user,
-            },
-            indent=2,
-        )
-    )
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "bookgen-test",
+                      "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+        "users": [{"name": user, "user": {"client-certificate": str(pki / f"{cert}.crt"),
+                                          "client-key": str(pki / f"{cert}.key")}}],
+        "contexts": [{"name": user, "context": {"cluster": "bookgen-test", "user": user}}],
+        "current-context": user,
+    }, indent=2))  # fmt: skip
     path.chmod(0o600)
     return path
 
@@ -117,65 +121,63 @@ def admin_ssl_context(d: Path) -> ssl.SSLContext:
     return ctx
 
 
-def http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+def api_get(d: Path, st: State, path: str) -> dict[str, object] | None:
+    import urllib.request
+
     try:
-        with urllib.request.urlopen(url, timeout=2, context=ctx) as r:
-            return r.status == 200
+        with urllib.request.urlopen(f"{st.api_url}{path}", timeout=3, context=admin_ssl_context(d)) as r:
+            return json.load(r)  # type: ignore[no-any-return]
     except Exception:
-        return False
+        return None
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT, pid: int | None = None,
+def wait_for(what: str, check: object, timeout: float = READY_TIMEOUT, pid: int | None = None,
              logfile: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
+        if check():  # type: ignore[operator]
             return
         if pid is not None and not alive(pid):
-            tail = logfile.read_text()[-3000:] if logfile and logfile.exists() else ""
+            tail = logfile.read_text(errors="replace")[-3000:] if logfile and logfile.exists() else ""
             raise RuntimeError(f"{what} exited during start-up; last log lines:\n{tail}")
-        time.sleep(0.25)
+        time.sleep(0.2)
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def spawn(d: Path, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
-    logf = open(d / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=d
-    )
-    logf.close()
-    return proc.pid
-
-
-def advertise_address() -> str:
-    """Any non-loopback unicast address: the apiserver rejects loopback for its own Endpoints."""
-    try:
-        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout.split()
-    except (OSError, subprocess.SubprocessError):
-        out = []
-    return next((a for a in out if "." in a and not a.startswith("127.")), "192.0.2.10")
-
-
-def apiserver_args(d: Path, st: State) -> list[str]:
+def apiserver_args(d: Path) -> list[str]:
     pki = d / "pki"
     return [
-        f"--etcd-servers=http://127.0.0.1:{st.ports['etcd']}",
-        "--bind-address=127.0.0.1",
-        f"--secure-port={st.ports['api']}",
-        f"--advertise-address={advertise_address()}",
+        "--etcd-servers=http://127.0.0.1:2379",
+        "--bind-address=0.0.0.0",
+        f"--secure-port={API_PORT}",
+        f"--advertise-address={NODE_IP}",
         f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}",
         f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        # Otherwise it resolves the node's name through this machine's resolver.
+        "--kubelet-preferred-address-types=InternalIP",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--service-cluster-ip-range=10.0.0.0/24",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
         "--profiling=false",
         # PodSecurity is on by default; OwnerReferencesPermissionEnforcement is what OpenShift adds.
         "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+        # Aggregated APIs (a metrics adapter): the front proxy's client certificate and routing to endpoints.
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+        "--enable-aggregator-routing=true",
         f"--audit-policy-file={HERE / 'audit-policy.yaml'}",
         f"--audit-log-path={d / 'audit.log'}",
         "--audit-log-maxsize=0",
@@ -183,135 +185,184 @@ def apiserver_args(d: Path, st: State) -> list[str]:
     ]
 
 
-def up(bin_dir: Path) -> State:
+def up(bin_dir: Path, node_bin: Path | None = None, images: Path | None = None, node_kind: str = "real") -> State:
     d = state_dir()
     old = State.load(d)
-    if old and all(alive(old.pids.get(c, -1)) for c in COMPONENTS) and healthy(d, old):
+    if old and healthy(d, old) and old.node == node_kind:
         log(f"already up at {old.api_url}")
         return old
-    if old:
-        log("found a stale or partial control plane; stopping it first")
+    if old or (d / "state.json").exists():
+        log("found a stale or partial cluster; removing it first")
         down()
+    if node_kind == "real" and not (node_bin and images):
+        raise RuntimeError("a real node needs --node-bin and --images (scripts/build-node.sh, scripts/build-images.sh)")
     for sub in ("logs", "pki", "etcd"):
         (d / sub).mkdir(parents=True, exist_ok=True)
-    subprocess.run(["bash", str(HERE / "pki.sh"), str(d / "pki")], check=True)
-    ports = {k: free_port() for k in ("etcd", "peer", "api", "kcm", "scheduler")}
-    st = State(bin_dir=str(bin_dir), ports=ports)
+    st = State(id=secrets.token_hex(3), bin_dir=str(bin_dir), node=node_kind, node_bin=str(node_bin or ""),
+               images=str(images or ""), ports={"api": free_port()})
+    sb = st.sandbox(d)
+    st.save(d)  # first, so that a crash from here on is cleaned up by the next up or down
     t0 = time.monotonic()
-    b = Path(bin_dir)
-    pki = d / "pki"
     try:
-        st.pids["etcd"] = spawn(d, "etcd", [
-            str(b / "etcd"), "--name", "default", "--data-dir", str(d / "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{ports['etcd']}",
-            "--advertise-client-urls", f"http://127.0.0.1:{ports['etcd']}",
-            "--listen-peer-urls", f"http://127.0.0.1:{ports['peer']}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ports['peer']}",
-            "--initial-cluster", f"default=http://127.0.0.1:{ports['peer']}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ])  # fmt: skip
+        sb.create()
+        subprocess.run(["bash", str(HERE / "pki.sh"), str(d / "pki"), node.NODE_NAME, NODE_IP], check=True)
+        _start_control_plane(d, st, sb)
+        st.timings["control_plane"] = round(time.monotonic() - t0, 1)
+        if node_kind == "real":
+            _start_node(d, st, sb)
+        else:
+            _start_fake_node(d, st, sb)
+        node_pids = [st.pids[c] for c in (*NODE_COMPONENTS, "agent") if c in st.pids]
+        wait_for("a Ready node", lambda: _all_alive(st, node_pids) and nodes_ready(d, st), timeout=READY_TIMEOUT)
+        st.timings["node_ready"] = round(time.monotonic() - t0, 1)
+        if node_kind == "real":
+            _start_addons(d, st)
+            st.timings["dns_ready"] = round(time.monotonic() - t0, 1)
         st.save(d)
-        wait_for("etcd", lambda: http_ok(f"http://127.0.0.1:{ports['etcd']}/health"), pid=st.pids["etcd"],
-                 logfile=d / "logs" / "etcd.log")
-        st.pids["apiserver"] = spawn(d, "apiserver", [str(b / "kube-apiserver"), *apiserver_args(d, st)])
-        st.save(d)
-        ctx = admin_ssl_context(d)
-        wait_for("kube-apiserver /readyz", lambda: http_ok(f"{st.api_url}/readyz", ctx), pid=st.pids["apiserver"],
-                 logfile=d / "logs" / "apiserver.log")
-        for user in ("admin", "kcm", "scheduler", "agent"):
-            write_kubeconfig(d, st, user)
-        kcm = kubeconfig_path(d, "kcm")
-        st.pids["kcm"] = spawn(d, "kcm", [
-            str(b / "kube-controller-manager"), f"--kubeconfig={kcm}",
-            f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
-            "--use-service-account-credentials=true", f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}", f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-            f"--cluster-signing-key-file={pki / 'ca.key'}",
-            "--controllers=*,-horizontal-pod-autoscaler-controller", "--leader-elect=false",
-            # The agent marks pods Ready at once: give the deployment controller no reason to wait.
-            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['kcm']}", "--v=1",
-        ])  # fmt: skip
-        sched = kubeconfig_path(d, "scheduler")
-        st.pids["scheduler"] = spawn(d, "scheduler", [
-            str(b / "kube-scheduler"), f"--kubeconfig={sched}", f"--authentication-kubeconfig={sched}",
-            f"--authorization-kubeconfig={sched}", "--leader-elect=false", "--bind-address=127.0.0.1",
-            f"--secure-port={ports['scheduler']}", "--v=1",
-        ])  # fmt: skip
-        st.pids["agent"] = spawn(
-            d,
-            "agent",
-            [sys.executable, "-m", "tests.cluster.node_agent", "--kubeconfig", str(kubeconfig_path(d, "agent")),
-             *[a for n in NODE_NAMES for a in ("--node", n)]],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        st.save(d)
-        insecure = ssl.create_default_context()
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE
-        for name, port in (("kube-controller-manager", ports["kcm"]), ("kube-scheduler", ports["scheduler"])):
-            key = "kcm" if name.endswith("manager") else "scheduler"
-            wait_for(name, lambda p=port: http_ok(f"https://127.0.0.1:{p}/healthz", insecure), pid=st.pids[key],
-                     logfile=d / "logs" / f"{key}.log")
-        wait_for("a Ready node", lambda: nodes_ready(d, st), pid=st.pids["agent"], logfile=d / "logs" / "agent.log")
     except BaseException:
-        log(f"start-up failed; logs are in {d / 'logs'}")
-        stop_processes(st)
+        # Nothing keeps running or stays mounted; the files stay for a look until the next up or down.
+        st.sandbox(d).destroy(graceful=tuple(st.pids[c] for c in reversed(NODE_COMPONENTS) if c in st.pids))
+        log(f"start-up failed; everything it started is stopped; logs are in {d / 'logs'}")
         raise
-    log(f"up in {time.monotonic() - t0:.1f} s: {st.api_url}, nodes {', '.join(NODE_NAMES)}")
+    log(f"up in {time.monotonic() - t0:.1f} s: {st.api_url} (node {', '.join(st.node_names)}; {st.timings})")
     return st
+
+
+def _spawn(d: Path, st: State, sb: Sandbox, name: str, argv: list[str], **kw: object) -> int:
+    pid = sb.spawn(name, argv, **kw)  # type: ignore[arg-type]
+    st.pids[name] = pid
+    st.save(d)
+    return pid
+
+
+def _start_control_plane(d: Path, st: State, sb: Sandbox) -> None:
+    b, pki, logs = Path(st.bin_dir), d / "pki", d / "logs"
+    pid = _spawn(d, st, sb, "etcd", [
+        str(b / "etcd"), "--name", "default", "--data-dir", str(d / "etcd"),
+        "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+        "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+        "--initial-cluster", "default=http://127.0.0.1:2380", "--unsafe-no-fsync", "--log-level", "warn",
+    ])  # fmt: skip
+    wait_for("etcd", lambda: netns_http_ok(sb.netns_path, "http://127.0.0.1:2379/health"), pid=pid,
+             logfile=logs / "etcd.log")
+    pid = _spawn(d, st, sb, "apiserver", [str(b / "kube-apiserver"), *apiserver_args(d)])
+    # The loopback way in: outside, a TCP listener on 127.0.0.1; inside, the other end of a unix socket.
+    sock = sb.run_dir / "api.sock"
+    _spawn(d, st, sb, "forward-in", ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early,mode=600",
+                                     f"TCP:127.0.0.1:{API_PORT}"])
+    wait_for("the forwarder's socket", sock.exists, timeout=10)
+    _spawn(d, st, sb, "forward-out", ["socat", f"TCP-LISTEN:{st.ports['api']},bind=127.0.0.1,fork,reuseaddr",
+                                      f"UNIX-CONNECT:{sock}"], host=True)
+    wait_for("kube-apiserver /readyz", lambda: _readyz(d, st), pid=pid, logfile=logs / "apiserver.log")
+    inside = f"https://127.0.0.1:{API_PORT}"
+    write_kubeconfig(d, st.api_url, "admin")
+    for user in ("kcm", "scheduler"):
+        write_kubeconfig(d, inside, user)
+    write_kubeconfig(d, f"https://{NODE_IP}:{API_PORT}", "kubelet", cert="kubelet-client")
+    write_kubeconfig(d, f"https://{NODE_IP}:{API_PORT}", "kube-proxy")
+    write_kubeconfig(d, st.api_url, "agent")
+    kcm = kubeconfig_path(d, "kcm")
+    _spawn(d, st, sb, "kcm", [
+        str(b / "kube-controller-manager"), f"--kubeconfig={kcm}",
+        f"--authentication-kubeconfig={kcm}", f"--authorization-kubeconfig={kcm}",
+        "--use-service-account-credentials=true", f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--root-ca-file={pki / 'ca.crt'}", f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+        f"--cluster-signing-key-file={pki / 'ca.key'}", "--controllers=*", "--leader-elect=false",
+        "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
+        "--bind-address=127.0.0.1", "--secure-port=10257", "--v=1",
+    ])  # fmt: skip
+    sched = kubeconfig_path(d, "scheduler")
+    _spawn(d, st, sb, "scheduler", [
+        str(b / "kube-scheduler"), f"--kubeconfig={sched}", f"--authentication-kubeconfig={sched}",
+        f"--authorization-kubeconfig={sched}", "--leader-elect=false", "--bind-address=127.0.0.1",
+        "--secure-port=10259", "--v=1",
+    ])  # fmt: skip
+    for key, port in (("kcm", 10257), ("scheduler", 10259)):
+        wait_for(key, lambda p=port: netns_http_ok(sb.netns_path, f"https://127.0.0.1:{p}/healthz"),
+                 pid=st.pids[key], logfile=logs / f"{key}.log")
+
+
+def _all_alive(st: State, pids: list[int]) -> bool:
+    dead = [name for name, pid in st.pids.items() if pid in pids and not alive(pid)]
+    if dead:
+        raise RuntimeError(f"{', '.join(dead)} exited during start-up; see {state_dir() / 'logs'}")
+    return True
+
+
+def _readyz(d: Path, st: State) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{st.api_url}/readyz", timeout=3, context=admin_ssl_context(d)) as r:
+            return bool(r.status == 200)
+    except Exception:
+        return False
+
+
+def _start_node(d: Path, st: State, sb: Sandbox) -> None:
+    nb, logs = Path(st.node_bin), d / "logs"
+    configs = node.write_configs(sb, {"kube-proxy": kubeconfig_path(d, "kube-proxy")})
+    env = node.node_environment(nb, dict(os.environ))
+    pid = _spawn(d, st, sb, "containerd", node.containerd_argv(nb, configs["containerd"]), mount=True, env=env)
+    wait_for("containerd", node.containerd_socket(sb).exists, timeout=60, pid=pid, logfile=logs / "containerd.log")
+    t = time.monotonic()
+    node.import_images(sb, nb, Path(st.images))
+    st.timings["image_import"] = round(time.monotonic() - t, 1)
+    _spawn(d, st, sb, "kubelet", node.kubelet_argv(sb, nb, configs["kubelet"], kubeconfig_path(d, "kubelet")),
+           mount=True, env=env)
+    _spawn(d, st, sb, "kube-proxy", node.kube_proxy_argv(nb, configs["kube-proxy"]), mount=True, env=env)
+
+
+def _start_fake_node(d: Path, st: State, sb: Sandbox) -> None:
+    _spawn(d, st, sb, "agent", [
+        sys.executable, "-m", "tests.cluster.node_agent", "--kubeconfig", str(kubeconfig_path(d, "agent")),
+        *[a for n in FAKE_NODE_NAMES for a in ("--node", n)],
+    ], host=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)  # fmt: skip
+
+
+def _start_addons(d: Path, st: State) -> None:
+    data = d / "local-path"
+    data.mkdir(exist_ok=True)
+    body = "\n".join(json.dumps(m) for m in addons.manifests(data))
+    kubectl = str(Path(sys.executable).parent / "kubectl")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig_path(d))}
+    subprocess.run([kubectl, "apply", "--server-side", "-f", "-"], input=body, text=True, check=True,
+                   capture_output=True, env=env, timeout=120)
+    sb = st.sandbox(d)
+    wait_for("cluster DNS to answer", lambda: dns_answers(sb.netns_path, "kubernetes.default.svc.cluster.local"),
+             timeout=READY_TIMEOUT)
 
 
 def nodes_ready(d: Path, st: State) -> bool:
     """Every node Ready and without the not-ready taint (pods are scheduled only then)."""
-    try:
-        req = urllib.request.Request(f"{st.api_url}/api/v1/nodes")
-        with urllib.request.urlopen(req, timeout=3, context=admin_ssl_context(d)) as r:
-            items = json.load(r)["items"]
-    except Exception:
+    body = api_get(d, st, "/api/v1/nodes")
+    if not body:
         return False
     ready = set()
-    for n in items:
+    for n in body.get("items", []):  # type: ignore[union-attr]
         conds = {c["type"]: c["status"] for c in n.get("status", {}).get("conditions", [])}
         taints = {t["key"] for t in n.get("spec", {}).get("taints", []) or []}
         if conds.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints:
             ready.add(n["metadata"]["name"])
-    return set(NODE_NAMES) <= ready
+    return set(st.node_names) <= ready
 
 
 def healthy(d: Path, st: State) -> bool:
     try:
-        return http_ok(f"{st.api_url}/readyz", admin_ssl_context(d)) and nodes_ready(d, st)
-    except (OSError, ssl.SSLError):
+        return all(alive(p) for p in st.pids.values()) and _readyz(d, st) and nodes_ready(d, st)
+    except (OSError, ssl.SSLError, KeyError):
         return False
-
-
-def stop_processes(st: State, timeout: float = 20.0) -> None:
-    for name in reversed(COMPONENTS):
-        pid = st.pids.get(name)
-        if not pid or not alive(pid):
-            continue
-        try:
-            os.killpg(pid, signal.SIGTERM)  # each component leads its own session
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-            while alive(pid):
-                time.sleep(0.05)
-        with contextlib.suppress(ChildProcessError):  # reap it if it is our child (the pytest fixture's case)
-            os.waitpid(pid, os.WNOHANG)
 
 
 def down() -> None:
     d = state_dir()
     st = State.load(d)
     if st:
-        stop_processes(st)
+        graceful = tuple(st.pids[c] for c in reversed(NODE_COMPONENTS) if c in st.pids)
+        st.sandbox(d).destroy(graceful=graceful)
     if d.exists():
+        # containerd's snapshots may hold read-only files; the mounts over them went with the namespace.
+        run("rm", "-rf", "--one-file-system", str(d), check=False)
         shutil.rmtree(d, ignore_errors=True)
     log("down")
 
@@ -322,11 +373,10 @@ def status() -> int:
     if not st:
         print(f"down (no state in {d})")
         return 1
-    for c in COMPONENTS:
-        pid = st.pids.get(c)
-        print(f"{c:10} pid {pid or '-':>7}  {'running' if pid and alive(pid) else 'not running'}")
+    for c, pid in st.pids.items():
+        print(f"{c:12} pid {pid:>7}  {'running' if alive(pid) else 'not running'}")
     ok = healthy(d, st)
-    print(f"apiserver  {st.api_url}  {'ready' if ok else 'NOT ready'}")
+    print(f"apiserver    {st.api_url}  {'ready' if ok else 'NOT ready'}  (namespace {st.sandbox(d).netns})")
     if ok:
         print(f"export KUBECONFIG={kubeconfig_path(d)}")
     return 0 if ok else 1
@@ -335,15 +385,18 @@ def status() -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    u = sub.add_parser("up", help="start (or reuse) the control plane")
+    u = sub.add_parser("up", help="start (or reuse) the cluster")
     u.add_argument("--bin", required=True, type=Path, help="folder with etcd and the kube-* binaries")
+    u.add_argument("--node-bin", type=Path, help="folder of scripts/build-node.sh (kubelet, containerd, ...)")
+    u.add_argument("--images", type=Path, help="folder of scripts/build-images.sh")
+    u.add_argument("--node", choices=("real", "fake"), default="real")
     sub.add_parser("down", help="stop everything and remove the state folder")
     sub.add_parser("status", help="show what runs")
     args = p.parse_args(argv)
     if args.cmd == "up":
         try:
-            up(args.bin)
-        except RuntimeError as e:
+            up(args.bin, args.node_bin, args.images, args.node)
+        except (RuntimeError, subprocess.CalledProcessError) as e:
             print(f"cluster: {e}", file=sys.stderr)
             return 1
         print(f"export KUBECONFIG={kubeconfig_path()}")
