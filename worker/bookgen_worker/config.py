@@ -109,10 +109,25 @@ class Settings:
             "queue_order_strategy": "priority",
             "unacked_restore_interval": self.unacked_restore_interval,
             "unacked_restore_throttle": self.unacked_restore_throttle,
+            # kombu leaves the broker's sockets without timeouts, and a read that never returns hangs
+            # the worker for good (celery#4556, celery#1221). Seen on the real node: a worker that
+            # connected while Redis's pod was becoming ready blocked for ever in redis-py's
+            # closed-socket check (a recv(MSG_PEEK) on a blocking socket) and looked alive, consuming
+            # nothing, until its liveness probe restarted it minutes later. With a timeout the read
+            # fails, kombu reconnects, and work goes on. No command of ours takes a fraction of it.
+            "socket_timeout": BROKER_SOCKET_TIMEOUT,
+            "socket_connect_timeout": BROKER_CONNECT_TIMEOUT,
+            # A peer that vanished without a reset (a node lost) is noticed on idle connections too.
+            "socket_keepalive": True,
         }
         if self.global_keyprefix:
             options["global_keyprefix"] = self.global_keyprefix
         return options
+
+
+#: Seconds a broker socket read or connect may take (see transport_options).
+BROKER_SOCKET_TIMEOUT = 30.0
+BROKER_CONNECT_TIMEOUT = 5.0
 
 
 def redis_url_from_env(env: Mapping[str, str]) -> str:
