@@ -107,7 +107,10 @@ def cluster() -> Iterator[Cluster]:
     d = controlplane.state_dir()
     existing = controlplane.State.load(d)
     reuse = existing is not None and existing.node == "real" and controlplane.healthy(d, existing)
-    if not reuse:
+    if reuse:
+        assert existing is not None
+        controlplane.refresh_images(d, existing, binaries()[2])  # this checkout's build of our image
+    else:
         try:
             controlplane.up(*binaries())
         except (RuntimeError, subprocess.CalledProcessError) as e:

@@ -189,6 +189,8 @@ def up(bin_dir: Path, node_bin: Path | None = None, images: Path | None = None, 
     d = state_dir()
     old = State.load(d)
     if old and healthy(d, old) and old.node == node_kind:
+        if node_kind == "real" and images:
+            refresh_images(d, old, images)
         log(f"already up at {old.api_url}")
         return old
     if old or (d / "state.json").exists():
@@ -311,6 +313,16 @@ def _start_node(d: Path, st: State, sb: Sandbox) -> None:
     _spawn(d, st, sb, "kubelet", node.kubelet_argv(sb, nb, configs["kubelet"], kubeconfig_path(d, "kubelet")),
            mount=True, env=env)
     _spawn(d, st, sb, "kube-proxy", node.kube_proxy_argv(nb, configs["kube-proxy"]), mount=True, env=env)
+
+
+def refresh_images(d: Path, st: State, images: Path) -> None:
+    """Import what a rebuild of the images changed into a running node (the product's new build)."""
+    new = node.import_images(st.sandbox(d), Path(st.node_bin), images)
+    if new:
+        log(f"imported {', '.join(new)}")
+    if str(images) != st.images:
+        st.images = str(images)
+        st.save(d)
 
 
 def _start_fake_node(d: Path, st: State, sb: Sandbox) -> None:

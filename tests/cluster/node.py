@@ -189,12 +189,17 @@ def node_environment(bin_dir: Path, base: dict[str, str]) -> dict[str, str]:
 
 
 def import_images(sb: Sandbox, bin_dir: Path, images_dir: Path) -> list[str]:
-    """Import every image of scripts/build-images.sh into containerd's `k8s.io` namespace (the one
-    the kubelet uses), with its aliases; pods then need no pull. Returns the references."""
+    """Import the images of scripts/build-images.sh that containerd's `k8s.io` namespace (the one the
+    kubelet uses) lacks, with their aliases; pods then need no pull. A rebuilt image has a new
+    reference, so a running cluster picks it up. Returns the references imported."""
     ctr = [str(bin_dir / "ctr"), "--address", str(containerd_socket(sb)), "-n", "k8s.io"]
+    present = set(subprocess.run([*ctr, "images", "ls", "-q"], check=True, capture_output=True, text=True,
+                                 timeout=60).stdout.split())
     refs: list[str] = []
     for line in (images_dir / "images.txt").read_text().splitlines():
         ref, archive, *aliases = line.split()
+        if ref in present and all(a in present for a in aliases):
+            continue
         subprocess.run([*ctr, "images", "import", "--local", str(images_dir / archive)],
                        check=True, capture_output=True, timeout=300)
         refs.append(ref)

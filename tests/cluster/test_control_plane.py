@@ -1,26 +1,35 @@
-"""The control plane is real Kubernetes: version, nodes, Deployments to Ready pods, Pod Security."""
+"""The cluster is real Kubernetes: version, a real node, Deployments to running containers, Pod
+Security, the kubelet's termination, and `scripts/cluster up`/`down` leaving nothing behind."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from tests.cluster import controlplane
+from tests.cluster import controlplane, footprint
 from tests.cluster.conftest import Cluster, kubectl
+from tests.cluster.netcheck import dns_answers
+from tests.cluster.node import NODE_NAME
+from tests.cluster.sandbox import NODE_IP
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = "v1.36.3"
 
+#: A restricted container of an image made here (busybox, scripts/build-images.sh): it really runs.
 RESTRICTED_CONTAINER = {
     "name": "app",
-    "image": "registry.example/app:1",
+    "image": "bookgen.local/busybox:latest",
+    "imagePullPolicy": "Never",
+    "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
     "securityContext": {
         "allowPrivilegeEscalation": False,
         "runAsNonRoot": True,
@@ -38,11 +47,14 @@ def test_server_reports_the_pinned_version_to_kubectl(cluster: Cluster) -> None:
     assert abs(client_minor - int(out["serverVersion"]["minor"])) <= 1, "kubectl must be within one minor version"
 
 
-def test_the_node_is_ready_and_schedulable(cluster: Cluster) -> None:
-    (node,) = [n for n in cluster.core.list_node().items if n.metadata.name == "fake-node-0"]
+def test_the_node_is_a_real_kubelet_on_containerd_and_schedulable(cluster: Cluster) -> None:
+    (node,) = [n for n in cluster.core.list_node().items if n.metadata.name == NODE_NAME]
     ready = {c.type: c.status for c in node.status.conditions}
     assert ready["Ready"] == "True"
     assert not [t for t in node.spec.taints or [] if t.key == "node.kubernetes.io/not-ready"]
+    assert node.status.node_info.kubelet_version == PINNED
+    assert node.status.node_info.container_runtime_version.startswith("containerd://2.")
+    assert {a.type: a.address for a in node.status.addresses}["InternalIP"] == NODE_IP
 
 
 def test_a_restricted_deployment_reaches_three_ready_pods(cluster: Cluster, namespace: str) -> None:
@@ -58,7 +70,10 @@ def test_a_restricted_deployment_reaches_three_ready_pods(cluster: Cluster, name
     )
     assert dep.status.available_replicas == 3
     pods = cluster.core.list_namespaced_pod(namespace, label_selector="app=three").items
-    assert len(pods) == 3 and all(p.status.phase == "Running" and p.spec.node_name == "fake-node-0" for p in pods)
+    assert len(pods) == 3 and all(p.status.phase == "Running" and p.spec.node_name == NODE_NAME for p in pods)
+    # Real containers, each with its own address on the pod network and a container ID from containerd.
+    assert len({p.status.pod_ip for p in pods}) == 3
+    assert all(p.status.container_statuses[0].container_id.startswith("containerd://") for p in pods)
 
 
 def test_a_privileged_pod_is_refused_by_pod_security(cluster: Cluster, namespace: str) -> None:
@@ -85,7 +100,7 @@ def test_deleting_a_pod_goes_through_terminating_to_gone(cluster: Cluster, names
         except client.ApiException as e:
             return e.status == 404
 
-    wait_for(gone, timeout=30, what="the agent's final delete")
+    wait_for(gone, timeout=30, what="the kubelet's final delete")
 
 
 def test_the_audit_log_records_who_wrote_what(cluster: Cluster, namespace: str) -> None:
@@ -95,27 +110,43 @@ def test_the_audit_log_records_who_wrote_what(cluster: Cluster, namespace: str) 
     assert [(w.verb, w.resource, w.namespace, w.name) for w in writes] == [("create", "configmaps", namespace, "c")]
 
 
-def test_cluster_script_up_status_down_in_its_own_folder(cluster: Cluster, tmp_path: Path) -> None:
-    """A second, independent control plane: `up` ends with the export line, `down` leaves nothing running."""
-    env = {**os.environ, "BOOKGEN_CLUSTER_DIR": str(tmp_path / "cp")}
+def test_up_reaches_a_ready_node_and_dns_within_90_s_and_down_leaves_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    """Acceptance 1 (issue 21): a second, independent cluster with the binaries and images cached. `up`
+    ends with the export line, a Ready node and answering cluster DNS within 90 s; a second `up` reuses
+    it; `down` leaves no process, mount, cgroup, interface, route, firewall rule or namespace of it."""
+    before = footprint.host_state()
+    d = tmp_path / "cp"
+    env = {**os.environ, "BOOKGEN_CLUSTER_DIR": str(d)}
     run = [sys.executable, "-m", "tests.cluster.controlplane"]
-    up = subprocess.run([*run, "up", "--bin", controlplane.State.load(cluster.state_dir).bin_dir],
-                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
+    st = cluster.state
+    built = ["--bin", st.bin_dir, "--node-bin", st.node_bin, "--images", st.images]
+    started = time.monotonic()
+    up = subprocess.run([*run, "up", *built], capture_output=True, text=True, env=env, cwd=ROOT, timeout=240)
+    took = time.monotonic() - started
     assert up.returncode == 0, up.stderr
-    last = up.stdout.strip().splitlines()[-1]
-    assert last == f"export KUBECONFIG={tmp_path / 'cp' / 'pki' / 'admin.kubeconfig'}"
-    state = controlplane.State.load(tmp_path / "cp")
+    assert up.stdout.strip().splitlines()[-1] == f"export KUBECONFIG={d / 'pki' / 'admin.kubeconfig'}"
+    state = controlplane.State.load(d)
     assert state is not None and all(controlplane.alive(p) for p in state.pids.values())
-    again = subprocess.run([*run, "up", "--bin", state.bin_dir], capture_output=True, text=True, env=env, cwd=ROOT,
-                           timeout=60)
+    sb = state.sandbox(d)
+    assert controlplane.nodes_ready(d, state)
+    assert dns_answers(sb.netns_path, "kubernetes.default.svc.cluster.local") == ["10.0.0.1"]
+    assert took <= 90, f"up took {took:.1f} s ({state.timings})"
+    netns_inode = os.stat(sb.netns_path).st_ino
+    during = footprint.host_state()
+    assert during["network namespaces"] != before["network namespaces"], "the listing sees a running cluster"
+    assert footprint.cluster_processes(d, sb.cgroup_name, netns_inode), "the listing sees its processes"
+
+    again = subprocess.run([*run, "up", *built], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert again.returncode == 0 and "already up" in again.stderr
-    assert controlplane.State.load(tmp_path / "cp").pids == state.pids
+    assert controlplane.State.load(d).pids == state.pids
     status = subprocess.run([*run, "status"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
     assert status.returncode == 0 and "ready" in status.stdout
+
     down = subprocess.run([*run, "down"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-    assert down.returncode == 0
-    assert not [c for c, p in state.pids.items() if controlplane.alive(p)]
-    for name, port in state.ports.items():
-        with __import__("socket").socket() as s:
-            assert s.connect_ex(("127.0.0.1", port)) != 0, f"{name} port {port} still listening"
-    assert not (tmp_path / "cp").exists()
+    assert down.returncode == 0, down.stderr
+    assert footprint.cluster_processes(d, sb.cgroup_name, netns_inode) == []
+    after = footprint.host_state()
+    assert {k: v for k, v in after.items() if v != before[k]} == {}, "down left something behind"
+    assert not d.exists()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", state.ports["api"])) != 0, "the apiserver's forwarder still listens"

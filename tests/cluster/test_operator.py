@@ -1,6 +1,7 @@
-"""The real operator, installed with the real helm, running as the chart's ServiceAccount, on a real
-API server with the real controllers: children, conditions, repair, roll-out, invalid specs and
-garbage collection."""
+"""The real operator as users run it: the chart installed with the real helm, the operator in the
+chart's Deployment (two replicas, leader election) in real pods of our image, as the chart's
+ServiceAccount, on a real API server and node: children, conditions, repair, roll-out, invalid specs
+and garbage collection."""
 
 from __future__ import annotations
 
@@ -12,16 +13,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.cluster import operator_pods
 from tests.cluster.conftest import RESTRICTED, Cluster, kubectl
-from tests.cluster.operator_run import (
-    Install,
-    OperatorProcess,
-    install_chart,
-    start_operator,
-    stop_and_check,
-    token_kubeconfig,
-    uninstall_chart,
-)
+from tests.cluster.operator_pods import ChartInstall as Install
+from tests.cluster.operator_pods import OperatorPods
 from tests.support.waiting import wait_for
 
 GROUP, VERSION, PLURAL = "bookgen.io", "v1alpha1", "bookgenqueues"
@@ -33,26 +28,24 @@ def chart(cluster: Cluster) -> Iterator[Install]:
     suffix = uuid.uuid4().hex[:6]
     ns = f"bookgen-system-{suffix}"
     cluster.core.create_namespace({"metadata": {"name": ns, "labels": RESTRICTED}})
-    install = install_chart(cluster, ns, f"bookgen-operator-{suffix}")
+    install = operator_pods.install(cluster, ns, f"bookgen-operator-{suffix}")
     try:
         yield install
     finally:
         try:
-            uninstall_chart(cluster, install)
+            operator_pods.uninstall(cluster, install)
         finally:
             cluster.core.delete_namespace(ns)
 
 
 @pytest.fixture
-def operator(cluster: Cluster, chart: Install, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    kubeconfig = token_kubeconfig(cluster, chart, tmp_path / "operator.kubeconfig")
+def operator(cluster: Cluster, chart: Install, namespace: str) -> Iterator[OperatorPods]:
     # Cluster-wide, as the chart runs it by default (an earlier test's namespace may still be terminating).
-    op = start_operator(kubeconfig, tmp_path / "operator.log", env={"BOOKGEN_AUTOSCALER": "off"},
-                        audit_mark=cluster.audit.mark())
+    op = operator_pods.start(cluster, chart, env={"BOOKGEN_AUTOSCALER": "off"})
     try:
         yield op
     finally:
-        stop_and_check(cluster, chart, op)
+        operator_pods.stop_and_check(cluster, op)
 
 
 def create_queue(cluster: Cluster, ns: str, name: str = "demo", spec: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -105,7 +98,7 @@ def expected_children(ns: str, name: str = "demo", spec: dict[str, Any] | None =
 
 
 def test_a_queue_gets_every_child_its_pods_pass_restricted_and_it_becomes_ready(
-    cluster: Cluster, namespace: str, chart: Install, operator: OperatorProcess
+    cluster: Cluster, namespace: str, chart: Install, operator: OperatorPods
 ) -> None:
     created = create_queue(cluster, namespace)
     wanted = expected_children(namespace)
@@ -133,7 +126,7 @@ def test_a_queue_gets_every_child_its_pods_pass_restricted_and_it_becomes_ready(
 
 
 def test_a_deleted_child_is_restored_and_a_spec_change_rolls_out(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorPods
 ) -> None:
     create_queue(cluster, namespace)
     name = "demo-worker-content"
@@ -163,7 +156,7 @@ def test_a_deleted_child_is_restored_and_a_spec_change_rolls_out(
 
 
 def test_settled_timer_reconciles_read_the_children_from_the_watches_and_still_repair_drift(
-    cluster: Cluster, namespace: str, chart: Install, operator: OperatorProcess
+    cluster: Cluster, namespace: str, chart: Install, operator: OperatorPods
 ) -> None:
     """Issue 14: a reconcile every 30 s per queue used to LIST five kinds and GET a Secret; the children
     now come from kopf's label-selected watches (child_cache.py), re-listed every few minutes."""
@@ -188,7 +181,7 @@ def test_settled_timer_reconciles_read_the_children_from_the_watches_and_still_r
              what="the deleted Service recreated")
 
 
-def test_an_invalid_spec_is_reported_in_status(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+def test_an_invalid_spec_is_reported_in_status(cluster: Cluster, namespace: str, operator: OperatorPods) -> None:
     # Accepted by the schema (a lenient rule the CRD cannot state), refused by the operator's own check.
     spec = {"redis": {"mode": "external", "url": "redis://redis.example:6379/0",
                       "passwordSecretRef": {"name": "absent", "key": "password"}}}
@@ -200,7 +193,7 @@ def test_an_invalid_spec_is_reported_in_status(cluster: Cluster, namespace: str,
 
 
 def test_deleting_the_queue_removes_every_child_through_the_garbage_collector(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorPods
 ) -> None:
     create_queue(cluster, namespace)
     wanted = expected_children(namespace)
@@ -220,7 +213,7 @@ def _deployment(cluster: Cluster, ns: str, name: str) -> Any:
 
 
 def test_two_thousand_unrelated_deployments_grow_the_operators_memory_by_less_than_10_mib(
-    cluster: Cluster, chart: Install, namespace: str, operator: OperatorProcess
+    cluster: Cluster, chart: Install, namespace: str, operator: OperatorPods
 ) -> None:
     """Issue 13, acceptance 3: the operator (cluster-wide, as the chart runs it) watches only its own
     children, filtered by the API server, so 2,000 Deployments of another team cost it nothing."""
