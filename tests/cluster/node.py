@@ -206,4 +206,21 @@ def import_images(sb: Sandbox, bin_dir: Path, images_dir: Path) -> list[str]:
         for alias in aliases:
             subprocess.run([*ctr, "images", "tag", "--force", ref, alias], check=True, capture_output=True, timeout=60)
             refs.append(alias)
+        # As if pulled by digest: the manifest digest becomes a name too (`repo@sha256:...`), so a
+        # BookGenQueue that pins `image.digest` runs from the same store.
+        digest = _manifest_digest(ctr, ref)
+        for name in (ref, *aliases):
+            pinned = f"{name.rsplit(':', 1)[0]}@{digest}"
+            subprocess.run([*ctr, "images", "tag", "--force", ref, pinned], check=True, capture_output=True, timeout=60)
     return refs
+
+
+def _manifest_digest(ctr: list[str], ref: str) -> str:
+    out = subprocess.run([*ctr, "images", "ls", f"name=={ref}"], check=True, capture_output=True, text=True,
+                         timeout=60).stdout.splitlines()
+    return next(line.split()[2] for line in out[1:] if line.split()[0] == ref)
+
+
+def manifest_digest(sb: Sandbox, bin_dir: Path, ref: str) -> str:
+    """The manifest digest containerd holds for `ref` (what a registry would serve it under)."""
+    return _manifest_digest([str(bin_dir / "ctr"), "--address", str(containerd_socket(sb)), "-n", "k8s.io"], ref)

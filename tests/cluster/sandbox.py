@@ -31,6 +31,9 @@ from pathlib import Path
 CGROUP_FS = Path("/sys/fs/cgroup")
 #: The v1 hierarchies the kubelet and runc use; missing ones (hugetlb on some kernels) are skipped.
 HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "pids", "systemd", "blkio", "devices", "freezer")
+#: In "hybrid" mode runc also mirrors every container's cgroup in the v2 tree mounted here: nothing
+#: of ours joins it, but teardown must remove what runc made there too.
+UNIFIED = "unified"
 NODE_CIDR = "10.250.0.0/24"
 NODE_IP = "10.250.0.10"
 SERVICE_CIDR = "10.0.0.0/24"
@@ -83,6 +86,11 @@ class Sandbox:
 
     def cgroup_dirs(self) -> list[Path]:
         return [CGROUP_FS / h / self.cgroup_name for h in HIERARCHIES if (CGROUP_FS / h).is_dir()]
+
+    def all_cgroup_dirs(self) -> list[Path]:
+        """Every tree of ours: the v1 hierarchies we made and the v2 mirror runc makes."""
+        unified = CGROUP_FS / UNIFIED
+        return [*self.cgroup_dirs(), *([unified / self.cgroup_name] if unified.is_dir() else [])]
 
     # -- making it ------------------------------------------------------------------------------------
 
@@ -171,7 +179,7 @@ class Sandbox:
     def pids(self) -> set[int]:
         """Every process in the cluster's cgroups: its components, shims, and every container."""
         found: set[int] = set()
-        for d in self.cgroup_dirs():
+        for d in self.all_cgroup_dirs():
             if d.exists():
                 for procs in d.rglob("cgroup.procs"):
                     with contextlib.suppress(OSError):
@@ -179,7 +187,7 @@ class Sandbox:
         return found
 
     def exists(self) -> bool:
-        return self.netns_path.exists() or self.run_dir.exists() or any(d.exists() for d in self.cgroup_dirs())
+        return self.netns_path.exists() or self.run_dir.exists() or any(d.exists() for d in self.all_cgroup_dirs())
 
     # -- removing it --------------------------------------------------------------------------------
 
@@ -199,7 +207,7 @@ class Sandbox:
         if self.run_dir.exists():
             run("umount", str(self.run_dir), check=False)
             run("rm", "-rf", "--one-file-system", str(self.run_dir), check=False)
-        for d in self.cgroup_dirs():
+        for d in self.all_cgroup_dirs():
             for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                 with contextlib.suppress(OSError):
                     sub.rmdir()

@@ -8,6 +8,10 @@ KUBECONFIG: a developer's current context may be a cluster that matters.
 The operator runs as a real process (`python -m bookgen_operator --namespace <ns>`) logged in from the
 kubeconfig, exactly as kopf logs in anywhere; what it writes is counted by its own
 `bookgen_operator_writes_total` (every write it sends, no-ops included) and by resourceVersions.
+These tests keep the operator a process on this machine because they do what a pod forbids: put a
+throttling proxy between it and the API server, SIGKILL one replica at an exact moment, run two
+with chosen names. The queues' pods run on the real node all the same. The operator as users run it
+(the chart's Deployment in pods) is tests/cluster/test_operator.py and test_real_node.py.
 """
 
 from __future__ import annotations
@@ -53,7 +57,15 @@ class Cluster:
     real: bool
     audit: AuditLog
     log_dir: Path
+    control_plane: ControlPlane
     processes: list[Any] = field(default_factory=list)
+
+    def image_digest(self, ref: str) -> str:
+        """The manifest digest of an image on the real node (as a registry would serve it)."""
+        from tests.cluster.node import manifest_digest
+
+        st = self.control_plane.state
+        return manifest_digest(self.control_plane.sandbox, Path(st.node_bin), ref)
 
     def res(self, group: str, version: str, plural: str, namespaced: bool = True) -> Any:
         return _kube()[1](group, version, plural, namespaced)
@@ -149,7 +161,7 @@ async def kube_target(cluster: ControlPlane, tmp_path: Path, monkeypatch: pytest
     kube = await _login(kubeconfig, monkeypatch)
     namespaces = _kube()[1]("", "v1", "namespaces", False)
     await kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    c = Cluster(kubeconfig, namespace, kube, True, audit, tmp_path)
+    c = Cluster(kubeconfig, namespace, kube, True, audit, tmp_path, cluster)
     await _ensure_crd(c)
     try:
         yield c

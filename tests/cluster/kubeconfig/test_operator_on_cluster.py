@@ -58,11 +58,22 @@ async def _more(op: Operator, runs: float) -> bool:
     return await op.reconciles() >= runs
 
 
+def full_example_for_this_cluster(cluster: Cluster) -> dict[str, Any]:
+    """The full example, adapted as a user adapts it to a cluster: the image from where this cluster
+    has it (with its real digest, IfNotPresent: there is no registry to ask), the storage class it has."""
+    full = yaml.safe_load(FULL_EXAMPLE.read_text())
+    full["metadata"]["namespace"] = cluster.namespace
+    ref = "ghcr.io/bookgen/bookgen-queue:0.1.0"
+    full["spec"]["image"].update({"repository": ref.rsplit(":", 1)[0], "pullPolicy": "IfNotPresent",
+                                  "digest": cluster.image_digest(ref)})
+    full["spec"]["redis"]["persistence"]["storageClassName"] = "local-path"
+    return full
+
+
 async def test_settles_with_zero_writes_and_repairs_a_hand_edit_with_one(cluster: Cluster) -> None:
     op = await cluster.start_operator()
     ns = cluster.namespace
-    full = yaml.safe_load(FULL_EXAMPLE.read_text())
-    full["metadata"]["namespace"] = ns
+    full = full_example_for_this_cluster(cluster)
     await cluster.kube.create(BGQ, ns, queue(cluster))  # the default spec
     secret = RESOURCES[("v1", "Secret")]
     for name, data in (("bookgen-full-redis-password", {"redis-password": "first"}),
@@ -73,7 +84,7 @@ async def test_settles_with_zero_writes_and_repairs_a_hand_edit_with_one(cluster
     await eventually(lambda: cluster.kube.get(DEPLOY, ns, "demo-worker-content"), timeout=60, what="the workers")
     await eventually(lambda: cluster.kube.get(DEPLOY, ns, "bookgen-full-worker-content"), timeout=60,
                      what="the full example's workers")
-    # The node agent makes the pods ready a little later; each change of readiness is a status write.
+    # The kubelet makes the pods ready a little later; each change of readiness is a status write.
     # Settled means the operator has seen them ready (timer reconciles read the watches' view), not
     # merely that a few reconciles ran: otherwise a late status write lands in the window.
     for name in ("demo", "bookgen-full"):
@@ -286,14 +297,20 @@ async def test_pull_secrets_registry_and_digest_reach_every_child(cluster: Clust
             assert container["image"].startswith("registry.internal:5000/"), container["image"]
             if "bookgen-queue" in container["image"]:
                 assert container["image"].endswith("@" + digest)
-    # The digest-pinned references are valid image names to the API server: the pods exist and run.
+    # The digest-pinned references are valid image names to the API server and to the kubelet: the pods
+    # exist, and the kubelet asks the mirror for exactly that reference (there is no registry here, so
+    # the pull fails at the name lookup inside the cluster's namespace: nothing leaves the machine).
     pods = RESOURCES[("v1", "Pod")]
 
-    async def running() -> bool:
+    async def pulled_from_the_mirror() -> bool:
         items = await cluster.kube.list(pods, ns)
-        return len(items) >= 7 and all((p.get("status") or {}).get("phase") == "Running" for p in items)
+        waiting = [s.get("state", {}).get("waiting", {}) for p in items
+                   for s in (p.get("status") or {}).get("containerStatuses") or []]
+        return len(items) >= 7 and len(waiting) >= 7 and all(
+            w.get("reason") in ("ErrImagePull", "ImagePullBackOff")
+            and "registry.internal:5000/" in w.get("message", "") for w in waiting)
 
-    await eventually(running, timeout=90, what="the pods of every workload Running")
+    await eventually(pulled_from_the_mirror, timeout=90, what="every pod's image asked of registry.internal:5000")
 
 
 async def test_monitor_labels_reach_the_servicemonitor_and_prometheusrule(cluster: Cluster) -> None:
