@@ -198,20 +198,22 @@ def import_images(sb: Sandbox, bin_dir: Path, images_dir: Path) -> list[str]:
     refs: list[str] = []
     for line in (images_dir / "images.txt").read_text().splitlines():
         ref, archive, *aliases = line.split()
-        if ref in present and all(a in present for a in aliases):
-            continue
-        subprocess.run([*ctr, "images", "import", "--local", str(images_dir / archive)],
-                       check=True, capture_output=True, timeout=300)
-        refs.append(ref)
-        for alias in aliases:
-            subprocess.run([*ctr, "images", "tag", "--force", ref, alias], check=True, capture_output=True, timeout=60)
-            refs.append(alias)
+        if not (ref in present and all(a in present for a in aliases)):
+            subprocess.run([*ctr, "images", "import", "--local", str(images_dir / archive)],
+                           check=True, capture_output=True, timeout=300)
+            refs.append(ref)
+            for alias in aliases:
+                subprocess.run([*ctr, "images", "tag", "--force", ref, alias], check=True, capture_output=True,
+                               timeout=60)
+                refs.append(alias)
         # As if pulled by digest: the manifest digest becomes a name too (`repo@sha256:...`), so a
         # BookGenQueue that pins `image.digest` runs from the same store.
         digest = _manifest_digest(ctr, ref)
         for name in (ref, *aliases):
             pinned = f"{name.rsplit(':', 1)[0]}@{digest}"
-            subprocess.run([*ctr, "images", "tag", "--force", ref, pinned], check=True, capture_output=True, timeout=60)
+            if pinned not in present:
+                subprocess.run([*ctr, "images", "tag", "--force", ref, pinned], check=True, capture_output=True,
+                               timeout=60)
     return refs
 
 

@@ -60,13 +60,19 @@ async def _more(op: Operator, runs: float) -> bool:
 
 def full_example_for_this_cluster(cluster: Cluster) -> dict[str, Any]:
     """The full example, adapted as a user adapts it to a cluster: the image from where this cluster
-    has it (with its real digest, IfNotPresent: there is no registry to ask), the storage class it has."""
+    has it (with its real digest, IfNotPresent: there is no registry to ask), the storage class it has,
+    and CPU requests a two-core node can schedule beside the other queue (as written they ask for
+    1.35 cores, and the scheduler leaves the content pool Pending: "Insufficient cpu")."""
     full = yaml.safe_load(FULL_EXAMPLE.read_text())
     full["metadata"]["namespace"] = cluster.namespace
     ref = "ghcr.io/bookgen/bookgen-queue:0.1.0"
     full["spec"]["image"].update({"repository": ref.rsplit(":", 1)[0], "pullPolicy": "IfNotPresent",
                                   "digest": cluster.image_digest(ref)})
     full["spec"]["redis"]["persistence"]["storageClassName"] = "local-path"
+    for owner in (*full["spec"]["pools"], full["spec"]["redis"]):
+        requests = (owner.get("resources") or {}).get("requests") or {}
+        if "cpu" in requests:
+            requests["cpu"] = "10m"
     return full
 
 
