@@ -89,8 +89,8 @@ async def busy_loop(share: float, chunk: float, burnt: list[float]) -> None:
 
 async def measure(queues: int, seconds: float, warmup: float, port: int, password: str, redis_pid: int,
                   loop_load: float) -> dict[str, Any]:
+    from bookgen_operator.core.spec import parse_queue
     from bookgen_operator.platforms import scheduled
-    from bookgen_operator.spec import parse_queue
 
     kube = RecordingKube(password)
     spec = queue_spec(port)

@@ -78,11 +78,11 @@ async def eventually(condition: Callable[[], T | Awaitable[T]], *, timeout: floa
 @dataclass
 class RunningOperator:
     emulator: K8sEmulator
-    handlers: Any  # the bookgen_operator.handlers module
+    handlers: Any  # the bookgen_operator.controller.handlers module
     liveness_url: str
 
     def reconciles(self, uid: str) -> int:
-        from bookgen_operator import opmetrics
+        from bookgen_operator.controller import opmetrics
 
         return opmetrics.RECONCILES[uid]
 
@@ -124,9 +124,9 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch,
     did not start, which would include pytest-asyncio's fixture teardown if it shared the loop.
     """
     import kopf
-    from bookgen_operator import handlers
+    from bookgen_operator.controller import handlers
 
-    assert handlers.RECONCILE_INTERVAL <= 2, "import bookgen_operator.handlers only after tests/operator/conftest.py"
+    assert handlers.RECONCILE_INTERVAL <= 2, "import bookgen_operator.controller.handlers only after tests/operator/conftest.py"
     monkeypatch.setenv("BOOKGEN_KUBE_SERVER", emulator.base_url)
     # The autoscaler (its own writer of replicas and pool status) is off unless a test turns it on,
     # so reconcile's behaviour (e.g. "no writes") is observed alone.

@@ -126,7 +126,7 @@ RESOURCE_KIND = {r.rsplit("/", 1)[1]: k for k, r in RESOURCE_OF.items()}
 
 
 def default_pools() -> list[dict[str, Any]]:
-    from bookgen_operator.spec_defaults import DEFAULT_POOLS
+    from bookgen_operator.core.spec.defaults import DEFAULT_POOLS
 
     return copy.deepcopy(DEFAULT_POOLS)
 

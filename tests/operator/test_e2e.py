@@ -76,8 +76,8 @@ POOLS = [
 
 
 def expected_children(name: str = "demo", spec: dict[str, Any] | None = None) -> set[tuple[str, str]]:
-    from bookgen_operator.resources import desired_objects
-    from bookgen_operator.spec import parse_queue
+    from bookgen_operator.core.resources import desired_objects
+    from bookgen_operator.core.spec import parse_queue
 
     parsed = parse_queue({**queue(name, spec), "metadata": {"name": name, "namespace": NS, "uid": "x"}})
     return {(o["kind"], o["metadata"]["name"]) for o in desired_objects(parsed)} | {

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import httpx
-from bookgen_operator import opmetrics
+from bookgen_operator.controller import opmetrics
 
 from tests.operator.conftest import BGQ, eventually
 from tests.support.k8s_emulator import K8sEmulator

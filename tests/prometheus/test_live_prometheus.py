@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from bookgen_operator import opmetrics
-from bookgen_operator.resources.monitoring import scope_expr
+from bookgen_operator.controller import opmetrics
+from bookgen_operator.core.resources.monitoring import scope_expr
 from bookgen_worker.config import Settings
 from bookgen_worker.metrics import collector
 from bookgen_worker.metrics.exporter import make_registry

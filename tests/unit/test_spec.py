@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.spec import SpecError, load_queue_file, parse_queue
+from bookgen_operator.cli.spec_file import load_queue_file
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.spec import SpecError, parse_queue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -247,7 +248,7 @@ def test_parse_queue_accepts_exactly_what_the_crd_accepts(spec: dict[str, Any]) 
 
 
 def test_update_errors_match_the_crds_transition_rule() -> None:
-    from bookgen_operator.spec import update_errors
+    from bookgen_operator.core.spec import update_errors
 
     from tests.support.crd_validation import validate_update
 

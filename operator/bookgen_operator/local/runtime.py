@@ -26,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import redis as redis_py
-from bookgen_worker.cli.target import write_connection
 from bookgen_worker.config import Settings, redact, settings_from_env
 from bookgen_worker.metrics.workers import read_workers
 
-from bookgen_operator.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.core.resources.common import app_env
+from bookgen_operator.core.resources.workers import initial_replicas, metrics_pool, worker_command
+from bookgen_operator.core.spec import PoolSpec, QueueSpec
+from bookgen_operator.local.platform import LocalPlatform
 from bookgen_operator.local.recovery import requeue_unacked
 from bookgen_operator.local.redis import (
     DEFAULT_PORT,
@@ -41,12 +44,9 @@ from bookgen_operator.local.redis import (
     start_local_redis,
     stop_local_redis,
 )
+from bookgen_operator.local.state import LOCK_FILE, write_connection
 from bookgen_operator.local.supervisor import Supervisor
-from bookgen_operator.metrics_sources.redis_source import RedisSource
-from bookgen_operator.platforms.local import LocalPlatform
-from bookgen_operator.resources.common import app_env
-from bookgen_operator.resources.workers import initial_replicas, metrics_pool, worker_command
-from bookgen_operator.spec import PoolSpec, QueueSpec
+from bookgen_operator.sources.redis_source import RedisSource
 
 #: Variables a worker inherits from the spec (what resources.common.app_env gives a pod), not from the shell.
 _SPEC_VARIABLES = ("BOOKGEN_SOFT_TIME_LIMIT", "BOOKGEN_TIME_LIMIT", "BOOKGEN_VISIBILITY_TIMEOUT",
@@ -106,7 +106,7 @@ class LocalRuntime:
     # ------------------------------------------------------------------ start
 
     def _lock(self) -> None:
-        fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -216,11 +216,11 @@ class LocalRuntime:
         assert self._client is not None and self.settings is not None
         scaling = self.spec.autoscaling
         if scaling.source == "prometheus":
-            from bookgen_operator.metrics_sources.prometheus import PrometheusSource
+            from bookgen_operator.sources.prometheus import PrometheusSource
 
             return PrometheusSource(scaling.prometheus_url)
         if scaling.source == "endpoint":
-            from bookgen_operator.metrics_sources.endpoint import EndpointSource
+            from bookgen_operator.sources.endpoint import EndpointSource
 
             return EndpointSource(self.endpoints.metrics)
         return RedisSource(self._client, self.settings)  # auto: on one machine Redis is always at hand

@@ -2,7 +2,7 @@
 
 `cluster` here wraps the session's real control plane (tests/cluster/conftest.py): a namespace per
 test, deleted afterwards, the CRD installed if the server does not serve it yet, and the operator's
-own async client (bookgen_operator.kube) logged in the way kopf logs in. Never the ambient
+own async client (bookgen_operator.controller.client) logged in the way kopf logs in. Never the ambient
 KUBECONFIG: a developer's current context may be a cluster that matters.
 
 The operator runs as a real process (`python -m bookgen_operator --namespace <ns>`) logged in from the
@@ -40,7 +40,7 @@ ADMIN_USER = "bookgen-test-admin"
 
 
 def _kube() -> Any:
-    from bookgen_operator.kube import Kube, Resource
+    from bookgen_operator.controller.client import Kube, Resource
 
     return Kube, Resource
 
@@ -125,7 +125,7 @@ async def _login(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 async def _ensure_crd(cluster: Cluster) -> None:
-    from bookgen_operator.kube import RESOURCES
+    from bookgen_operator.controller.client import RESOURCES
 
     served = await cluster.kube._request("GET", "/apis")
     if "bookgen.io" in {g.get("name") for g in served.get("groups") or []}:
@@ -158,7 +158,7 @@ async def kube_target(cluster: ControlPlane, tmp_path: Path, monkeypatch: pytest
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        from bookgen_operator.kube import RESOURCES
+        from bookgen_operator.controller.client import RESOURCES
 
         bgq = RESOURCES[("bookgen.io/v1alpha1", "BookGenQueue")]
         for obj in await kube.list(bgq, namespace):  # no operator left to release kopf's finalizer
