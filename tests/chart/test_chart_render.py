@@ -175,16 +175,16 @@ def test_namespaced_mode_passes_each_namespace_to_the_operator(render: Render) -
 
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
 def test_the_operator_understands_the_rendered_arguments(render: Render, variant: str) -> None:
-    from bookgen_operator.controller.main import parse_args
+    from bookgen_operator.controller.config import load_config
 
     objects = render([VARIANTS[variant]])
     (container,) = operator_deployment(objects)["spec"]["template"]["spec"]["containers"]
-    args = parse_args(container["args"])
-    expected = {"default": [], "namespaced": ["team-a", "team-b"]}[variant]
-    assert args.namespace == expected  # empty = cluster-wide (kopf clusterwide=True)
+    config = load_config(container["args"], {})
+    expected = {"default": (), "namespaced": ("team-a", "team-b")}[variant]
+    assert config.namespaces == expected  # empty = cluster-wide (kopf clusterwide=True)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert args.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
-    assert args.metrics_port == ports["metrics"]
+    assert config.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
+    assert config.metrics_port == ports["metrics"]
 
 
 def test_the_image_tag_and_pull_secrets_are_the_users(render: Render) -> None:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from bookgen_operator.controller.actuator import BUSY_COST, DELETION_COST, KubernetesPlatform, status_reporter
+from bookgen_operator.controller.actuator import BUSY_COST, DELETION_COST, KubernetesPlatform
 from bookgen_operator.controller.client import Connection, Kube
+from bookgen_operator.controller.status_reporter import status_reporter
 from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
 from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.autoscaler.source import PoolMetrics

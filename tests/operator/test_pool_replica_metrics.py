@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bookgen_operator.controller.actuator import status_reporter
+from bookgen_operator.controller.status_reporter import status_reporter
 from bookgen_operator.core.autoscaler.loop import PoolStatus
 from prometheus_client import REGISTRY
 

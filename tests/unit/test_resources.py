@@ -422,7 +422,7 @@ def test_the_operators_prometheus_rule_is_the_canonical_alert_file_scoped_to_its
 def test_the_autoscaler_reads_the_series_of_its_own_queue_only() -> None:
     """Two BookGenQueues in one namespace share the default queue names; the Prometheus queries must
     select this queue's metrics Service, the one its ServiceMonitor scrapes."""
-    from bookgen_operator.controller.actuator import source_options
+    from bookgen_operator.controller.autoscaling import source_options
     from bookgen_operator.core.resources.monitoring import build_service_monitor
     from bookgen_operator.sources.prometheus import pool_queries
 

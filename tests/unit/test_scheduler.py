@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from bookgen_operator.controller.actuator import RedisAccess
-from bookgen_operator.controller.scheduler import ReplicaCache, Scheduler, WatchedPlatform, is_idle, next_interval
+from bookgen_operator.controller.actuator import ReplicaCache, WatchedPlatform
+from bookgen_operator.controller.redis_access import RedisAccess
+from bookgen_operator.controller.scheduler import Scheduler, is_idle, next_interval
 from bookgen_operator.core.autoscaler.loop import PoolStatus
 
 
@@ -169,7 +170,7 @@ async def test_a_queue_is_scheduled_while_its_daemon_runs_and_reads_replicas_fro
 
     scheduler = Scheduler()
     stopped = asyncio.Event()
-    daemon = asyncio.create_task(run_scheduled(spec, None, stopped, scheduler))
+    daemon = asyncio.create_task(run_scheduled(spec, None, stopped, scheduler, ReplicaCache()))  # type: ignore[arg-type]
     await until(lambda: "ns/books" in scheduler._lanes)
     stopped.set()
     await daemon

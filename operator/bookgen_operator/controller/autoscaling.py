@@ -1,47 +1,44 @@
-"""The operator's autoscaling on the shared scheduler: what `run_queue_autoscaler` does, for many queues at once.
+"""The operator's autoscaling: each BookGenQueue's Autoscaler, built from its spec and run on the shared
+scheduler for as long as the queue's daemon (daemon.py) lives. Nothing here imports kopf.
 
-Wiring (handlers.py, kept to the lead's merge; nothing here imports kopf):
-
-- one `SCHEDULER` (a SchedulerThread: the lanes run on a thread and event loop of their own, so a
-  busy kopf loop does not delay the polls) and one `REPLICAS` cache per operator process;
-- a watch of worker Deployments (label `app.kubernetes.io/component=worker`) feeds `REPLICAS`:
-  `REPLICAS.seen(namespace, name, spec.replicas)` on ADDED/MODIFIED, `REPLICAS.gone(...)` on DELETED;
-- the per-BookGenQueue daemon calls `run_scheduled(spec, kube, stopped)` instead of
-  `run_queue_autoscaler(spec, kube, stopped)`: it registers the queue's Autoscaler and returns
-  when the queue goes away (or its spec changes, as today).
+- one scheduler (OperatorContext.scheduler, a SchedulerThread: the lanes run on a thread and event
+  loop of their own, so a busy kopf loop does not delay the polls) and one replica cache per process;
+- the watch of worker Deployments (handlers.py) feeds that cache, so a poll reads no Deployment;
+- the daemon calls `run_scheduled(...)`: it registers the queue's Autoscaler and returns when the queue
+  goes away or its spec changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 from typing import Any
 
-from bookgen_operator.controller.actuator import (
-    AccessRedisSource,
-    KubernetesPlatform,
-    RedisAccess,
-    StatusReporter,
-    source_options,
-    status_reporter,
-)
-from bookgen_operator.controller.scheduler import (
-    ReplicaCache,
-    Scheduler,
-    SchedulerThread,
-    WatchedPlatform,
-)
+from bookgen_operator.controller.actuator import KubernetesPlatform, ReplicaCache, WatchedPlatform
+from bookgen_operator.controller.client import Kube
+from bookgen_operator.controller.redis_access import AccessRedisSource, RedisAccess
+from bookgen_operator.controller.scheduler import Scheduler, SchedulerThread
+from bookgen_operator.controller.status_reporter import StatusReporter, status_reporter
 from bookgen_operator.core.autoscaler.loop import Autoscaler
+from bookgen_operator.core.resources.labels import metrics_name
+from bookgen_operator.core.resources.monitoring import prometheus_scope
+from bookgen_operator.core.spec import QueueSpec
+from bookgen_operator.sources.select import make_source
 
-#: The operator's one scheduler, on a thread of its own (see autoscaler/scheduler.py).
-SCHEDULER = SchedulerThread()
-REPLICAS = ReplicaCache()
+
+def source_options(spec: QueueSpec) -> dict[str, Any]:
+    """Where this BookGenQueue's metrics are, for make_source: its Prometheus series (scoped to its own
+    namespace and metrics Service: two queues in a namespace share queue names) or its exporter."""
+    return {
+        "prometheus_url": spec.autoscaling.prometheus_url,
+        "labels": prometheus_scope(spec),
+        "endpoint_url": f"http://{metrics_name(spec)}.{spec.namespace}.svc:{spec.metrics.port}/metrics",
+    }
 
 
-def build(spec: Any, kube: Any, access: RedisAccess, replicas: ReplicaCache = REPLICAS) -> Autoscaler:
+def build(spec: QueueSpec, kube: Kube, access: RedisAccess, replicas: ReplicaCache) -> Autoscaler:
     """The Autoscaler of one BookGenQueue: its source (an asyncio Redis client on the scheduler's loop), the
     Kubernetes platform behind the watch cache, and the status reporter."""
-    from bookgen_operator.sources.select import make_source
-
     source = make_source(spec.autoscaling.source, **source_options(spec),
                          redis=lambda: AccessRedisSource(access, asynchronous=True))
     inner = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
@@ -49,13 +46,14 @@ def build(spec: Any, kube: Any, access: RedisAccess, replicas: ReplicaCache = RE
     return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
 
 
-async def run_scheduled(spec: Any, kube: Any, stopped: Any, scheduler: Scheduler | SchedulerThread = SCHEDULER,
-                        replicas: ReplicaCache = REPLICAS) -> None:
+async def run_scheduled(spec: QueueSpec, kube: Kube, stopped: asyncio.Event, scheduler: Scheduler | SchedulerThread,
+                        replicas: ReplicaCache, executor: Executor | None = None) -> None:
     """Schedule this BookGenQueue's autoscaler on the shared scheduler until `stopped` is set.
 
     A plain Scheduler runs in the caller's loop (tests, benches); a SchedulerThread in its own, so
-    the lane and everything it created (the status reporter's write) are added and ended there."""
-    access = RedisAccess(spec, kube)
+    the lane and everything it created (the status reporter's write) are added and ended there.
+    `executor`: where the blocking worker-registry reads run (None: the loop's default executor)."""
+    access = RedisAccess(spec, kube, executor)
     autoscaler = build(spec, kube, access, replicas)
     key = f"{spec.namespace}/{spec.name}"
     if isinstance(scheduler, SchedulerThread):

@@ -3,7 +3,7 @@
 Every reconcile used to LIST five kinds of children by the queue's labels: with 250 BookGenQueues
 reconciled every 30 s that was 38 LISTs a second, four fifths of the operator's API requests and a
 quarter of its CPU (py-spy under bench.operator_scale). kopf already watches our children, selected by
-the API server with our managed-by label (handlers.CHILD_RESOURCES); its events keep this cache, and a
+the API server with our managed-by label (handlers.SERVER_SELECTED); its events keep this cache, and a
 reconcile takes a queue's children from it. Like an informer, the cache is re-listed too: a queue's
 children are LISTed when it has none cached yet and at least every `resync` seconds, so a watch that
 missed an event (or one that RBAC forbids) delays a repair by at most that long, never forever. Each

@@ -9,7 +9,7 @@ typed models would be converted back to dicts at once, and it would log in separ
 This adapter reuses kopf's login (one identity, refreshed together) and adds API etiquette in one
 place: a 429 (API Priority and Fairness) or 503 with `Retry-After` is waited out and retried.
 
-Credentials come from kopf's login (see handlers.login), read afresh on every request, so kopf's
+Credentials come from kopf's login (see controller/handlers.py, login), read afresh on every request, so kopf's
 re-login on expiry also refreshes ours.
 Request bodies are never logged (they may carry Secrets); errors name the object, not its content.
 """
@@ -31,8 +31,9 @@ import httpx
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
-#: Longest total wait on 429/503 answers for one request before it fails (the caller retries later).
-THROTTLE_BUDGET = float(os.environ.get("BOOKGEN_KUBE_THROTTLE_BUDGET", "60"))
+#: Longest total wait on 429/503 answers for one request before it fails (the caller retries later);
+#: the operator passes its configured budget (BOOKGEN_KUBE_THROTTLE_BUDGET).
+THROTTLE_BUDGET = 60.0
 
 
 def retry_after(headers: Mapping[str, str], default: float = 1.0) -> float:
@@ -155,12 +156,13 @@ def _ssl_context(info: Any) -> ssl.SSLContext | bool:
     return context
 
 
-#: Names this replica in the API server's audit log (which replica wrote what).
-USER_AGENT = f"bookgen-operator/0.1 ({os.environ.get('POD_NAME') or os.uname().nodename}/{os.getpid()})"
+def default_user_agent() -> str:
+    """This process in the API server's audit log; the operator names its replica (OperatorConfig.user_agent)."""
+    return f"bookgen-operator/0.1 ({os.uname().nodename}/{os.getpid()})"
 
 
-def _headers(info: Any) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT}
+def _headers(info: Any, user_agent: str) -> dict[str, str]:
+    headers = {"User-Agent": user_agent}
     token = getattr(info, "token", None)
     if token:
         headers["Authorization"] = f"{getattr(info, 'scheme', None) or 'Bearer'} {token}"
@@ -175,9 +177,12 @@ class Kube:
     """Async API client; `credentials()` returns the current kopf.ConnectionInfo (or a Connection)."""
 
     def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0,
-                 may_write: Callable[[], bool] | None = None) -> None:
+                 may_write: Callable[[], bool] | None = None, user_agent: str | None = None,
+                 throttle_budget: float = THROTTLE_BUDGET) -> None:
         self._credentials = credentials
         self._timeout = timeout
+        self._user_agent = user_agent or default_user_agent()
+        self._throttle_budget = throttle_budget
         #: Checked before every write: False (e.g. leadership lost) refuses the write, never sends it.
         self._may_write = may_write
         #: One HTTP client per (event loop, endpoint and TLS identity): clients cannot cross loops.
@@ -204,7 +209,7 @@ class Kube:
                                                            max_keepalive_connections=MAX_CONNECTIONS))
             self._clients[ident] = client
             self._slots[id(client)] = asyncio.Semaphore(MAX_CONNECTIONS)
-        return client, _headers(info)
+        return client, _headers(info, self._user_agent)
 
     async def close(self) -> None:
         """Close this loop's clients; forget those of loops that are gone (they cannot be closed now)."""
@@ -217,7 +222,7 @@ class Kube:
 
     async def _request(self, method: str, path: str, *, body: Any = None, content_type: str | None = None,
                        params: Mapping[str, str] | None = None) -> JSON:
-        deadline = time.monotonic() + THROTTLE_BUDGET
+        deadline = time.monotonic() + self._throttle_budget
         while True:
             if method != "GET" and self._may_write is not None and not self._may_write():
                 raise KubeError(503, "NotLeader", f"{method} {path}: this operator is not the leader; not writing")

@@ -1,37 +1,25 @@
 """kopf's daemon per BookGenQueue: runs the pool autoscaler of that queue for as long as it exists.
 
-The autoscaler itself (bookgen_operator.core.autoscaler, platforms.scheduled) is the core; this is glue:
-it restarts it when the spec's generation changes, and reports in the queue's Autoscaling condition
-when it is unavailable or failed (never a hot restart loop).
+The autoscaler itself (core/autoscaler, controller/autoscaling.py) is the core; this is glue: it
+restarts it when the spec's generation changes, and reports in the queue's Autoscaling condition when
+it is turned off in this operator (BOOKGEN_AUTOSCALER) or failed (never a hot restart loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Any
 
 import kopf
 
-from bookgen_operator.controller.context import KUBE, STATES, QueueState, plain
-from bookgen_operator.core.spec import GROUP, PLURAL, VERSION, QueueSpec, SpecError, parse_queue
+from bookgen_operator.controller.autoscaling import run_scheduled
+from bookgen_operator.controller.context import OperatorContext, plain
+from bookgen_operator.core.spec import QueueSpec, SpecError, parse_queue
 from bookgen_operator.core.status import Condition
 
 log = logging.getLogger(__name__)
-
-
-def _autoscaler_entry() -> Any:
-    """The Kubernetes autoscaler entry point, or None when this build has none (or it is turned off)."""
-    if os.environ.get("BOOKGEN_AUTOSCALER", "on").lower() in ("off", "0", "false", "no"):
-        return None
-    try:
-        from bookgen_operator.platforms import scheduled
-    except ImportError:
-        return None
-    # One scheduler steps the pools of every queue (bounded concurrency, replicas from the watch).
-    return scheduled.run_scheduled
 
 
 async def _pause(stopped: kopf.DaemonStopped, seconds: float) -> None:
@@ -42,19 +30,18 @@ async def _pause(stopped: kopf.DaemonStopped, seconds: float) -> None:
         await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
-async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, memo: OperatorContext, **_: Any) -> None:
     """Run the pool autoscaler of this queue for as long as the queue exists. kopf keeps `body` live;
     a new generation of the spec restarts the autoscaler with the new pools and policy."""
-    state = STATES.setdefault(body["metadata"]["uid"], QueueState())
+    ctx = memo
+    state = ctx.state(body["metadata"]["uid"])
     while not stopped:
         generation = body["metadata"].get("generation")
         try:
             spec: QueueSpec | None = parse_queue(plain(body))
         except SpecError:
             spec = None  # reconcile reports it
-        run = _autoscaler_entry()
-        if spec is None or not spec.autoscaling.enabled or run is None:
+        if spec is None or not spec.autoscaling.enabled or not ctx.config.autoscaler:
             if spec is not None and spec.autoscaling.enabled:
                 state.autoscaling = Condition(
                     "Autoscaling", False, "AutoscalerUnavailable",
@@ -64,7 +51,9 @@ async def autoscaler(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> 
             continue
         state.autoscaling = Condition("Autoscaling", True, "Active", "the autoscaler watches the queues of every pool")
         inner = asyncio.Event()
-        task = asyncio.create_task(run(spec, KUBE, inner))
+        # One scheduler steps the pools of every queue (bounded concurrency, replicas from the watch).
+        task = asyncio.create_task(run_scheduled(spec, ctx.kube, inner, ctx.scheduler, ctx.replicas,
+                                                 ctx.redis_executor))
         try:
             while not stopped and body["metadata"].get("generation") == generation and not task.done():
                 await _pause(stopped, 1.0)

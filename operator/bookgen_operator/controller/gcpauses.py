@@ -37,20 +37,26 @@ from prometheus_client import Histogram
 GC_PAUSE = Histogram("bookgen_operator_gc_pause_seconds",
                      "Pauses of Python's cyclic garbage collector (every thread waits), by generation.",
                      ["generation"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-_started: list[float] = []
 
 
-def _callback(phase: str, info: dict[str, Any]) -> None:
-    if phase == "start":
-        _started.append(time.perf_counter())
-    elif _started:
-        GC_PAUSE.labels(generation=str(info.get("generation"))).observe(time.perf_counter() - _started.pop())
+class _PauseTimer:
+    """Times each collection into GC_PAUSE. gc.callbacks is process-wide, so the one timer lives there
+    (measure() finds it again) rather than in a module variable."""
+
+    def __init__(self) -> None:
+        self.started: list[float] = []
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started.append(time.perf_counter())
+        elif self.started:
+            GC_PAUSE.labels(generation=str(info.get("generation"))).observe(time.perf_counter() - self.started.pop())
 
 
 def measure() -> None:
     """Observe every collection from now on (idempotent)."""
-    if _callback not in gc.callbacks:
-        gc.callbacks.append(_callback)
+    if not any(isinstance(callback, _PauseTimer) for callback in gc.callbacks):
+        gc.callbacks.append(_PauseTimer())
 
 
 #: gc.set_threshold for the operator: the young generation 70 times CPython's default, full collections

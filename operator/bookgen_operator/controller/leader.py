@@ -6,17 +6,17 @@ priority by hand), needs its own CRDs and RBAC, and keeps handlers and daemons o
 operator in memory. A Lease is a built-in object, the standby runs no handler at all (it has not
 even started kopf), and the hand-over timing is ours to bound:
 
-- the leader renews every RETRY seconds; if it has not renewed for RENEW_DEADLINE seconds (API
+- the leader renews every `retry` seconds; if it has not renewed for `renew_deadline` seconds (API
   unreachable, process frozen) it stops writing at once (`leading()` turns False, every write of
-  `kube.Kube` checks it) and exits, so Kubernetes restarts it as a standby;
+  `client.Kube` checks it) and exits, so Kubernetes restarts it as a standby;
 - a standby takes the Lease only after it has seen the same record unchanged for the whole
-  LEASE_DURATION on *its own* clock (no clock comparison across nodes), so the old leader has
-  stopped writing (RENEW_DEADLINE < LEASE_DURATION) before a new one starts;
+  lease `duration` on *its own* clock (no clock comparison across nodes), so the old leader has
+  stopped writing (`renew_deadline` < `duration`) before a new one starts;
 - on SIGTERM the leader releases the Lease after kopf has stopped, so a rollout hands over at once.
 
-Takeover after the leader dies: at most STANDBY_POLL + LEASE_DURATION + STANDBY_POLL seconds after
+Takeover after the leader dies: at most `standby_poll` + `duration` + `standby_poll` seconds after
 its last renewal (1 + 8 + 1 = 10 s by default), then kopf's start-up. The leader's renewals are the
-operator's only steady writes (a Lease PATCH every RETRY = 2 s, as controller-runtime's).
+operator's only steady writes (a Lease PATCH every `retry` = 2 s, as controller-runtime's).
 Writes to the Lease carry its resourceVersion, so of two standbys racing, the API server lets one win.
 """
 
@@ -26,8 +26,6 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,11 +35,17 @@ from bookgen_operator.controller.client import RESOURCES, Kube, KubeError
 log = logging.getLogger(__name__)
 
 LEASES = RESOURCES[("coordination.k8s.io/v1", "Lease")]
-LEASE_DURATION = float(os.environ.get("BOOKGEN_LEASE_DURATION", "8"))
-RENEW_DEADLINE = float(os.environ.get("BOOKGEN_LEASE_RENEW_DEADLINE", "5"))
-RETRY = float(os.environ.get("BOOKGEN_LEASE_RETRY", "2"))
-#: A standby only reads; it looks often so that it notices the last renewal within a second.
-STANDBY_POLL = float(os.environ.get("BOOKGEN_LEASE_STANDBY_POLL", "1"))
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseTimings:
+    """The election's clock (seconds; OperatorConfig reads them from BOOKGEN_LEASE_*)."""
+
+    duration: float = 8.0
+    renew_deadline: float = 5.0
+    retry: float = 2.0
+    #: A standby only reads; it looks often so that it notices the last renewal within a second.
+    standby_poll: float = 1.0
 
 
 def micro_time(now: datetime.datetime | None = None) -> str:
@@ -65,7 +69,8 @@ def record_of(lease: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
             spec.get("leaseTransitions"))
 
 
-def may_take(lease: Mapping[str, Any] | None, me: str, seen: Observation, now: float) -> bool:
+def may_take(lease: Mapping[str, Any] | None, me: str, seen: Observation, now: float,
+             default_duration: float = LeaseTimings.duration) -> bool:
     """Pure decision: may `me` write itself into this Lease now? Updates `seen` as a side record."""
     record = record_of(lease)
     if record != seen.record:
@@ -75,50 +80,46 @@ def may_take(lease: Mapping[str, Any] | None, me: str, seen: Observation, now: f
     holder = (lease.get("spec") or {}).get("holderIdentity") or ""
     if holder in ("", me):
         return True
-    duration = float((lease.get("spec") or {}).get("leaseDurationSeconds") or LEASE_DURATION)
+    duration = float((lease.get("spec") or {}).get("leaseDurationSeconds") or default_duration)
     return now - seen.seen_at >= duration
 
 
 class Leadership:
-    """Is this process the leader right now? True when no election is configured (one replica)."""
+    """Is this process the leader right now? True when no election is configured (one replica).
+    One per operator process, in its OperatorContext: every write of its Kube checks `leading()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, renew_deadline: float = LeaseTimings.renew_deadline) -> None:
+        self.renew_deadline = renew_deadline
         self.elected = False
         self.renewed_at: float | None = None
 
     def leading(self) -> bool:
         if not self.elected:
             return True
-        return self.renewed_at is not None and time.monotonic() - self.renewed_at < RENEW_DEADLINE
-
-
-LEADERSHIP = Leadership()
-
-
-def identity() -> str:
-    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        return self.renewed_at is not None and time.monotonic() - self.renewed_at < self.renew_deadline
 
 
 class LeaderElector:
-    def __init__(self, kube: Kube, namespace: str, name: str, me: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, kube: Kube, namespace: str, name: str, me: str, leadership: Leadership,
+                 timings: LeaseTimings = LeaseTimings(), clock: Callable[[], float] = time.monotonic) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
-        self.me = me or identity()
+        self.me = me
+        self.leadership, self.timings = leadership, timings
         self.clock = clock
         self.seen = Observation()
-        LEADERSHIP.elected = True
+        leadership.elected = True
 
     def _spec(self, lease: Mapping[str, Any] | None) -> dict[str, Any]:
         old = (lease or {}).get("spec") or {}
         now = micro_time()
         taking = old.get("holderIdentity") != self.me
-        return {"holderIdentity": self.me, "leaseDurationSeconds": int(LEASE_DURATION), "renewTime": now,
+        return {"holderIdentity": self.me, "leaseDurationSeconds": int(self.timings.duration), "renewTime": now,
                 "acquireTime": now if taking else old.get("acquireTime", now),
                 "leaseTransitions": int(old.get("leaseTransitions") or 0) + (1 if taking and lease else 0)}
 
     async def try_acquire_or_renew(self) -> bool:
         lease = await self.kube.get(LEASES, self.namespace, self.name)
-        if not may_take(lease, self.me, self.seen, self.clock()):
+        if not may_take(lease, self.me, self.seen, self.clock(), self.timings.duration):
             return False
         try:
             if lease is None:
@@ -133,7 +134,7 @@ class LeaderElector:
             if exc.code == 409:  # another replica wrote first: it leads
                 return False
             raise
-        LEADERSHIP.renewed_at = self.clock()
+        self.leadership.renewed_at = self.clock()
         return True
 
     async def acquire(self) -> None:
@@ -149,12 +150,12 @@ class LeaderElector:
             if not announced:
                 log.info("leader election: %s is on standby; another replica leads", self.me)
                 announced = True
-            await asyncio.sleep(STANDBY_POLL)
+            await asyncio.sleep(self.timings.standby_poll)
 
     async def hold(self, on_lost: Callable[[], None]) -> None:
         """Renew until cancelled; call `on_lost` once the renew deadline passes without a renewal."""
         while True:
-            await asyncio.sleep(RETRY)
+            await asyncio.sleep(self.timings.retry)
             try:
                 if not await self.try_acquire_or_renew():
                     log.error("leader election: %s lost the Lease to another replica", self.me)
@@ -162,14 +163,14 @@ class LeaderElector:
                     return
             except (KubeError, OSError) as exc:
                 log.warning("leader election: renewal failed: %s", exc)
-            if not LEADERSHIP.leading():
-                log.error("leader election: no renewal for %.0fs; stopping all writes", RENEW_DEADLINE)
+            if not self.leadership.leading():
+                log.error("leader election: no renewal for %.0fs; stopping all writes", self.timings.renew_deadline)
                 on_lost()
                 return
 
     async def release(self) -> None:
         """Give the Lease up (on a clean stop) so a standby takes over without waiting for expiry."""
-        LEADERSHIP.renewed_at = None
+        self.leadership.renewed_at = None
         try:
             lease = await self.kube.get(LEASES, self.namespace, self.name)
             if lease and (lease.get("spec") or {}).get("holderIdentity") == self.me:

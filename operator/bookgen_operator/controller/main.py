@@ -2,52 +2,34 @@
 
 Cluster-wide by default; `--namespace` (repeatable) restricts it. `--leader-elect` makes several
 replicas safe: only the holder of a Lease acts (leader.py). Liveness is kopf's endpoint
-(`--liveness`), the operator's own metrics are served on `--metrics-port`.
+(`--liveness`), the operator's own metrics are served on `--metrics-port`. Every setting is read once
+here (config.py) into the one OperatorContext that kopf hands to each handler as `memo`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
+from bookgen_operator.controller.config import OperatorConfig, load_config
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bookgen_operator",
-        description="Run the BookGen queue operator: reconcile BookGenQueue resources into Redis, worker pools, "
-        "beat, Flower and metrics, and autoscale the pools.",
-    )
-    parser.add_argument("-n", "--namespace", action="append", default=[],
-                        help="watch only this namespace (repeatable; glob patterns allowed). Default: all namespaces")
-    parser.add_argument("--liveness", default=os.environ.get("BOOKGEN_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz"),
-                        help="kopf liveness endpoint URL (default: %(default)s; empty to disable)")
-    parser.add_argument("--metrics-port", type=int,
-                        default=int(os.environ.get("BOOKGEN_OPERATOR_METRICS_PORT", "9090")),
-                        help="port of the operator's own Prometheus /metrics (default: %(default)s; 0 to disable)")
-    parser.add_argument("--leader-elect", action="store_true",
-                        default=os.environ.get("BOOKGEN_LEADER_ELECT", "").lower() in ("1", "true", "yes", "on"),
-                        help="run as one of several replicas: only the holder of a coordination.k8s.io Lease acts, "
-                        "the others wait on standby (see --lease-namespace)")
-    parser.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
-                        help="namespace of the leader election Lease (default: the pod's, else %(default)s)")
-    parser.add_argument("--lease-name", default="bookgen-operator", help="name of the Lease (default: %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser.parse_args(argv)
+if TYPE_CHECKING:
+    from aiohttp import web
 
+    from bookgen_operator.controller.context import OperatorContext
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
-def missing_credentials() -> str | None:
+def missing_credentials(config: OperatorConfig) -> str | None:
     """A one-line explanation when no way to reach a cluster is configured, else None."""
-    if os.environ.get("BOOKGEN_KUBE_SERVER") or os.path.exists(SERVICE_ACCOUNT_TOKEN):
+    if config.kube_server or os.path.exists(SERVICE_ACCOUNT_TOKEN):
         return None
-    paths = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    paths = config.kubeconfig or os.path.expanduser("~/.kube/config")
     if any(os.path.exists(path) for path in paths.split(os.pathsep) if path):
         return None
     return (f"no Kubernetes credentials: no service account token, no kubeconfig at {paths}; run in a pod, "
@@ -55,42 +37,40 @@ def missing_credentials() -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    problem = missing_credentials()
+    config = load_config(argv)
+    problem = missing_credentials(config)
     if problem:
         print(f"bookgen-operator: {problem}", file=sys.stderr)
         return 2
-    if args.metrics_port:
-        os.environ["BOOKGEN_OPERATOR_METRICS_PORT"] = str(args.metrics_port)
-    else:
-        os.environ.pop("BOOKGEN_OPERATOR_METRICS_PORT", None)
+    # Imported once the arguments are good: `--help` and a missing login answer without loading kopf.
     import kopf
 
-    import bookgen_operator.controller.handlers  # noqa: F401  (registers the handlers)
-    from bookgen_operator.controller import loops
+    from bookgen_operator.controller import handlers, loops
+    from bookgen_operator.controller.context import OperatorContext
 
-    # Two threads share the GIL: kopf's loop and the autoscaler's (autoscaler/scheduler.py). A thread back
+    # Two threads share the GIL: kopf's loop and the autoscaler's (controller/scheduler.py). A thread back
     # from a socket call waits for the GIL up to the switch interval; at the default 5 ms, the scheduler's
     # polls of 250 queues queued behind kopf's reconciles (py-spy: 17 % of samples waiting in write()).
     sys.setswitchinterval(0.001)
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    kopf.configure(verbose=config.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines would repeat every reconcile
-    # Our own watches and writes follow the operator's namespaces (handlers reads this).
-    os.environ["BOOKGEN_WATCH_NAMESPACES"] = ",".join(args.namespace)
+    ctx = OperatorContext.build(config)
     operator = kopf.operator(
+        registry=handlers.registry(config),
+        memo=ctx,
         standalone=True,  # no kopf peering: leader election (leader.py) decides who acts
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=args.liveness or None,
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=config.liveness or None,
     )
     try:
-        loops.run(_elected(operator, args) if args.leader_elect else operator)
+        loops.run(_elected(operator, ctx) if config.leader_elect else operator)
     except KeyboardInterrupt:
         return 130
     return 0
 
 
-async def _elected(operator: Any, args: argparse.Namespace) -> None:
+async def _elected(operator: Coroutine[Any, Any, None], ctx: OperatorContext) -> None:
     """Wait for the Lease (answering the liveness probe meanwhile), then run kopf while renewing it;
     release it after kopf has stopped. Losing it ends the process at once: no write after that."""
     import kopf
@@ -99,9 +79,13 @@ async def _elected(operator: Any, args: argparse.Namespace) -> None:
     from bookgen_operator.controller.client import Kube
     from bookgen_operator.controller.leader import LeaderElector
 
-    handlers.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("bookgen_operator.login"))
-    elector = LeaderElector(Kube(lambda: handlers.CONNECTION.info), args.lease_namespace, args.lease_name)
-    standby = await _standby_health(args.liveness)
+    config = ctx.config
+    handlers.login(memo=ctx, settings=kopf.OperatorSettings(), logger=logging.getLogger("bookgen_operator.login"))
+    # The elector's own client has no leadership guard: it must write the Lease before it leads.
+    kube = Kube(lambda: ctx.connection.info, user_agent=config.user_agent, throttle_budget=config.throttle_budget)
+    elector = LeaderElector(kube, config.lease_namespace, config.lease_name, config.identity, ctx.leadership,
+                            config.lease_timings)
+    standby = await _standby_health(config.liveness)
     try:
         await elector.acquire()
     except asyncio.CancelledError:
@@ -124,7 +108,7 @@ async def _elected(operator: Any, args: argparse.Namespace) -> None:
         await elector.release()
 
 
-async def _standby_health(url: str) -> Any:
+async def _standby_health(url: str) -> web.AppRunner | None:
     """A standby answers the liveness endpoint too (it is healthy, only not leading), so the kubelet
     does not restart it and a rollout does not wait for it; kopf serves the same URL once leading."""
     if not url:
@@ -133,9 +117,12 @@ async def _standby_health(url: str) -> Any:
 
     from aiohttp import web
 
+    async def healthy(_: web.Request) -> web.Response:
+        return web.json_response({"standby": True})
+
     parsed = urlparse(url)
     app = web.Application()
-    app.router.add_get(parsed.path or "/healthz", lambda _: web.json_response({"standby": True}))
+    app.router.add_get(parsed.path or "/healthz", healthy)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, parsed.hostname or "0.0.0.0", parsed.port or 80).start()

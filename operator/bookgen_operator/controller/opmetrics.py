@@ -1,14 +1,13 @@
 """The operator's own Prometheus metrics: reconcile counts, errors, durations and writes.
 
 Served by `start_server(port)` (prometheus_client's HTTP server) from the operator's start-up;
-liveness is kopf's own endpoint (`--liveness`). `RECONCILES` mirrors the counter per object uid
-in memory, so tests and the daemon can ask "how often was this queue reconciled" without
-scraping.
+liveness is kopf's own endpoint (`--liveness`). The metric objects are module constants because
+prometheus_client registers them in its one process-wide registry; what the operator counts per queue
+in memory ("how often was this queue reconciled") is in its OperatorContext (`reconciles`).
 """
 
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,14 +37,9 @@ POOL_DESIRED = Gauge("bookgen_operator_pool_desired_replicas", "Replicas the aut
                      POOL_LABELS)
 POOL_CURRENT = Gauge("bookgen_operator_pool_current_replicas", "Replicas the pool's Deployment has.", POOL_LABELS)
 
-#: uid -> number of reconciles started (in-process view of RECONCILE_TOTAL per object).
-RECONCILES: collections.Counter[str] = collections.Counter()
-
-
 @contextmanager
-def reconcile_timer(uid: str, trigger: str) -> Iterator[dict[str, str]]:
+def reconcile_timer(trigger: str) -> Iterator[dict[str, str]]:
     """Count and time one reconcile; the body sets outcome["result"] (ok, invalid, waiting, error)."""
-    RECONCILES[uid] += 1
     outcome = {"result": "error"}
     started = time.perf_counter()
     try:
@@ -53,11 +47,6 @@ def reconcile_timer(uid: str, trigger: str) -> Iterator[dict[str, str]]:
     finally:
         RECONCILE_SECONDS.observe(time.perf_counter() - started)
         RECONCILE_TOTAL.labels(trigger=trigger, result=outcome["result"]).inc()
-
-
-def forget(uid: str) -> None:
-    """A deleted queue leaves nothing behind (metric series are labelled by trigger/result, not queue)."""
-    RECONCILES.pop(uid, None)
 
 
 def count_write(verb: str, kind: str) -> None:

@@ -19,14 +19,14 @@ nothing said so. Here:
 - an idle queue (nothing pending or in flight in any pool, no change asked) backs off, doubling its
   interval up to `idle_max_interval`: 250 idle queues cost a fraction of 250 polls per second. The
   first task is seen within that interval, so it bounds the wake-up latency from idle;
-- replicas come from a cache the operator's watch of its Deployments fills (ReplicaCache,
+- replicas come from a cache the operator's watch of its Deployments fills (actuator.py: ReplicaCache,
   WatchedPlatform): a poll reads no Deployment; the Kubernetes platform GETs one only before a
   write (scale-in must compare with the live count);
 - the Redis source polls through a `redis.asyncio` client on the scheduler's own loop: with its
   blocking calls on 8 executor threads, 250 queues made ten threads fight for the GIL and the threads
   took over half of the operator's CPU (py-spy). What still blocks (the worker registry, read only
   when a source cannot say which pods are busy) runs on a dedicated bounded executor
-  (redis_executor), not on the default one that kopf and everything else share;
+  (OperatorContext.redis_executor), not on the default one that kopf and everything else share;
 - in the operator the scheduler runs on a thread and event loop of its own (SchedulerThread): on
   kopf's loop, a poll waited behind whatever was ready there (reconciles decoding LIST answers,
   kopf's own processing), and with 250 queues most polls started more than 0.25 s late although
@@ -43,7 +43,6 @@ import logging
 import math
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -51,7 +50,6 @@ from prometheus_client import Counter, Histogram
 
 from bookgen_operator.controller import loops
 from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
-from bookgen_operator.core.autoscaler.platform import Platform, PlatformError
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +64,6 @@ ROUND_SECONDS = Histogram("bookgen_operator_autoscaler_round_seconds", "Duration
 #: The fractional part of the golden ratio: lane k starts at (k * GOLDEN) mod 1 of its interval, so any number
 #: of lanes is spread evenly (no two close together), whatever order the queues come in.
 GOLDEN = 0.6180339887498949
-
-#: Blocking Redis calls share these threads (bounded: a hung Redis cannot exhaust the default executor
-#: that kopf and asyncio.to_thread use). The polls themselves use no thread (redis.asyncio).
-REDIS_THREADS = 8
-_redis_executor: ThreadPoolExecutor | None = None
-
-
-def redis_executor() -> ThreadPoolExecutor:
-    global _redis_executor
-    if _redis_executor is None:
-        _redis_executor = ThreadPoolExecutor(max_workers=REDIS_THREADS, thread_name_prefix="bookgen-redis")
-    return _redis_executor
-
 
 @dataclass
 class PollStats:
@@ -235,48 +220,6 @@ class SchedulerThread:
             thread.join(timeout=10)
 
 
-class ReplicaCache:
-    """`spec.replicas` of worker Deployments as the operator's watch last saw them, by (namespace, name)."""
-
-    def __init__(self) -> None:
-        self._replicas: dict[tuple[str, str], int] = {}
-
-    def seen(self, namespace: str, name: str, replicas: int | None) -> None:
-        """From a watch event (ADDED/MODIFIED); `replicas` None is the API server's default of 1."""
-        self._replicas[(namespace, name)] = 1 if replicas is None else int(replicas)
-
-    def gone(self, namespace: str, name: str) -> None:
-        self._replicas.pop((namespace, name), None)
-
-    def get(self, namespace: str, name: str) -> int | None:
-        return self._replicas.get((namespace, name))
 
 
-class WatchedPlatform:
-    """A platform whose `replicas()` reads the watch cache; the inner platform is asked only on a miss.
-
-    `scale()` goes to the inner platform (the Kubernetes one GETs the Deployment before a scale-in) and
-    records the count it wrote, so the next poll does not act on the count from before its own write.
-    """
-
-    def __init__(self, inner: Platform, cache: ReplicaCache, namespace: str, deployment: Callable[[str], str]) -> None:
-        self.inner, self.cache, self.namespace, self.deployment = inner, cache, namespace, deployment
-
-    async def replicas(self, pool: str) -> int:
-        cached = self.cache.get(self.namespace, self.deployment(pool))
-        if cached is not None:
-            return cached
-        value = await self.inner.replicas(pool)
-        self.cache.seen(self.namespace, self.deployment(pool), value)
-        return value
-
-    async def busy_workers(self, pool: str) -> list[str]:
-        return await self.inner.busy_workers(pool)
-
-    async def scale(self, pool: str, replicas: int, busy: Sequence[str]) -> None:
-        await self.inner.scale(pool, replicas, busy)
-        self.cache.seen(self.namespace, self.deployment(pool), max(replicas, len(busy)))
-
-
-__all__ = ["PlatformError", "PollStats", "ReplicaCache", "Scheduler", "SchedulerThread", "WatchedPlatform", "is_idle",
-           "next_interval", "redis_executor"]
+__all__ = ["PollStats", "Scheduler", "SchedulerThread", "is_idle", "next_interval"]
