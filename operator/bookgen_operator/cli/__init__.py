@@ -1,16 +1,17 @@
 """The `bookgen` command line.
 
-Each sub-command group lives in its own module exposing `register(subparsers)`; a module that is
-missing (a part not built yet) is simply not offered. Errors meant for the user (bad input, an
+Each sub-command group lives in its own module exposing `register(subparsers)`: jobs and dead letters
+(jobs.py, dlq.py), the queues (status.py), the shell (shellenv.py), the system on this machine (up.py:
+up, demo) and the manifests for Kubernetes (render.py). Errors meant for the user (bad input, an
 unreachable Redis, a bad spec, a bad configuration variable) are printed as one line with exit
 status 2, never as a traceback. Nothing here builds the Celery app or reads the configuration at
-import: `bookgen --help` works whatever the environment holds.
+import: `bookgen --help` works whatever the environment holds. main() reads the environment once and
+hands it to the command as `args.environ`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -19,16 +20,11 @@ from typing import NoReturn
 from bookgen_worker.config import ConfigError
 from bookgen_worker.errors import BookGenError
 
-from .connect import add_connection_options
+from bookgen_operator.cli import dlq, jobs, render, shellenv, status, up
+from bookgen_operator.cli.connect import REDIS_SHOWN, add_connection_options
 
 #: Modules that contribute sub-commands, in the order `bookgen --help` lists them.
-COMMAND_MODULES = (
-    "bookgen_operator.cli.jobs",
-    "bookgen_operator.cli.dlq",
-    "bookgen_operator.cli.status",
-    "bookgen_operator.cli.shellenv",
-    "bookgen_operator.cli.up",
-)
+COMMAND_MODULES = (jobs, dlq, status, shellenv, up, render)
 #: Sub-commands that talk to no running system, or bring their own (`up` starts its Redis).
 OFFLINE_COMMANDS = ("render", "up", "demo")
 DEBUG_ENV = "BOOKGEN_DEBUG"
@@ -75,13 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     add_connection_options(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     for name, leaf in _leaves(parser):
         if name not in OFFLINE_COMMANDS:
@@ -97,6 +87,7 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    environ = args.environ = os.environ  # the one read of the environment: commands take it from args
     try:
         return int(args.handler(args) or 0)
     except (BookGenError, ConfigError, ValueError) as exc:
@@ -109,11 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:
-        handled = _redis_failure(exc)
+        handled = _redis_failure(exc, getattr(args, REDIS_SHOWN, ""))
         if handled is not None:  # Redis went away or refused a command after the reachability check
             print(f"bookgen: error: {handled}", file=sys.stderr)
             return 2
-        if os.environ.get(DEBUG_ENV):
+        if environ.get(DEBUG_ENV):
             raise
         # A bug: still one line, marked as unexpected, with the way to see more.
         print(f"bookgen: error: unexpected {type(exc).__name__}: {_one_line(exc)} (set {DEBUG_ENV}=1 for the "
@@ -121,13 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _redis_failure(exc: Exception) -> str | None:
+def _redis_failure(exc: Exception, shown: str) -> str | None:
     import redis
     from kombu.exceptions import OperationalError
 
-    from .connect import last_redis
-
-    where = f" at {last_redis()}" if last_redis() else ""
+    where = f" at {shown}" if shown else ""
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)):
         return f"lost the connection to Redis{where} during the command: {_one_line(exc)}"
     if isinstance(exc, redis.exceptions.RedisError):

@@ -8,7 +8,6 @@ must surface as the one-line ConfigError main() prints, not as a traceback while
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,12 +22,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
-#: The (redacted) Redis URL of the command running in this process, for errors raised later.
-_last_redis: list[str] = []
-
-
-def last_redis() -> str:
-    return _last_redis[-1] if _last_redis else ""
+#: Where connect() records the (redacted) Redis URL on the command's arguments, for errors raised later.
+REDIS_SHOWN = "redis_shown"
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, top: bool = False, state_dir: bool = True) -> None:
@@ -53,8 +48,8 @@ def add_output_option(parser: argparse.ArgumentParser, *, json_alias: bool = Fal
 
 def target_settings(args: argparse.Namespace) -> tuple[Target, Settings]:
     """The system this command means, and the settings to reach it (ConfigError: one line)."""
-    target = resolve(getattr(args, "redis_url", None), getattr(args, "state_dir", None), os.environ)
-    env = dict(os.environ)
+    target = resolve(getattr(args, "redis_url", None), getattr(args, "state_dir", None), args.environ)
+    env = dict(args.environ)
     if target.redis_url is not None:
         for name in REDIS_ENV:  # the URL given or recorded carries its own password
             env.pop(name, None)
@@ -63,12 +58,13 @@ def target_settings(args: argparse.Namespace) -> tuple[Target, Settings]:
 
 
 def connect(args: argparse.Namespace) -> tuple[Celery, Settings]:
-    """The app pointed at the chosen Redis, after checking it answers."""
+    """The app pointed at the chosen Redis, after checking it answers (its redacted URL is kept in
+    `args.redis_shown` for the one-line error of a failure later in the command)."""
     from bookgen_worker.app import app, configure_app
     from bookgen_worker.redis_client import check_reachable
 
     target, settings = target_settings(args)
-    _last_redis[:] = [redact(settings.redis_url)]
+    setattr(args, REDIS_SHOWN, redact(settings.redis_url))
     configure_app(app, settings)
     try:
         check_reachable(settings)

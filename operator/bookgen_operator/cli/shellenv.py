@@ -7,7 +7,6 @@ is never printed anywhere else (logs and messages show it redacted).
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 
@@ -36,7 +35,7 @@ def print_env(args: argparse.Namespace) -> int:
         print(f"unset {STATE_DIR_ENV} REDIS_URL")
         return 0
     # The environment's REDIS_URL is what this would print; look for a state folder instead.
-    env = {k: v for k, v in os.environ.items() if k not in REDIS_ENV}
+    env = {k: v for k, v in args.environ.items() if k not in REDIS_ENV}
     target = resolve(getattr(args, "redis_url", None), getattr(args, "state_dir", None), env)
     if target.redis_url is None:
         raise BookGenError("no `bookgen up` found: ./.bookgen has no connection.json and neither --state-dir "

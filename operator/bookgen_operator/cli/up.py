@@ -1,4 +1,4 @@
-"""`bookgen up`, `bookgen demo` and `bookgen render`: the BookGenQueue spec on one machine, or as manifests.
+"""`bookgen up` and `bookgen demo`: a BookGenQueue spec run on this machine (local/runtime.py).
 
 Registered into the `bookgen` command by bookgen_operator.cli (COMMAND_MODULES). User mistakes (bad
 spec, missing redis-server, a taken port) raise SpecError/LocalError: one line, exit status 2.
@@ -13,12 +13,13 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the spec parser is imported where used: `bookgen --help` does not need it
     from bookgen_operator.core.spec import QueueSpec
+    from bookgen_operator.local.runtime import UpOptions
 
 DEFAULT_NAME = "bookgen"
 
@@ -52,15 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _runtime_options(demo, redis_port=0, flower_port=0)
     demo.set_defaults(handler=cmd_demo, metrics_port=0)
 
-    render = subparsers.add_parser("render", help="print the Kubernetes manifests the operator would create")
-    render.add_argument("-f", "--file", type=Path, required=True, help="a BookGenQueue YAML")
-    render.add_argument("-n", "--namespace", help="the namespace to render for (default: the file's "
-                                                   "metadata.namespace, else default)")
-    render.add_argument("--generate-secrets", action="store_true",
-                        help="include the Secrets with fresh random passwords (by default they are only "
-                             "referenced, so applying the output again never rotates a running Redis's password)")
-    render.set_defaults(handler=cmd_render)
-
 
 def _runtime_options(parser: argparse.ArgumentParser, *, redis_port: int, flower_port: int) -> None:
     for name, default in (("--redis-port", redis_port), ("--flower-port", flower_port)):
@@ -80,10 +72,11 @@ def load_spec(path: Path | None) -> QueueSpec:
     return load_queue_file(path)
 
 
-def _options(args: argparse.Namespace, state_dir: Path, output_dir: Path | None = None) -> Any:
+def _options(args: argparse.Namespace, state_dir: Path, environ: Mapping[str, str],
+             output_dir: Path | None = None) -> UpOptions:
     from bookgen_operator.local.runtime import UpOptions
 
-    return UpOptions(state_dir=state_dir, redis_port=args.redis_port, flower_port=args.flower_port,
+    return UpOptions(state_dir=state_dir, environ=environ, redis_port=args.redis_port, flower_port=args.flower_port,
                      metrics_port=args.metrics_port, grace=args.grace, output_dir=output_dir)
 
 
@@ -216,16 +209,14 @@ def _with_redis_url(spec: QueueSpec, url: str | None) -> QueueSpec:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import os
-
     from bookgen_operator.cli.target import default_state_dir
     from bookgen_operator.local.runtime import LocalRuntime
 
     spec = _with_redis_url(load_spec(args.file), getattr(args, "redis_url", None))
     view = not args.no_view and sys.stdout.isatty()
     _logging(view)
-    state_dir = getattr(args, "state_dir", None) or default_state_dir(os.environ)
-    runtime = LocalRuntime(spec, _options(args, state_dir), echo=_echo)
+    state_dir = getattr(args, "state_dir", None) or default_state_dir(args.environ)
+    runtime = LocalRuntime(spec, _options(args, state_dir, args.environ), echo=_echo)
     why = _serve(runtime, view=view, duration=args.duration)
     return 0 if not why.startswith("interrupted by SIGINT") else 130
 
@@ -244,8 +235,6 @@ def demo_spec() -> QueueSpec:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import os
-
     from bookgen_worker.app import app, configure_app
     from bookgen_worker.jobs import store
     from bookgen_worker.jobs.records import validate_inputs
@@ -256,13 +245,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     validate_inputs(args.subject, args.chapters, args.words, "md,docx,pdf", 5, 16)  # bad input: one line, exit 2
     if not 0 <= args.pace <= 600:
         raise ValueError(f"--pace must be between 0 and 600 seconds (got {args.pace:g})")
-    os.environ["BOOKGEN_OFFLINE_SECONDS"] = f"{args.pace:g}"  # the workers inherit it
+    environ = {**args.environ, "BOOKGEN_OFFLINE_SECONDS": f"{args.pace:g}"}  # the workers inherit it
     temp = getattr(args, "state_dir", None) is None
     state_dir = Path(tempfile.mkdtemp(prefix="bookgen-demo-")) if temp else args.state_dir
-    output = (args.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or "output")).resolve()
+    output = (args.output_dir or Path(environ.get("BOOKGEN_OUTPUT_DIR") or "output")).resolve()
     view = not args.no_view and sys.stdout.isatty()
     _logging(view)
-    runtime = LocalRuntime(demo_spec(), _options(args, state_dir, output), echo=_echo)
+    runtime = LocalRuntime(demo_spec(), _options(args, state_dir, environ, output), echo=_echo)
     job: dict[str, Any] = {"id": None, "record": None, "printed": None}
     deadline = time.monotonic() + args.timeout
     progress = Progress(TextColumn("[bold]{task.fields[state]:<10}"), BarColumn(), MofNCompleteColumn(),
@@ -312,70 +301,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for problem in record.errors:
         _echo(f"  problem: {problem}")
     return 0 if str(record.state) == "COMPLETED" else 1
-
-
-# ------------------------------------------------------------------------------------------ render
-
-
-def render_manifests(spec: QueueSpec, *, generate_secrets: bool = False) -> str:
-    import yaml
-
-    from bookgen_operator.core.resources import desired_objects, generated_secrets, monitoring_objects
-
-    secrets = generated_secrets(spec)
-    header = [f"# Manifests the BookGen operator creates for BookGenQueue {spec.namespace}/{spec.name}."]
-    if generate_secrets:
-        header += ["# The Secrets below hold freshly generated random values: apply them once; rendering again",
-                   "# gives new ones, and applying those would change a running Redis's password."]
-    elif secrets:
-        header += ["# The Secrets they reference are not included (applying this again must not change a",
-                   "# password). Create them once, e.g.:"]
-        for secret in secrets:
-            keys = " ".join(f"--from-literal={key}=\"$(openssl rand -hex 24)\"" if key != "username" else
-                            f"--from-literal={key}={value}" for key, value in secret["stringData"].items())
-            header.append(f"#   kubectl create secret generic {secret['metadata']['name']} -n {spec.namespace} {keys}")
-        header.append("# or render once with --generate-secrets.")
-    header += ["# ServiceMonitor/PrometheusRule (metrics.*: auto) appear only when the Prometheus Operator CRDs",
-               "# exist, so they are included here only if set to `always`."]
-    docs = []
-    for obj in [*(secrets if generate_secrets else []), *desired_objects(spec),
-                *monitoring_objects(spec, crds_present=False)]:
-        obj = {**obj, "metadata": {**obj["metadata"], "namespace": spec.namespace}}
-        docs.append(yaml.safe_dump(obj, sort_keys=False))
-    return "\n".join(header) + "\n---\n" + "---\n".join(docs)
-
-
-def spec_in_namespace(path: Path, namespace: str | None) -> QueueSpec:
-    """The spec as the operator would see it in `namespace` (kubectl's rule: a file naming another
-    namespace than -n is an error, not silently moved)."""
-    import dataclasses
-
-    from bookgen_operator.cli.spec_file import load_queue_file
-    from bookgen_operator.core.spec import SpecError
-
-    spec = load_queue_file(path)
-    if namespace is None:
-        return spec
-    written = _file_namespace(path)
-    if written and written != namespace:
-        raise SpecError(f"{path} is for namespace {written!r}, not {namespace!r}: drop its metadata.namespace "
-                        "or pass the same -n")
-    return dataclasses.replace(spec, namespace=namespace)
-
-
-def _file_namespace(path: Path) -> str | None:
-    import yaml
-
-    try:
-        body = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    meta = body.get("metadata") if isinstance(body, dict) else None
-    value = meta.get("namespace") if isinstance(meta, dict) else None
-    return str(value) if value else None
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    spec = spec_in_namespace(args.file, args.namespace)
-    sys.stdout.write(render_manifests(spec, generate_secrets=args.generate_secrets))
-    return 0

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -87,7 +88,7 @@ class Resource:
 
 
 #: Every kind the operator reads or writes, by (apiVersion, kind).
-RESOURCES: Mapping[tuple[str, str], Resource] = {
+RESOURCES: Mapping[tuple[str, str], Resource] = MappingProxyType({
     ("v1", "Secret"): Resource("", "v1", "secrets"),
     ("v1", "Service"): Resource("", "v1", "services"),
     ("v1", "ConfigMap"): Resource("", "v1", "configmaps"),
@@ -101,7 +102,7 @@ RESOURCES: Mapping[tuple[str, str], Resource] = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): Resource("monitoring.coreos.com", "v1", "prometheusrules"),
     ("bookgen.io/v1alpha1", "BookGenQueue"): Resource("bookgen.io", "v1alpha1", "bookgenqueues"),
     ("coordination.k8s.io/v1", "Lease"): Resource("coordination.k8s.io", "v1", "leases"),
-}
+})
 
 
 def resource_for(api_version: str, kind: str) -> Resource:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -33,7 +34,7 @@ from bookgen_operator.core.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "bookgen-operator"}
+MANAGED_BY = MappingProxyType({"app.kubernetes.io/managed-by": "bookgen-operator"})
 #: The children kopf watches for us, selected by the API server (settings.watching.label_selectors):
 #: the `labels=` filter of a handler runs in kopf, after it has listed and cached every object.
 CHILD_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())

@@ -32,7 +32,7 @@ WRITES_TOTAL = Counter(
 # Per pool of a BookGenQueue: what the autoscaler wants and what the platform has (the dashboard's
 # "desired vs actual replicas"). `queue_namespace`/`queue_service` name the queue as its own metrics are
 # labelled (`namespace`, `service`), without clashing with the operator pod's target labels.
-POOL_LABELS = ["queue_namespace", "queue_service", "pool"]
+POOL_LABELS = ("queue_namespace", "queue_service", "pool")
 POOL_DESIRED = Gauge("bookgen_operator_pool_desired_replicas", "Replicas the autoscaler wants for the pool.",
                      POOL_LABELS)
 POOL_CURRENT = Gauge("bookgen_operator_pool_current_replicas", "Replicas the pool's Deployment has.", POOL_LABELS)

@@ -34,6 +34,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Literal
 
 JSON = dict[str, Any]
@@ -41,12 +42,12 @@ ObjectKey = tuple[str, str, str]  # (apiVersion, kind, name)
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
 #: Paths (under the top level) never patched on an existing object, per kind.
-IMMUTABLE: Mapping[str, tuple[tuple[str, ...], ...]] = {
+IMMUTABLE: Mapping[str, tuple[tuple[str, ...], ...]] = MappingProxyType({
     "Deployment": (("spec", "selector"),),
     "StatefulSet": (("spec", "selector"), ("spec", "volumeClaimTemplates"), ("spec", "serviceName")),
     "PodDisruptionBudget": (),
     "Service": (("spec", "clusterIP"), ("spec", "clusterIPs")),
-}
+})
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,12 @@ def adopt(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> JSON:
 # ---------------------------------------------------------------- comparison
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?$")
-_SUFFIX = {
+_SUFFIX: Mapping[str | None, Decimal] = MappingProxyType({
     None: Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "k": Decimal(10**3),
     "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18),
     "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50),
     "Ei": Decimal(2**60),
-}
+})
 
 
 def quantity(value: Any) -> Decimal | None:

@@ -59,6 +59,9 @@ _DROPPED = ("REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "FLOWER_US
 @dataclass
 class UpOptions:
     state_dir: Path
+    #: The environment of `bookgen up` (the command line's): workers, beat and Flower inherit it, less
+    #: what would contradict the spec or the local Redis (_DROPPED).
+    environ: Mapping[str, str]
     redis_port: int = DEFAULT_PORT
     flower_port: int = 5555
     metrics_port: int | None = None  # None: the spec's metrics.port
@@ -117,8 +120,8 @@ class LocalRuntime:
     def start(self) -> None:
         """Everything up to the first workers; on failure everything started so far is stopped."""
         # A bad BOOKGEN_* variable: its one-line ConfigError now, before anything is started.
-        settings_from_env({**{k: v for k, v in os.environ.items() if k not in _DROPPED}, **spec_env(self.spec),
-                           "REDIS_URL": "redis://127.0.0.1:6379/0"})
+        inherited = {k: v for k, v in self.options.environ.items() if k not in _DROPPED}
+        settings_from_env({**inherited, **spec_env(self.spec), "REDIS_URL": "redis://127.0.0.1:6379/0"})
         self._lock()
         leftovers = self.supervisor.reap_leftovers()
         if leftovers:
@@ -133,20 +136,22 @@ class LocalRuntime:
 
     def _start_redis(self) -> None:
         if self.spec.redis.managed:
-            self.redis = start_local_redis(self.supervisor, self.state_dir, self.options.redis_port)
+            self.redis = start_local_redis(self.supervisor, self.state_dir, self.options.redis_port,
+                                           env=self.options.environ)
             self.redis_url = self.redis.url
         else:
             # The password of an external Redis comes from the environment (on Kubernetes: its Secret).
-            env = {"REDIS_URL": self.spec.redis.url, "REDIS_PASSWORD": os.environ.get("REDIS_PASSWORD", "")}
+            env = {"REDIS_URL": self.spec.redis.url, "REDIS_PASSWORD": self.options.environ.get("REDIS_PASSWORD", "")}
             self.redis_url = settings_from_env(env).redis_url
         self.endpoints.redis = redact(self.redis_url)
         # How `bookgen status`, `submit`, `env`... in this folder find this Redis (0600: the URL has the password).
         write_connection(self.state_dir, self.redis_url, pid=str(os.getpid()))
-        output = self.options.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or self.state_dir / "output")
+        output = self.options.output_dir or Path(self.options.environ.get("BOOKGEN_OUTPUT_DIR")
+                                                 or self.state_dir / "output")
         output = output.resolve()
         output.mkdir(parents=True, exist_ok=True)
         self.endpoints.output_dir = str(output)
-        base = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+        base = {k: v for k, v in self.options.environ.items() if k not in _DROPPED}
         self._env = {**base, **spec_env(self.spec), "REDIS_URL": self.redis_url, "BOOKGEN_OUTPUT_DIR": str(output)}
         self.settings = settings_from_env(self._env)
         self._client = redis_py.Redis.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=10)

@@ -30,7 +30,7 @@ from bookgen_operator.core.autoscaler.source import PoolMetrics, PoolQuery, fini
 
 log = logging.getLogger(__name__)
 
-_REGEX_SPECIAL = set("\\.^$*+?()[]{}|")
+_REGEX_SPECIAL = frozenset("\\.^$*+?()[]{}|")
 
 
 def _label_value(text: str) -> str:

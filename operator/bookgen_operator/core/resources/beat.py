@@ -34,7 +34,7 @@ def build_beat_deployment(spec: QueueSpec) -> dict[str, Any]:
         "env": [*app_env(spec), *pod_env()],
         "resources": {"requests": {"cpu": "10m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": container_security_context(),
-        "volumeMounts": [TMP_MOUNT],
+        "volumeMounts": [dict(TMP_MOUNT)],
     }
     # Recreate and 30 s: see the module docstring; beat has nothing to finish.
     return single_pod_deployment(spec, beat_name(spec), COMPONENT, container, strategy={"type": "Recreate"},

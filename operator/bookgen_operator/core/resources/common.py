@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from bookgen_operator.core.resources.images import pull_secrets
@@ -36,7 +37,7 @@ def tmp_volume(size: str = "256Mi") -> dict[str, Any]:
     return {"name": "tmp", "emptyDir": {"sizeLimit": size}}
 
 
-TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+TMP_MOUNT = MappingProxyType({"name": "tmp", "mountPath": "/tmp"})
 
 
 def redis_env(spec: QueueSpec) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ def build_flower_deployment(spec: QueueSpec) -> dict[str, Any]:
         "livenessProbe": {**probe, "initialDelaySeconds": 30},
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": container_security_context(),
-        "volumeMounts": [TMP_MOUNT],
+        "volumeMounts": [dict(TMP_MOUNT)],
     }
     return single_pod_deployment(spec, flower_name(spec), COMPONENT, container)
 

@@ -3,6 +3,7 @@ defence in depth)."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from bookgen_operator.core.resources.labels import REDIS_PORT, instance_selector, metadata, redis_name, selector
@@ -10,7 +11,8 @@ from bookgen_operator.core.spec import QueueSpec
 
 #: The labels the chart gives the operator's pod. The operator reads each queue's Redis (busy
 #: workers for safe scale-in, queue depth with the Redis source), so the policy must admit it.
-OPERATOR_POD_LABELS = {"app.kubernetes.io/part-of": "bookgen", "app.kubernetes.io/component": "operator"}
+OPERATOR_POD_LABELS = MappingProxyType({"app.kubernetes.io/part-of": "bookgen",
+                                        "app.kubernetes.io/component": "operator"})
 
 
 def operator_peer(operator_namespace: str | None) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
         },
         "resources": {k: dict(v) for k, v in r.resources.items() if v},
         "securityContext": container_security_context(REDIS_UID),
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, TMP_MOUNT],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, dict(TMP_MOUNT)],
     }
     volumes: list[dict[str, Any]] = [tmp_volume("64Mi")]
     sts_spec: dict[str, Any] = {

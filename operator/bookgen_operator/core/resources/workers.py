@@ -126,7 +126,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
         "startupProbe": _heartbeat_probe(period=5, failures=60),
         "livenessProbe": _heartbeat_probe(period=20, failures=3),
         "readinessProbe": _heartbeat_probe(period=10, failures=2),
-        "volumeMounts": [TMP_MOUNT, {"name": "output", "mountPath": OUTPUT_DIR}],
+        "volumeMounts": [dict(TMP_MOUNT), {"name": "output", "mountPath": OUTPUT_DIR}],
     }
     if serves_metrics(pool):
         env.append({"name": "BOOKGEN_METRICS_PORT", "value": str(spec.metrics.port)})

@@ -6,6 +6,8 @@ checks that the CRD's `default:` values say the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from bookgen_worker.queues import DEFAULT_POOLS as _SEED_POOLS
@@ -18,7 +20,7 @@ DEFAULT_POOLS: list[dict[str, Any]] = [
     {"name": p.name, "queues": list(p.queues), "concurrency": p.concurrency} for p in _SEED_POOLS
 ]
 
-POOL_REQUESTS: dict[str, str] = {"cpu": "100m", "memory": "256Mi"}
-POOL_LIMITS: dict[str, str] = {"memory": "1Gi"}
-REDIS_REQUESTS: dict[str, str] = {"cpu": "50m", "memory": "64Mi"}
-REDIS_LIMITS: dict[str, str] = {"memory": "256Mi"}
+POOL_REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "100m", "memory": "256Mi"})
+POOL_LIMITS: Mapping[str, str] = MappingProxyType({"memory": "1Gi"})
+REDIS_REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "50m", "memory": "64Mi"})
+REDIS_LIMITS: Mapping[str, str] = MappingProxyType({"memory": "256Mi"})

@@ -42,7 +42,7 @@ from bookgen_operator.core.spec.reader import Reader, is_dns_label, quantity, re
 
 _NAME_MAX = 40
 _POOL_NAME_MAX = 20
-_QUEUE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_QUEUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 # ------------------------------------------------------------------------------------------ parsing
 
