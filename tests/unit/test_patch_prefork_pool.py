@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bookgen_worker.pool_patch import RETRY_DELAYS, apply, retry_reap
+from bookgen_worker.patches.prefork_pool import RETRY_DELAYS, apply, retry_reap
 
 
 class FakeHub:
@@ -74,13 +74,13 @@ def test_apply_patches_celerys_pool_once() -> None:
     patched = AsynPool._event_process_exit
     apply()
     assert AsynPool._event_process_exit is patched
-    assert patched.__module__ == "bookgen_worker.pool_patch"
+    assert patched.__module__ == "bookgen_worker.patches.prefork_pool"
 
 
 def test_the_start_up_heap_is_frozen_once_before_the_first_fork(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import gc
 
-    from bookgen_worker import pool_patch
+    from bookgen_worker.patches import prefork_pool as pool_patch
 
     monkeypatch.setattr(pool_patch, "_frozen", False)
     try:

@@ -1,6 +1,11 @@
 """A minimal patch of kombu's Redis transport, so a Redis restart no longer kills busy workers.
 
-The bug (kombu 5.7.0, the newest release; reported in README "Known limits"):
+Written for kombu 5.7.0 (WRITTEN_FOR; on another version it is not applied, and says so). The two bugs
+are reported in docs/upstream/kombu-redis-restart.md and docs/upstream/kombu-corrupt-message.md;
+tests/unit/test_patch_fingerprints.py checks that the functions listed in UPSTREAM are still the code
+this was written against.
+
+The bug (kombu 5.7.0, the newest release when found):
 
 1. A worker with a free pool slot is blocked in BRPOP. Redis goes away; Celery's consumer calls
    `Connection.collect()`, which tries to close the default channel. `Channel.close()` first
@@ -46,10 +51,26 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from queue import Empty
+from types import MappingProxyType
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
+
+from bookgen_worker.patches import written_for
+
+#: The distributions and versions this patch was written for.
+WRITTEN_FOR = MappingProxyType({"kombu": "5.7.0"})
+#: The upstream functions replaced (_brpop_read) or wrapped (the others): SHA-256 of their source in
+#: kombu 5.7.0 (tests/unit/test_patch_fingerprints.py recomputes them from the installed kombu).
+UPSTREAM = MappingProxyType({
+    "kombu.transport.redis:Channel.__init__": "15f95cf6a70ba307876950e79f2e06530b9c723d750b7c0c5b99c5b5c61cf2a1",
+    "kombu.transport.redis:Channel._connparams": "feff147a3489dd2b31b1b9664b13c969b25909550ceb1b9caa2b89060f6c98f7",
+    "kombu.transport.redis:Channel._brpop_read": "dfd713e8c65cd60493d4471ec6e9f2d5f7365f7dddace4f8333094115cbce64d",
+    "kombu.transport.redis:Channel._create_client": "6b81dc416d4e243ce27c3d90f1e47e9f06d7f2b1631a5e396595918486d2892b",
+    "kombu.transport.redis:QoS.restore_unacked": "acdb4774cc2c198c78edc925dac0f103f1cf2b051b7f0425b7d8f5d1f20dc386",
+})
 
 #: Header of a synthesised envelope: what was wrong with the bytes found in the queue.
 CORRUPT_HEADER = "bookgen_corrupt_envelope"
@@ -136,7 +157,7 @@ def _brpop_read(self: Any, **options: Any) -> bool:
             self._queue_cycle.rotate(dest)
             self.connection._deliver(decode_item(item, dest), dest)
             return True
-        raise kombu_redis.Empty()
+        raise Empty()
     finally:
         self._in_poll = None
         flush = getattr(self, "_flush_brpop_reauth", None)
@@ -144,12 +165,17 @@ def _brpop_read(self: Any, **options: Any) -> bool:
             flush()
 
 
-def apply() -> None:
-    """Patch kombu's Redis Channel and QoS in this process; idempotent."""
+def apply() -> bool:
+    """Patch kombu's Redis Channel and QoS in this process; idempotent. False (and a loud warning) when
+    the installed kombu is not the one this was written for: then kombu's own code runs."""
     channel_cls: Any = kombu_redis.Channel
     qos_cls: Any = kombu_redis.QoS
     if getattr(channel_cls, _APPLIED, False):
-        return
+        return True
+    if not written_for("kombu Redis transport", WRITTEN_FOR,
+                       "a Redis restart can kill a worker with a free slot and lose late acknowledgements, and "
+                       "bytes in a queue that are no message stop the worker (docs/upstream/kombu-*.md)"):
+        return False
     original_init = channel_cls.__init__
     original_connparams = channel_cls._connparams
     original_restore = qos_cls.restore_unacked
@@ -192,3 +218,4 @@ def apply() -> None:
     channel_cls._create_client = _create_client
     qos_cls.restore_unacked = restore_unacked
     setattr(channel_cls, _APPLIED, True)
+    return True

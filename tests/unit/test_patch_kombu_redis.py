@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from bookgen_worker.kombu_patch import CORRUPT_HEADER, decode_item, envelope_problem
+from bookgen_worker.patches.kombu_redis import CORRUPT_HEADER, decode_item, envelope_problem
 
 GOOD = {
     "body": "W10=", "content-type": "application/json", "headers": {"task": "x"},
@@ -32,7 +32,7 @@ def test_anything_else_becomes_a_stand_in_envelope_with_its_raw_bytes(raw: bytes
 
 
 def test_a_channel_builds_one_redis_client_per_pool(redis_url: str) -> None:
-    from bookgen_worker import kombu_patch
+    from bookgen_worker.patches import kombu_redis as kombu_patch
     from kombu import Connection
 
     kombu_patch.apply()

@@ -1,9 +1,13 @@
 """A minimal patch of Celery's prefork pool, so a recycled child is replaced at once, not seconds later.
 
-The bug (celery 5.7.0 / billiard 4.3.2, the newest releases; reported in README "Known limits",
-close to the open celery/celery#9588 "Sometimes Delays in consumer after a recycled Child Process"):
+Written for celery 5.7.0 and billiard 4.3.2 (WRITTEN_FOR; on other versions it is not applied, and says
+so). Reported in docs/upstream/celery-prefork-recycle.md, close to the open celery/celery#9588
+("Sometimes Delays in consumer after a recycled Child Process"); tests/unit/test_patch_fingerprints.py
+checks that the functions listed in UPSTREAM are still the code this was written against.
 
-1. A pool child that reaches max-tasks-per-child (ours: 1000, from the seeds) tells the main
+The bug (celery 5.7.0 / billiard 4.3.2, the newest releases when found):
+
+1. A pool child that reaches max-tasks-per-child (ours: 1000, BookGen's original figure) tells the main
    process, which sends it SIGTERM. The child exits; the kernel closes its files, which makes the
    child's sentinel pipe readable in the main process, and only a moment later turns it into a
    zombie that waitpid can reap.
@@ -40,9 +44,25 @@ same `maintain_pool()` call does the reaping and the replacement, as it would ha
 from __future__ import annotations
 
 import gc
+from types import MappingProxyType
 from typing import Any
 
 from celery import signals
+
+from bookgen_worker.patches import written_for
+
+#: The distributions and versions this patch was written for.
+WRITTEN_FOR = MappingProxyType({"celery": "5.7.0", "billiard": "4.3.2"})
+#: The upstream functions wrapped (_event_process_exit) or relied upon (the child's wait for its last
+#: result to be read, whose constants we shorten; maintain_pool, which reaps and replaces): SHA-256 of
+#: their source in those versions (tests/unit/test_patch_fingerprints.py recomputes them).
+UPSTREAM = MappingProxyType({
+    "celery.concurrency.asynpool:AsynPool._event_process_exit":
+        "9d269d8773b32ad1670ca3a9dde2494543c4ee7fe026dc7e594d44bcb5f73b6f",
+    "billiard.pool:Worker._ensure_messages_consumed":
+        "3444a513e31cfaa37730b314c8e75788ce7ebe9979ebde0c2063f1a2b3c11525",
+    "billiard.pool:Pool.maintain_pool": "3e21e07b1dad1e490d88207cb39663e6d1925d876cd35350fc2970b9f3da4bf6",
+})
 
 _APPLIED = "_bookgen_patched"
 
@@ -82,17 +102,23 @@ def freeze_startup_heap(**_: Any) -> None:
 _frozen = False
 
 
-def apply() -> None:
-    """Patch celery's AsynPool in this process; idempotent. Only the worker's main process needs it."""
+def apply() -> bool:
+    """Patch celery's AsynPool in this process; idempotent. Only the worker's main process needs it.
+    False (and a loud warning) when celery or billiard is not the version this was written for."""
     from billiard import pool as billiard_pool
     from celery.concurrency import asynpool
+
+    if not written_for("Celery prefork pool", WRITTEN_FOR,
+                       "a recycled pool child is replaced up to 5 s late and its slot idles meanwhile "
+                       "(docs/upstream/celery-prefork-recycle.md)"):
+        return False
 
     # Read by the child at exit (Worker._ensure_messages_consumed); children inherit them by fork.
     billiard_pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_INTERVAL = CONSUMED_CHECK_INTERVAL
     billiard_pool.GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT = CONSUMED_CHECK_LIMIT
     pool_cls: Any = asynpool.AsynPool
     if getattr(pool_cls, _APPLIED, False):
-        return
+        return True
     original = pool_cls._event_process_exit
 
     def _event_process_exit(self: Any, hub: Any, proc: Any) -> None:
@@ -102,3 +128,4 @@ def apply() -> None:
     pool_cls._event_process_exit = _event_process_exit
     signals.worker_before_create_process.connect(freeze_startup_heap, weak=False, dispatch_uid="bookgen-gc-freeze")
     setattr(pool_cls, _APPLIED, True)
+    return True
