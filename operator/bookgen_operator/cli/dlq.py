@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bookgen_worker.deadletter import DeadLetter
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dlq = subparsers.add_parser("dlq", help="list, show, replay or purge dead-lettered tasks")
     actions = dlq.add_subparsers(dest="dlq_action", metavar="ACTION", required=True)
 
@@ -86,7 +86,8 @@ def show_entry(args: argparse.Namespace) -> int:
 
 def _record(entry: DeadLetter) -> dict[str, object]:
     """Plain data (JSON round trip: tuples become lists, odd objects their repr) for -o json|yaml."""
-    return json.loads(json.dumps(asdict(entry), default=repr))
+    record: dict[str, object] = json.loads(json.dumps(asdict(entry), default=repr))
+    return record
 
 
 def replay_entries(args: argparse.Namespace) -> int:

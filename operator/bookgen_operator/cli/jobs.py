@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 POLL_SECONDS = 0.2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit = subparsers.add_parser("submit", help="start a whole biography as one job and print its id")
     submit.add_argument("subject", help="whose biography to write, e.g. 'Ada Lovelace'")
     submit.add_argument("--chapters", type=int, default=10, help="number of chapters (default 10)")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # the spec and the builders are imported where used: `bookgen
     from bookgen_operator.core.spec import QueueSpec
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     render = subparsers.add_parser("render", help="print the Kubernetes manifests the operator would create")
     render.add_argument("-f", "--file", type=Path, required=True, help="a BookGenQueue YAML")
     render.add_argument("-n", "--namespace", help="the namespace to render for (default: the file's "

@@ -15,7 +15,7 @@ from bookgen_worker.errors import BookGenError
 from .target import REDIS_ENV, STATE_DIR_ENV, resolve, up_running
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     env = subparsers.add_parser(
         "env", help="print `export` lines for a shell to reach a `bookgen up`: eval \"$(bookgen env)\"",
         description="Prints BOOKGEN_STATE_DIR and REDIS_URL (with its password) of the system found as for "

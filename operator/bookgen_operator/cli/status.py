@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("status", help="per-queue pending, in-flight and oldest age; workers per pool")
     add_output_option(parser, json_alias=True)
     parser.add_argument("--queue", action="append", dest="queues", metavar="NAME",

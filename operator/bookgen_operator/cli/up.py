@@ -7,6 +7,7 @@ spec, missing redis-server, a taken port) raise SpecError/LocalError: one line, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shutil
 import signal
@@ -15,16 +16,20 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the spec parser is imported where used: `bookgen --help` does not need it
+if TYPE_CHECKING:  # the spec parser and the runtime are imported where used: `bookgen --help` needs neither
+    from bookgen_worker.jobs.records import JobRecord
+    from rich.console import RenderableType
+    from rich.progress import Progress
+
     from bookgen_operator.core.spec import QueueSpec
-    from bookgen_operator.local.runtime import UpOptions
+    from bookgen_operator.local.runtime import LocalRuntime, UpOptions
 
 DEFAULT_NAME = "bookgen"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = subparsers.add_parser("up", help="run the whole system on this machine (Redis, pools, autoscaler)")
     up.add_argument("-f", "--file", type=Path, help="a BookGenQueue YAML (default: the default spec)")
     # SUPPRESS: `bookgen --state-dir X up` (the option before the sub-command) must not be reset to None.
@@ -92,7 +97,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise _Interrupted(signal.Signals(signum).name)
 
 
-def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Callable[[], Any] | None = None,
+def _serve(runtime: LocalRuntime, *, view: bool, duration: float | None = None,
+           extra: Callable[[], RenderableType | None] | None = None,
            done: Callable[[], bool] | None = None, keeps_state: bool = True) -> str:
     """Start the runtime, loop until a signal / duration / `done()`, stop everything. Returns why it stopped."""
     from bookgen_operator.local import view as views
@@ -111,7 +117,7 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
             _echo(line)
         import asyncio
 
-        why = asyncio.run(_loop(runtime, view, duration, extra, done, views))
+        why = asyncio.run(_loop(runtime, view, duration, extra, done))
     except _Interrupted as exc:
         why = f"interrupted by {exc}"
     finally:
@@ -129,9 +135,11 @@ def _serve(runtime: Any, *, view: bool, duration: float | None = None, extra: Ca
     return why
 
 
-async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callable[[], Any] | None,
-                done: Callable[[], bool] | None, views: Any) -> str:
+async def _loop(runtime: LocalRuntime, view: bool, duration: float | None,
+                extra: Callable[[], RenderableType | None] | None, done: Callable[[], bool] | None) -> str:
     import asyncio
+
+    from bookgen_operator.local import view as views
 
     stop = asyncio.Event()
     reason = {"why": "duration reached" if duration is not None else "finished"}
@@ -173,7 +181,7 @@ async def _loop(runtime: Any, view: bool, duration: float | None, extra: Callabl
     return reason["why"]
 
 
-def _pointer(runtime: Any) -> list[str]:
+def _pointer(runtime: LocalRuntime) -> list[str]:
     """How another shell reaches this system; the URL itself (with its password) only via `bookgen env`."""
     import shlex
 
@@ -224,6 +232,15 @@ def cmd_up(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ demo
 
 
+@dataclasses.dataclass
+class _DemoJob:
+    """The demo's book job as the loop last saw it."""
+
+    id: str | None = None
+    record: JobRecord | None = None
+    printed: str | None = None  # the last progress line printed (without a view)
+
+
 def demo_spec() -> QueueSpec:
     """The default spec, tuned so a short book makes the pools visibly scale: one task per slot, and
     idle workers leave after 10 s instead of 60."""
@@ -252,26 +269,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     view = not args.no_view and sys.stdout.isatty()
     _logging(view)
     runtime = LocalRuntime(demo_spec(), _options(args, state_dir, environ, output), echo=_echo)
-    job: dict[str, Any] = {"id": None, "record": None, "printed": None}
+    job = _DemoJob()
     deadline = time.monotonic() + args.timeout
     progress = Progress(TextColumn("[bold]{task.fields[state]:<10}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.description}"))
     bar = progress.add_task("submitting", total=1, state="PENDING")
 
-    def extra() -> Any:
-        if job["id"] is None:
-            configure_app(app, runtime.settings)
-            job["id"] = store.submit_job(runtime.settings, args.subject, args.chapters, args.words, "md,docx,pdf",
-                                         celery_app=app)
-            _echo(f"submitted job {job['id']}: a {args.chapters}-chapter biography of {args.subject}")
-        record = store.get_job(runtime.settings, job["id"])
-        job["record"] = record
+    def extra() -> Progress:
+        settings = runtime.settings
+        assert settings is not None  # extra() runs once the runtime has started
+        if job.id is None:
+            configure_app(app, settings)
+            job.id = store.submit_job(settings, args.subject, args.chapters, args.words, "md,docx,pdf", celery_app=app)
+            _echo(f"submitted job {job.id}: a {args.chapters}-chapter biography of {args.subject}")
+        record = job.record = store.get_job(settings, job.id)
         progress.update(bar, total=record.total, completed=record.current, description=record.status,
                         state=str(record.state))
         if not view:
             line = f"job {record.state} {record.current}/{record.total}: {record.status}"
-            if line != job["printed"]:
-                job["printed"] = line
+            if line != job.printed:
+                job.printed = line
                 _echo(line)
         return progress
 
@@ -279,18 +296,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if time.monotonic() > deadline:
             _echo(f"the demo did not finish within {args.timeout:g} s")
             return True
-        return job["record"] is not None and job["record"].terminal
+        return job.record is not None and job.record.terminal
 
     completed = False
     try:
         _serve(runtime, view=view, extra=extra, done=done, keeps_state=not temp)
-        completed = job["record"] is not None and str(job["record"].state) == "COMPLETED"
+        completed = job.record is not None and str(job.record.state) == "COMPLETED"
     finally:
         if temp and completed:
             shutil.rmtree(state_dir, ignore_errors=True)
         elif temp:
             _echo(f"kept the state folder for a look at the logs: {state_dir / 'logs'}")
-    record = job["record"]
+    record = job.record
     if record is None:
         return 1
     _echo(f"job {record.id} {record.state}: {record.status}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Executor
-from typing import Any
 
 from bookgen_operator.controller.actuator import KubernetesPlatform, ReplicaCache, WatchedPlatform
 from bookgen_operator.controller.client import Kube
@@ -20,13 +19,14 @@ from bookgen_operator.controller.redis_access import AccessRedisSource, RedisAcc
 from bookgen_operator.controller.scheduler import Scheduler, SchedulerThread
 from bookgen_operator.controller.status_reporter import StatusReporter, status_reporter
 from bookgen_operator.core.autoscaler.loop import Autoscaler
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.labels import metrics_name
 from bookgen_operator.core.resources.monitoring import prometheus_scope
 from bookgen_operator.core.spec import QueueSpec
 from bookgen_operator.sources.select import make_source
 
 
-def source_options(spec: QueueSpec) -> dict[str, Any]:
+def source_options(spec: QueueSpec) -> JSON:
     """Where this BookGenQueue's metrics are, for make_source: its Prometheus series (scoped to its own
     namespace and metrics Service: two queues in a namespace share queue names) or its exporter."""
     return {
@@ -64,7 +64,7 @@ async def run_scheduled(spec: QueueSpec, kube: Kube, stopped: asyncio.Event, sch
         await stopped.wait()
     finally:
         if isinstance(scheduler, SchedulerThread):
-            await asyncio.shield(scheduler.call(_end, scheduler.scheduler, key, autoscaler))
+            await asyncio.shield(scheduler.call_async(_end, scheduler.scheduler, key, autoscaler))
         else:
             await asyncio.shield(_end(scheduler, key, autoscaler))
         access.drop()

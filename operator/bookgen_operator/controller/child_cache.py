@@ -28,7 +28,8 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+
+from bookgen_operator.core.objects import JSON, Body
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 #: Re-list a queue's children at least this often (seconds), whatever the watches said.
@@ -40,24 +41,27 @@ Bucket = tuple[str, str, str, str]
 ObjectKey = tuple[str, str, str, str]
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+def _meta(obj: Body) -> Body:
     return obj.get("metadata") or {}
 
 
-def _version(obj: Mapping[str, Any]) -> int | None:
+def _version(obj: Body) -> int | None:
     """resourceVersion as an integer (etcd's revision), or None when absent or opaque."""
+    value = _meta(obj).get("resourceVersion")
+    if value is None:
+        return None
     try:
-        return int(_meta(obj).get("resourceVersion"))
+        return int(value)
     except (TypeError, ValueError):
         return None
 
 
-def _newer_or_same(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+def _newer_or_same(new: Body, old: Body) -> bool:
     a, b = _version(new), _version(old)
     return a is None or b is None or a >= b  # opaque versions: the later news wins
 
 
-def _newer_than(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+def _newer_than(new: Body, old: Body) -> bool:
     a, b = _version(new), _version(old)
     return a is None or b is None or a > b
 
@@ -68,15 +72,15 @@ class ChildCache:
         #: The (apiVersion, kind) pairs the watches cover; other kinds are always listed.
         self.kinds = frozenset(kinds)
         self.resync, self.jitter, self.clock = resync, jitter, clock
-        self._buckets: dict[Bucket, dict[str, dict[str, Any]]] = {}
+        self._buckets: dict[Bucket, dict[str, JSON]] = {}
         self._where: dict[ObjectKey, str] = {}  # the instance an object was filed under
         self._due: dict[tuple[str, str], float] = {}  # (namespace, instance) -> when to list again
-        self._tombstones: dict[ObjectKey, dict[str, Any]] = {}  # deleted, with the deletion's version
+        self._tombstones: dict[ObjectKey, JSON] = {}  # deleted, with the deletion's version
 
     def covers(self, api_version: str, kind: str) -> bool:
         return (api_version, kind) in self.kinds
 
-    def seen(self, obj: Mapping[str, Any]) -> None:
+    def seen(self, obj: Body) -> None:
         """From a watch event (ADDED, MODIFIED, the initial listing) or our own write: the object as stored."""
         meta = _meta(obj)
         api_version, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
@@ -118,7 +122,7 @@ class ChildCache:
         at = self._due.get((namespace, instance))
         return at is None or self.clock() >= at
 
-    def listed(self, namespace: str, instance: str, found: Mapping[tuple[str, str], list[dict[str, Any]]],
+    def listed(self, namespace: str, instance: str, found: Mapping[tuple[str, str], list[JSON]],
                versions: Mapping[tuple[str, str], str | None] | None = None) -> None:
         """A LIST of every covered kind for this queue, each read at `versions[kind]` (the list's
         resourceVersion, if known): what it lacks is gone unless cached from after that snapshot."""
@@ -139,7 +143,7 @@ class ChildCache:
         share = zlib.crc32(f"{namespace}/{instance}".encode()) / 2**32
         self._due[(namespace, instance)] = self.clock() + self.resync * (1 - self.jitter * share)
 
-    def children(self, namespace: str, api_version: str, kind: str, instance: str) -> list[dict[str, Any]]:
+    def children(self, namespace: str, api_version: str, kind: str, instance: str) -> list[JSON]:
         """The cached children of one kind of this queue (the reconcile's view: it must not change them)."""
         return list(self._buckets.get((namespace, api_version, kind, instance), {}).values())
 

@@ -11,13 +11,12 @@ the server stores objects and a settled queue sees no drift.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from bookgen_operator.controller import events, opmetrics
 from bookgen_operator.controller.child_cache import ChildCache
 from bookgen_operator.controller.client import Kube, KubeError, resource_for
-from bookgen_operator.core.reconcile import key_of, plan
+from bookgen_operator.core.objects import JSON, Body
+from bookgen_operator.core.reconcile import Action, Learned, ObjectKey, key_of, plan
 from bookgen_operator.core.spec import QueueSpec
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,12 @@ def children_selector(name: str) -> str:
 
 
 async def _existing(kube: Kube, spec: QueueSpec, groups: frozenset[str], cache: ChildCache | None,
-                    relist: bool) -> dict[tuple, Any]:
+                    relist: bool) -> dict[ObjectKey, JSON]:
     """Every child of this queue that exists, by key: from the watch cache for the kinds it covers (LISTs
     when asked to, or when the queue is due a resync), one LIST per other kind, selected by our labels."""
     kinds = PRUNABLE + (MONITORING_KINDS if MONITORING_GROUP in groups else ())
     relist = relist or cache is None or cache.due(spec.namespace, spec.name)
-    by_kind: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    by_kind: dict[tuple[str, str], list[JSON]] = {}
     versions: dict[tuple[str, str], str | None] = {}
     for api_version, kind in kinds:
         if relist or cache is None or not cache.covers(api_version, kind):
@@ -54,8 +53,8 @@ async def _existing(kube: Kube, spec: QueueSpec, groups: frozenset[str], cache: 
             for (api_version, kind), items in by_kind.items() for obj in items}
 
 
-async def _write(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tuple, Any], owns_replicas: bool,
-                 cache: ChildCache | None) -> Any:
+async def _write(kube: Kube, spec: QueueSpec, action: Action, learned: dict[ObjectKey, Learned],
+                 owns_replicas: bool, cache: ChildCache | None) -> JSON | None:
     """One planned write; returns the object as stored (None after a delete). Learns the stored form,
     and writes it through to the cache."""
     stored = await _write_one(kube, spec, action, learned, owns_replicas)
@@ -67,7 +66,8 @@ async def _write(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tuple, 
     return stored
 
 
-async def _write_one(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tuple, Any], owns_replicas: bool) -> Any:
+async def _write_one(kube: Kube, spec: QueueSpec, action: Action, learned: dict[ObjectKey, Learned],
+                     owns_replicas: bool) -> JSON | None:
     from bookgen_operator.core.reconcile import comparable, learn
 
     res = resource_for(action.api_version, action.kind)
@@ -93,9 +93,9 @@ async def _write_one(kube: Kube, spec: QueueSpec, action: Any, learned: dict[tup
     return stored
 
 
-async def apply_children(kube: Kube, body: Mapping[str, Any], spec: QueueSpec, desired: list[dict[str, Any]],
-                         groups: frozenset[str], learned: dict[tuple, Any],
-                         cache: ChildCache | None = None, relist: bool = True) -> dict[tuple, Any]:
+async def apply_children(kube: Kube, body: Body, spec: QueueSpec, desired: list[JSON],
+                         groups: frozenset[str], learned: dict[ObjectKey, Learned],
+                         cache: ChildCache | None = None, relist: bool = True) -> dict[ObjectKey, JSON | None]:
     """Create/patch what differs, delete owned children no longer desired; returns the freshest view
     of every desired child. `cache`: the watches' view of the children (child_cache), used unless
     `relist` (a spec change: act on the server's own answer) or the queue is due a resync."""
@@ -103,7 +103,7 @@ async def apply_children(kube: Kube, body: Mapping[str, Any], spec: QueueSpec, d
     from bookgen_operator.core.resources import autoscaler_owns_replicas
 
     existing = await _existing(kube, spec, groups, cache, relist)
-    actual: dict[tuple, Any] = {}
+    actual: dict[ObjectKey, JSON | None] = {}
     for obj in desired:
         key = key_of(obj)
         actual[key] = existing.get(key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import logging
 import os
 import ssl
@@ -26,11 +27,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Protocol
 
 import httpx
 
-JSON = dict[str, Any]
+from bookgen_operator.core.objects import JSON, Body
+
 log = logging.getLogger(__name__)
 #: Longest total wait on 429/503 answers for one request before it fails (the caller retries later);
 #: the operator passes its configured budget (BOOKGEN_KUBE_THROTTLE_BUDGET).
@@ -130,6 +132,39 @@ class Connection:
     private_key_data: str | bytes | None = None
 
 
+#: A file path as kopf's ConnectionInfo may hold one.
+PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+
+class Credentials(Protocol):
+    """What the client reads of a login: kopf.ConnectionInfo, or a Connection (tests, tools)."""
+
+    @property
+    def server(self) -> str: ...
+    @property
+    def ca_path(self) -> PathArg | None: ...
+    @property
+    def ca_data(self) -> str | bytes | None: ...
+    @property
+    def insecure(self) -> bool | None: ...
+    @property
+    def scheme(self) -> str | None: ...
+    @property
+    def token(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def certificate_path(self) -> PathArg | None: ...
+    @property
+    def certificate_data(self) -> str | bytes | None: ...
+    @property
+    def private_key_path(self) -> PathArg | None: ...
+    @property
+    def private_key_data(self) -> str | bytes | None: ...
+
+
 def _pem_file(data: str | bytes) -> str:
     """kopf keeps inline PEM data base64-encoded or raw; ssl needs a file."""
     raw = data.encode() if isinstance(data, str) else data
@@ -142,16 +177,15 @@ def _pem_file(data: str | bytes) -> str:
     return handle.name
 
 
-def _ssl_context(info: Any) -> ssl.SSLContext | bool:
+def _ssl_context(info: Credentials) -> ssl.SSLContext | bool:
     if getattr(info, "insecure", False):
         return False
     ca_path = getattr(info, "ca_path", None)
     ca_data = getattr(info, "ca_data", None)
     context = ssl.create_default_context(cafile=ca_path or (_pem_file(ca_data) if ca_data else None))
-    cert = getattr(info, "certificate_path", None) or (
-        _pem_file(info.certificate_data) if getattr(info, "certificate_data", None) else None)
-    key = getattr(info, "private_key_path", None) or (
-        _pem_file(info.private_key_data) if getattr(info, "private_key_data", None) else None)
+    cert_data, key_data = getattr(info, "certificate_data", None), getattr(info, "private_key_data", None)
+    cert = getattr(info, "certificate_path", None) or (_pem_file(cert_data) if cert_data else None)
+    key = getattr(info, "private_key_path", None) or (_pem_file(key_data) if key_data else None)
     if cert:
         context.load_cert_chain(cert, key)
     return context
@@ -162,7 +196,7 @@ def default_user_agent() -> str:
     return f"bookgen-operator/0.1 ({os.uname().nodename}/{os.getpid()})"
 
 
-def _headers(info: Any, user_agent: str) -> dict[str, str]:
+def _headers(info: Credentials, user_agent: str) -> dict[str, str]:
     headers = {"User-Agent": user_agent}
     token = getattr(info, "token", None)
     if token:
@@ -177,7 +211,7 @@ def _headers(info: Any, user_agent: str) -> dict[str, str]:
 class Kube:
     """Async API client; `credentials()` returns the current kopf.ConnectionInfo (or a Connection)."""
 
-    def __init__(self, credentials: Callable[[], Any], *, timeout: float = 30.0,
+    def __init__(self, credentials: Callable[[], Credentials | None], *, timeout: float = 30.0,
                  may_write: Callable[[], bool] | None = None, user_agent: str | None = None,
                  throttle_budget: float = THROTTLE_BUDGET) -> None:
         self._credentials = credentials
@@ -187,7 +221,7 @@ class Kube:
         #: Checked before every write: False (e.g. leadership lost) refuses the write, never sends it.
         self._may_write = may_write
         #: One HTTP client per (event loop, endpoint and TLS identity): clients cannot cross loops.
-        self._clients: dict[tuple[Any, ...], httpx.AsyncClient] = {}
+        self._clients: dict[tuple[object, ...], httpx.AsyncClient] = {}
         #: Requests in flight per client, at most its connections: the rest wait here, not in httpcore's pool,
         #: whose every hand-over scans all waiting requests (with 250 queues reconciling, a third of the
         #: operator's CPU went to that scan).
@@ -221,7 +255,7 @@ class Kube:
             if ident[0] == loop_id:
                 await client.aclose()
 
-    async def _request(self, method: str, path: str, *, body: Any = None, content_type: str | None = None,
+    async def _request(self, method: str, path: str, *, body: object = None, content_type: str | None = None,
                        params: Mapping[str, str] | None = None) -> JSON:
         deadline = time.monotonic() + self._throttle_budget
         while True:
@@ -260,7 +294,7 @@ class Kube:
         return (await self.list_versioned(res, namespace, labels))[0]
 
     async def list_versioned(self, res: Resource, namespace: str | None = None,
-                             labels: str | None = None) -> tuple[list[JSON], str | None]:
+                             labels: str | None = None) -> tuple[builtins.list[JSON], str | None]:
         """The items and the list's resourceVersion (the snapshot they were read at; None if not given)."""
         params = {"labelSelector": labels} if labels else None
         answer = await self._request("GET", res.path(namespace), params=params)
@@ -275,10 +309,10 @@ class Kube:
         version = (answer.get("metadata") or {}).get("resourceVersion")
         return items, str(version) if version else None
 
-    async def create(self, res: Resource, namespace: str | None, body: Mapping[str, Any]) -> JSON:
+    async def create(self, res: Resource, namespace: str | None, body: Body) -> JSON:
         return await self._request("POST", res.path(namespace), body=dict(body))
 
-    async def patch(self, res: Resource, namespace: str | None, name: str, patch: Mapping[str, Any],
+    async def patch(self, res: Resource, namespace: str | None, name: str, patch: Body,
                     *, subresource: str | None = None) -> JSON:
         return await self._request("PATCH", res.path(namespace, name, subresource), body=dict(patch),
                                    content_type="application/merge-patch+json")
@@ -301,7 +335,7 @@ class Kube:
         return {group.get("name", "") for group in data.get("groups") or []}
 
 
-def decoded(secret: Mapping[str, Any], key: str) -> str | None:
+def decoded(secret: Body, key: str) -> str | None:
     """One value of a Secret, decoded (stringData counts too, as a user may have just written it)."""
     if key in (secret.get("stringData") or {}):
         return str(secret["stringData"][key])
@@ -309,7 +343,7 @@ def decoded(secret: Mapping[str, Any], key: str) -> str | None:
     return base64.b64decode(raw).decode() if raw is not None else None
 
 
-async def ensure_secret(kube: Kube, body: Mapping[str, Any]) -> tuple[JSON, bool]:
+async def ensure_secret(kube: Kube, body: Body) -> tuple[JSON, bool]:
     """Create the Secret `body` if no Secret of that name exists; never touch an existing one, so
     generated passwords stay stable for the lifetime of the queue. Returns (the Secret, created?)."""
     res = RESOURCES[("v1", "Secret")]

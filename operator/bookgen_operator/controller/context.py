@@ -15,7 +15,7 @@ import collections
 import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import overload
 
 import kopf
 
@@ -26,6 +26,7 @@ from bookgen_operator.controller.client import Kube
 from bookgen_operator.controller.config import OperatorConfig
 from bookgen_operator.controller.leader import Leadership
 from bookgen_operator.controller.scheduler import SchedulerThread
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.reconcile import Learned, ObjectKey
 from bookgen_operator.core.status import Condition
 
@@ -67,6 +68,10 @@ class QueueState:
     #: (generation, when) the queue's Secrets were last found complete: a timer reconcile re-reads them
     #: only every RESYNC_SECONDS (one GET per queue every 30 s was a sixth of the operator's requests).
     secrets_checked: tuple[int | None, float] | None = None
+
+    def clean(self) -> None:
+        """A run starts: what triggers arrive from now on makes it run again (reconciler.reconcile)."""
+        self.dirty, self.dirty_trigger = False, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +119,15 @@ class OperatorContext:
         self.reconciles.pop(uid, None)
 
 
-def plain(value: Any) -> Any:
+@overload
+def plain(value: Mapping[str, object]) -> JSON: ...
+
+
+@overload
+def plain(value: object) -> object: ...
+
+
+def plain(value: object) -> object:
     """kopf bodies are mapping views; the core wants plain JSON-like data."""
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}

@@ -7,24 +7,26 @@ refuses Events never blocks a reconcile. Messages never contain Secret values: c
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
 import kopf
+
+from bookgen_operator.core.objects import Body
 
 log = logging.getLogger(__name__)
 
 
-def _post(owner: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+def _post(owner: Body, type_: str, reason: str, message: str) -> None:
     try:
-        kopf.event(dict(owner), type=type_, reason=reason, message=message[:1024])
+        # kopf walks any mapping here (its own code casts); its signature names only its Body view.
+        kopf.event(cast(kopf.Body, dict(owner)), type=type_, reason=reason, message=message[:1024])
     except (LookupError, RuntimeError):  # outside kopf's handler context (e.g. unit tests): log only
         log.info("event %s %s: %s", type_, reason, message)
 
 
-def normal(owner: Mapping[str, Any], reason: str, message: str) -> None:
+def normal(owner: Body, reason: str, message: str) -> None:
     _post(owner, "Normal", reason, message)
 
 
-def warning(owner: Mapping[str, Any], reason: str, message: str) -> None:
+def warning(owner: Body, reason: str, message: str) -> None:
     _post(owner, "Warning", reason, message)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Any
+from collections.abc import Mapping
 
 from prometheus_client import Histogram
 
@@ -46,7 +46,7 @@ class _PauseTimer:
     def __init__(self) -> None:
         self.started: list[float] = []
 
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+    def __call__(self, phase: str, info: Mapping[str, int]) -> None:
         if phase == "start":
             self.started.append(time.perf_counter())
         elif self.started:
@@ -64,7 +64,7 @@ def measure() -> None:
 THRESHOLDS = (50_000, 10, 100)
 
 
-def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
+def _freeze_survivors(phase: str, info: Mapping[str, int]) -> None:
     # The collection is over when "stop" runs: merging the generations into the permanent one is safe.
     if phase == "stop" and info.get("generation") == 2:
         gc.freeze()

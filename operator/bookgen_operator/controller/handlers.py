@@ -17,7 +17,6 @@ stop them before the object goes, then releases it. Redis data volumes (Stateful
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -30,6 +29,7 @@ from bookgen_operator.controller.client import KubeError
 from bookgen_operator.controller.config import OperatorConfig
 from bookgen_operator.controller.context import OperatorContext, plain
 from bookgen_operator.controller.reconciler import BGQ, in_backoff, reconcile
+from bookgen_operator.core.objects import Body
 from bookgen_operator.core.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ async def queue_timer(body: kopf.Body, memo: OperatorContext, **_: Any) -> None:
         log.info("timer reconcile of %s: %s", body["metadata"]["name"], exc)
 
 
-def _track_worker_replicas(ctx: OperatorContext, body: Mapping[str, Any], type: str | None) -> None:
+def _track_worker_replicas(ctx: OperatorContext, body: Body, type: str | None) -> None:
     """Feed the autoscaler's replica cache from this watch, so its polls read no Deployment."""
     meta = body.get("metadata", {})
     if body.get("kind") != "Deployment" or (meta.get("labels") or {}).get("app.kubernetes.io/component") != "worker":
@@ -136,7 +136,7 @@ def _track_worker_replicas(ctx: OperatorContext, body: Mapping[str, Any], type: 
         ctx.replicas.seen(meta["namespace"], meta["name"], (body.get("spec") or {}).get("replicas"))
 
 
-def _track_child(ctx: OperatorContext, body: Mapping[str, Any], type: str | None) -> None:
+def _track_child(ctx: OperatorContext, body: Body, type: str | None) -> None:
     """Keep the reconciles' view of the children (child_cache) from kopf's watches."""
     meta = body.get("metadata", {})
     if type == "DELETED":

@@ -27,10 +27,10 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from bookgen_operator.controller.client import RESOURCES, Kube, KubeError
+from bookgen_operator.core.objects import JSON, Body
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,11 @@ def micro_time(now: datetime.datetime | None = None) -> str:
 class Observation:
     """The last Lease record seen and when (on this process's monotonic clock)."""
 
-    record: tuple[Any, ...] | None = None
+    record: tuple[object, ...] | None = None
     seen_at: float = 0.0
 
 
-def record_of(lease: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+def record_of(lease: Body | None) -> tuple[object, ...] | None:
     if lease is None:
         return None
     spec = lease.get("spec") or {}
@@ -69,7 +69,7 @@ def record_of(lease: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
             spec.get("leaseTransitions"))
 
 
-def may_take(lease: Mapping[str, Any] | None, me: str, seen: Observation, now: float,
+def may_take(lease: Body | None, me: str, seen: Observation, now: float,
              default_duration: float = LeaseTimings.duration) -> bool:
     """Pure decision: may `me` write itself into this Lease now? Updates `seen` as a side record."""
     record = record_of(lease)
@@ -109,7 +109,7 @@ class LeaderElector:
         self.seen = Observation()
         leadership.elected = True
 
-    def _spec(self, lease: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _spec(self, lease: Body | None) -> JSON:
         old = (lease or {}).get("spec") or {}
         now = micro_time()
         taking = old.get("holderIdentity") != self.me

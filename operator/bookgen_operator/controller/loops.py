@@ -20,7 +20,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
     except ImportError:  # not on this platform: asyncio's loop does the same, a little slower
         return asyncio.new_event_loop
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -8,10 +8,11 @@ in memory ("how often was this queue reconciled") is in its OperatorContext (`re
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -60,7 +61,7 @@ def record_pool(namespace: str, service: str, pool: str, desired: int, current: 
 
 def pool_gauges(namespace: str, service: str) -> Callable[[str, int, int], None]:
     """record_pool for one queue, its label children looked up once per pool (not twice per poll)."""
-    children: dict[str, tuple[Any, Any]] = {}
+    children: dict[str, tuple[Gauge, Gauge]] = {}
 
     def record(pool: str, desired: int, current: int) -> None:
         pair = children.get(pool)
@@ -77,6 +78,7 @@ def count_error(reason: str) -> None:
     RECONCILE_ERRORS.labels(reason=reason).inc()
 
 
-def start_server(port: int, addr: str = "0.0.0.0") -> Any:  # all interfaces: an in-cluster scrape target
-    """Serve /metrics in a background thread; returns prometheus_client's (server, thread)."""
+def start_server(port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, threading.Thread]:
+    """Serve /metrics in a background thread; returns prometheus_client's (server, thread). All interfaces
+    by default: Prometheus scrapes the pod from inside the cluster."""
     return start_http_server(port, addr=addr)

@@ -14,8 +14,6 @@ Failure policy (never a hot loop, never a crash):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import kopf
 
@@ -24,7 +22,8 @@ from bookgen_operator.controller.child_cache import RESYNC_SECONDS
 from bookgen_operator.controller.children import MONITORING_GROUP, apply_children
 from bookgen_operator.controller.client import RESOURCES, decoded, ensure_secret
 from bookgen_operator.controller.context import OperatorContext, QueueState, plain
-from bookgen_operator.core.reconcile import JSON, adopt
+from bookgen_operator.core.objects import JSON, Body
+from bookgen_operator.core.reconcile import adopt
 from bookgen_operator.core.resources import desired_objects, generated_secrets, monitoring_objects
 from bookgen_operator.core.spec import GROUP, VERSION, QueueSpec, SpecError, parse_queue
 from bookgen_operator.core.status import (
@@ -46,7 +45,7 @@ class MissingSecret(Exception):
     """A Secret the spec references does not exist (or lacks a key)."""
 
 
-async def _ensure_secrets(ctx: OperatorContext, spec: QueueSpec, body: Mapping[str, Any]) -> list[str]:
+async def _ensure_secrets(ctx: OperatorContext, spec: QueueSpec, body: Body) -> list[str]:
     """Create generated Secrets once (stable passwords); check that referenced ones exist with their
     keys. Returns the names of the Secrets created now."""
     created: list[str] = []
@@ -79,7 +78,7 @@ async def _api_groups(ctx: OperatorContext) -> frozenset[str]:
     return discovery.groups
 
 
-def _desired(ctx: OperatorContext, spec: QueueSpec, body: Mapping[str, Any],
+def _desired(ctx: OperatorContext, spec: QueueSpec, body: Body,
              groups: frozenset[str]) -> tuple[list[JSON], list[str]]:
     """Every child, adopted; and the monitoring objects asked for ("always") that cannot exist here."""
     present = MONITORING_GROUP in groups
@@ -97,7 +96,7 @@ def _autoscaling_condition(spec: QueueSpec, state: QueueState) -> Condition:
     return Condition("Autoscaling", None, "Starting", "the autoscaler has not started yet")
 
 
-async def _write_status(ctx: OperatorContext, body: Mapping[str, Any], new_status: Mapping[str, Any]) -> None:
+async def _write_status(ctx: OperatorContext, body: Body, new_status: Body) -> None:
     patch = status_patch(body.get("status") or {}, new_status)
     if patch is None:
         return
@@ -106,7 +105,7 @@ async def _write_status(ctx: OperatorContext, body: Mapping[str, Any], new_statu
     opmetrics.count_write("patch", "BookGenQueue/status")
 
 
-async def _report_problem(ctx: OperatorContext, body: Mapping[str, Any], reason: str, message: str) -> None:
+async def _report_problem(ctx: OperatorContext, body: Body, reason: str, message: str) -> None:
     old = body.get("status") or {}
     generation = body["metadata"].get("generation")
     status = desired_status(old, generation=generation, conditions=[Condition("Ready", False, reason, message)],
@@ -114,7 +113,7 @@ async def _report_problem(ctx: OperatorContext, body: Mapping[str, Any], reason:
     await _write_status(ctx, body, status)
 
 
-async def reconcile_once(ctx: OperatorContext, body: Mapping[str, Any], trigger: str) -> None:
+async def reconcile_once(ctx: OperatorContext, body: Body, trigger: str) -> None:
     meta = body["metadata"]
     state = ctx.state(meta["uid"])
     ctx.reconciles[meta["uid"]] += 1
@@ -173,7 +172,7 @@ async def reconcile_once(ctx: OperatorContext, body: Mapping[str, Any], trigger:
         outcome["result"] = "ok"
 
 
-async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], trigger: str) -> None:
+async def reconcile(ctx: OperatorContext, body: Body, trigger: str) -> None:
     """Serialise runs per queue; a trigger during a run makes the run repeat with a fresh body."""
     body = plain(body)
     if body["metadata"].get("deletionTimestamp"):
@@ -187,7 +186,7 @@ async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], trigger: str)
         return
     async with state.lock:
         while True:
-            state.dirty, state.dirty_trigger = False, None
+            state.clean()
             await reconcile_once(ctx, body, trigger)
             if not state.dirty:
                 return
@@ -198,7 +197,7 @@ async def reconcile(ctx: OperatorContext, body: Mapping[str, Any], trigger: str)
             body, trigger = fresh, state.dirty_trigger or "timer"
 
 
-def in_backoff(ctx: OperatorContext, body: Mapping[str, Any]) -> bool:
+def in_backoff(ctx: OperatorContext, body: Body) -> bool:
     """True while a problem waits for the user (an invalid generation) or for its retry time."""
     state = ctx.states.get(body["metadata"]["uid"])
     if state is None:

@@ -42,7 +42,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -87,7 +87,7 @@ def next_interval(base: float, idle_rounds: int, idle_max: float) -> float:
     """The interval after `idle_rounds` idle rounds in a row: doubling from `base`, at most `idle_max`."""
     if idle_rounds <= 0 or idle_max <= base:
         return base
-    return min(idle_max, base * 2 ** min(idle_rounds, 30))
+    return min(idle_max, base * 2.0 ** min(idle_rounds, 30))
 
 
 class Scheduler:
@@ -175,8 +175,8 @@ T = TypeVar("T")
 class SchedulerThread:
     """A Scheduler on a daemon thread with an event loop of its own; the caller's loop only hands work over.
 
-    `await call(fn, *args)` runs `fn` in the scheduler's loop and returns its result (a coroutine is
-    awaited there): add and remove lanes, close what lives there. The handed-over callback carries the
+    `await call(fn, *args)` runs `fn` in the scheduler's loop and returns its result (`call_async` awaits
+    a coroutine function there): add and remove lanes, close what lives there. The handed-over callback carries the
     caller's context (asyncio copies it), and tasks created from it keep it.
     """
 
@@ -195,14 +195,22 @@ class SchedulerThread:
                 self._loop = loop
             return self._loop
 
-    async def call(self, fn: Callable[..., T | Awaitable[T]], *args: Any) -> T:
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)` run in the scheduler's loop; its result."""
         async def run() -> T:
-            result = fn(*args)
-            if asyncio.iscoroutine(result):
-                return await result  # type: ignore[no-any-return]
-            return result  # type: ignore[return-value]
+            return fn(*args)
 
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self._running_loop()))
+        return await self._handed_over(run())
+
+    async def call_async(self, fn: Callable[..., Awaitable[T]], *args: object) -> T:
+        """`await fn(*args)` in the scheduler's loop; its result."""
+        async def run() -> T:
+            return await fn(*args)
+
+        return await self._handed_over(run())
+
+    async def _handed_over(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._running_loop()))
 
     async def add(self, key: str, autoscaler: Autoscaler) -> None:
         await self.call(self.scheduler.add, key, autoscaler)

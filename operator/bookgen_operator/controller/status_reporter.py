@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from bookgen_operator.controller import events, opmetrics
 from bookgen_operator.controller.client import RESOURCES, Kube, KubeError
 from bookgen_operator.core.autoscaler.loop import PoolStatus
+from bookgen_operator.core.objects import JSON, Body
 from bookgen_operator.core.resources.labels import metrics_name
 from bookgen_operator.core.spec import QueueSpec
 
@@ -39,7 +39,7 @@ class StatusReporter:
                       "metadata": {"name": spec.name, "namespace": spec.namespace, "uid": spec.uid}}
         self._gauges = opmetrics.pool_gauges(spec.namespace, metrics_name(spec))
         #: pool -> (block without its age, when written): what the API server has.
-        self.written: dict[str, tuple[Mapping[str, Any], float]] = {}
+        self.written: dict[str, tuple[Body, float]] = {}
         self.latest: dict[str, PoolStatus] = {}
         self._due: set[str] = set()  # pools whose block must be written
         self._task: asyncio.Task[None] | None = None
@@ -47,7 +47,7 @@ class StatusReporter:
         self.patches = 0
 
     @staticmethod
-    def _comparable(block: Mapping[str, Any]) -> dict[str, Any]:
+    def _comparable(block: Body) -> JSON:
         return {k: v for k, v in block.items() if k != "observationAgeSeconds"}
 
     async def __call__(self, status: PoolStatus) -> None:
@@ -75,7 +75,7 @@ class StatusReporter:
             pools = {pool: block for pool, block in blocks.items() if pool in self._due
                      or self._comparable(block) != (self.written.get(pool) or ({}, 0.0))[0]}
             self._due.clear()
-            patch: dict[str, Any] = {"pools": pools}
+            patch: JSON = {"pools": pools}
             known = [s for s in self.latest.values() if s.pending is not None]
             if known:
                 patch["pending"] = sum(s.pending or 0 for s in known)

@@ -35,9 +35,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
-JSON = dict[str, Any]
+from bookgen_operator.core.objects import JSON, Body
+
 ObjectKey = tuple[str, str, str]  # (apiVersion, kind, name)
 
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -66,17 +67,17 @@ class Action:
         return f"{self.verb} {self.kind}/{self.name}" + (f" ({self.reason})" if self.reason else "")
 
 
-def key_of(obj: Mapping[str, Any]) -> ObjectKey:
+def key_of(obj: Body) -> ObjectKey:
     return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
 
 
-def owner_reference(owner: Mapping[str, Any]) -> JSON:
+def owner_reference(owner: Body) -> JSON:
     meta = owner["metadata"]
     return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
             "controller": True, "blockOwnerDeletion": True}
 
 
-def adopt(obj: Mapping[str, Any], owner: Mapping[str, Any]) -> JSON:
+def adopt(obj: Body, owner: Body) -> JSON:
     """A copy of `obj` in the owner's namespace with the owner as controller (GC on delete)."""
     adopted = copy.deepcopy(dict(obj))
     meta = adopted.setdefault("metadata", {})
@@ -96,7 +97,7 @@ _SUFFIX: Mapping[str | None, Decimal] = MappingProxyType({
 })
 
 
-def quantity(value: Any) -> Decimal | None:
+def quantity(value: object) -> Decimal | None:
     """A Kubernetes resource quantity as a number, or None if `value` is not one."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
@@ -112,7 +113,7 @@ def quantity(value: Any) -> Decimal | None:
         return None
 
 
-def _scalar_equal(want: Any, have: Any) -> bool:
+def _scalar_equal(want: object, have: object) -> bool:
     if want == have and type(want) is type(have):
         return True
     if isinstance(want, str) or isinstance(have, str):
@@ -125,18 +126,18 @@ def _scalar_equal(want: Any, have: Any) -> bool:
 class Omitted:
     """A desired value the API server did not store (e.g. an omitempty zero): absent is as good as it."""
 
-    value: Any
+    value: object
 
 
 #: What was learned about a child's stored form: (fingerprint of the enforced fields, their stored form).
-Learned = tuple[str, Any]
+Learned = tuple[str, object]
 
 
-def fingerprint(enforced: Mapping[str, Any]) -> str:
+def fingerprint(enforced: Body) -> str:
     return hashlib.sha256(json.dumps(enforced, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def learned_form(stored: Any, want: Any) -> Any:
+def learned_form(stored: object, want: object) -> object:
     """`want` (the fields we enforce) as the server stored them: every leaf replaced by the stored
     value at its path, `Omitted(want)` where the server left the field out."""
     if stored is None:
@@ -152,12 +153,12 @@ def learned_form(stored: Any, want: Any) -> Any:
     return copy.deepcopy(stored)
 
 
-def learn(enforced: Mapping[str, Any], stored: Mapping[str, Any]) -> Learned:
+def learn(enforced: Body, stored: Body) -> Learned:
     """What to remember after a write of `enforced` answered with the object `stored`."""
     return fingerprint(enforced), learned_form(stored, enforced)
 
 
-def contains(have: Any, want: Any) -> bool:
+def contains(have: object, want: object) -> bool:
     """Does the actual value `have` contain everything the desired pattern `want` sets?"""
     if want is None:
         return True
@@ -179,7 +180,7 @@ def contains(have: Any, want: Any) -> bool:
 
 
 def _drop(obj: JSON, path: Sequence[str]) -> None:
-    node: Any = obj
+    node: object = obj
     for part in path[:-1]:
         node = node.get(part) if isinstance(node, Mapping) else None
         if node is None:
@@ -188,7 +189,7 @@ def _drop(obj: JSON, path: Sequence[str]) -> None:
         node.pop(path[-1], None)
 
 
-def comparable(desired: Mapping[str, Any], *, existing: bool, autoscaler_owns_replicas: bool = True) -> JSON:
+def comparable(desired: Body, *, existing: bool, autoscaler_owns_replicas: bool = True) -> JSON:
     """The part of a desired manifest we enforce on an existing object."""
     body = copy.deepcopy(dict(desired))
     body.pop("status", None)
@@ -203,14 +204,14 @@ def comparable(desired: Mapping[str, Any], *, existing: bool, autoscaler_owns_re
     return body
 
 
-def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
+def owned_by(obj: Body, owner_uid: str) -> bool:
     """Is `obj` controlled by the owner with this uid (not merely labelled like our children)?"""
     return any(ref.get("uid") == owner_uid and ref.get("controller")
                for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
 def prune(
-    desired: Sequence[Mapping[str, Any]], existing: Mapping[ObjectKey, Mapping[str, Any]], owner_uid: str
+    desired: Sequence[Body], existing: Mapping[ObjectKey, Body], owner_uid: str
 ) -> list[Action]:
     """Deletes of children this owner controls that are no longer desired (a removed pool, Flower or
     beat turned off, Redis switched to external, monitoring set to never). `existing` holds what a
@@ -223,8 +224,8 @@ def prune(
 
 
 def plan(
-    desired: Sequence[Mapping[str, Any]],
-    actual: Mapping[ObjectKey, Mapping[str, Any] | None],
+    desired: Sequence[Body],
+    actual: Mapping[ObjectKey, Body | None],
     *,
     autoscaler_owns_replicas: bool = True,
     learned: Mapping[ObjectKey, Learned] | None = None,
@@ -240,7 +241,7 @@ def plan(
             actions.append(Action("create", key[0], key[1], key[2], copy.deepcopy(dict(want)), "missing"))
             continue
         enforced = comparable(want, existing=True, autoscaler_owns_replicas=autoscaler_owns_replicas)
-        pattern: Any = enforced
+        pattern: object = enforced
         known = (learned or {}).get(key)
         if known is not None and known[0] == fingerprint(enforced):
             pattern = known[1]

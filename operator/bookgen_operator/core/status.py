@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-JSON = dict[str, Any]
+from bookgen_operator.core.objects import JSON, Body
+
 CONDITION_TYPES = ("Ready", "RedisReady", "WorkersReady", "FlowerReady", "Autoscaling")
 
 
@@ -46,7 +46,7 @@ def now_iso() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def deployment_state(name: str, obj: Mapping[str, Any] | None) -> PoolState:
+def deployment_state(name: str, obj: Body | None) -> PoolState:
     if obj is None:
         return PoolState(name, False, 0, 0, 0)
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
@@ -54,17 +54,17 @@ def deployment_state(name: str, obj: Mapping[str, Any] | None) -> PoolState:
                      int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1))
 
 
-def ready_count(obj: Mapping[str, Any] | None) -> int:
+def ready_count(obj: Body | None) -> int:
     return int(((obj or {}).get("status") or {}).get("readyReplicas") or 0)
 
 
 def component_conditions(
     *,
     redis_external: bool,
-    redis: Mapping[str, Any] | None,
+    redis: Body | None,
     pools: Sequence[PoolState],
     flower_enabled: bool,
-    flower: Mapping[str, Any] | None,
+    flower: Body | None,
     autoscaling: Condition,
 ) -> list[Condition]:
     """RedisReady, WorkersReady, FlowerReady, Autoscaling and the Ready summary."""
@@ -100,7 +100,7 @@ def component_conditions(
     return [ready, redis_cond, workers_cond, flower_cond, autoscaling]
 
 
-def merge_conditions(old: Sequence[Mapping[str, Any]], new: Sequence[Condition], generation: int | None,
+def merge_conditions(old: Sequence[Body], new: Sequence[Condition], generation: int | None,
                      now: str) -> list[JSON]:
     """The full conditions list: `lastTransitionTime` kept unless the status changes; others kept."""
     by_type = {c.get("type"): dict(c) for c in old}
@@ -118,21 +118,21 @@ def merge_conditions(old: Sequence[Mapping[str, Any]], new: Sequence[Condition],
     return sorted(by_type.values(), key=lambda c: order.get(c.get("type", ""), len(order)))
 
 
-def desired_status(old_status: Mapping[str, Any], *, generation: int | None, conditions: Sequence[Condition],
+def desired_status(old_status: Body, *, generation: int | None, conditions: Sequence[Condition],
                    pools: Sequence[PoolState] | None, now: str) -> JSON:
     """The status fields reconcile owns (conditions, observedGeneration, per-pool replicas, workers)."""
     status: JSON = {"conditions": merge_conditions(old_status.get("conditions") or [], conditions, generation, now)}
     if generation is not None:
         status["observedGeneration"] = generation
     if pools is not None:
-        current: dict[str, Any] = {p.name: {"replicas": p.replicas, "readyReplicas": p.ready} for p in pools}
+        current: JSON = {p.name: {"replicas": p.replicas, "readyReplicas": p.ready} for p in pools}
         gone = {name: None for name in (old_status.get("pools") or {}) if name not in current}
         status["pools"] = {**current, **gone}  # None: a merge patch removes pools no longer in the spec
         status["workers"] = sum(p.ready for p in pools)
     return status
 
 
-def status_patch(old_status: Mapping[str, Any], new_status: Mapping[str, Any]) -> JSON | None:
+def status_patch(old_status: Body, new_status: Body) -> JSON | None:
     """A merge patch of `status` with only the differing parts; None when nothing differs."""
     patch: JSON = {}
     for key, value in new_status.items():

@@ -28,24 +28,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 from bookgen_operator.core.autoscaler.platform import BusyUnknown
+from bookgen_operator.core.objects import JSON
+from bookgen_operator.core.spec import PoolSpec
 from bookgen_operator.local.supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
 
 
-class PoolLike(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def min_replicas(self) -> int: ...
-
-
 #: (pool, index, serve_metrics) -> (argv, env) of one worker process.
-Launcher = Callable[[Any, int, bool], tuple[list[str], dict[str, str]]]
+Launcher = Callable[[PoolSpec, int, bool], tuple[list[str], dict[str, str]]]
 #: pod name -> busy slots, from the worker registry (fresh entries only).
 BusyReader = Callable[[], Mapping[str, int]]
 
@@ -59,7 +52,7 @@ def pod_name(pool: str, index: int) -> str:
 
 
 class LocalPlatform:
-    def __init__(self, supervisor: Supervisor, pools: Sequence[Any], launch: Launcher, busy_reader: BusyReader,
+    def __init__(self, supervisor: Supervisor, pools: Sequence[PoolSpec], launch: Launcher, busy_reader: BusyReader,
                  *, events_path: Path, grace: float = 60.0, metrics_pool: str | None = None) -> None:
         self.supervisor = supervisor
         self.pools = {p.name: p for p in pools}
@@ -209,10 +202,10 @@ class LocalPlatform:
     def all_workers(self) -> list[Child]:
         return [c for c in self.supervisor.children.values() if c.labels.get("kind") == "worker"]
 
-    def record(self, event: str, child: Child, **extra: Any) -> None:
+    def record(self, event: str, child: Child, **extra: object) -> None:
         self._event(event, child.labels["pool"], child.labels["pod"], pid=child.pid, **extra)
 
-    def _event(self, event: str, pool: str, pod: str, **extra: Any) -> None:
+    def _event(self, event: str, pool: str, pod: str, **extra: object) -> None:
         record = {"event": event, "pool": pool, "pod": pod, "at": time.time(), **extra}
         with open(self.events_path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -229,7 +222,7 @@ def _describe(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
+def read_events(path: Path) -> list[JSON]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

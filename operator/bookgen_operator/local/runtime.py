@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis as redis_py
 from bookgen_worker.config import Settings, redact, settings_from_env
 from bookgen_worker.metrics.workers import read_workers
 
 from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.core.autoscaler.source import MetricsSource
 from bookgen_operator.core.resources.common import app_env
 from bookgen_operator.core.resources.workers import initial_replicas, metrics_pool, worker_command
 from bookgen_operator.core.spec import PoolSpec, QueueSpec
@@ -46,6 +46,7 @@ from bookgen_operator.local.redis import (
 )
 from bookgen_operator.local.state import LOCK_FILE, write_connection
 from bookgen_operator.local.supervisor import Supervisor
+from bookgen_operator.local.view import PoolRow
 from bookgen_operator.sources.redis_source import RedisSource
 
 #: Variables a worker inherits from the spec (what resources.common.app_env gives a pod), not from the shell.
@@ -216,7 +217,7 @@ class LocalRuntime:
             source = self._source()
             self.autoscaler = Autoscaler(self.spec.pools, source, self.platform, on_decision=self._on_decision)
 
-    def _source(self) -> Any:
+    def _source(self) -> MetricsSource:
         """Redis directly unless the spec asks for another source (same sources as on Kubernetes)."""
         assert self._client is not None and self.settings is not None
         scaling = self.spec.autoscaling
@@ -239,7 +240,7 @@ class LocalRuntime:
     # ------------------------------------------------------------------ run
 
     async def run(self, stop: asyncio.Event, *, duration: float | None = None,
-                  on_tick: Callable[[], Any] | None = None) -> None:
+                  on_tick: Callable[[], object] | None = None) -> None:
         """Housekeeping + one autoscaler round every poll interval until `stop` (or `duration` seconds)."""
         assert self.platform is not None
         interval = self.autoscaler.poll_interval if self.autoscaler else self.spec.autoscaling.poll_interval
@@ -294,9 +295,9 @@ class LocalRuntime:
         assert self._client is not None
         return self._client
 
-    def pool_rows(self) -> list[dict[str, Any]]:
+    def pool_rows(self) -> list[PoolRow]:
         """What the view shows per pool."""
-        rows = []
+        rows: list[PoolRow] = []
         for pool in self.spec.pools:
             status = self.status.get(pool.name)
             workers = self.platform.workers(pool.name) if self.platform else []
@@ -311,5 +312,5 @@ class LocalRuntime:
         return rows
 
 
-def pool_summary(rows: list[Mapping[str, Any]]) -> str:
+def pool_summary(rows: list[PoolRow]) -> str:
     return "; ".join(f"{r['pool']} {r['replicas']} (pending {r['pending']}, in flight {r['in_flight']})" for r in rows)

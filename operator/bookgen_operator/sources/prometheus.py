@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import httpx
 
@@ -68,7 +67,7 @@ def pool_queries(pool: PoolQuery, labels: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def parse_response(payload: Any) -> float | None:
+def parse_response(payload: object) -> float | None:
     """The single value of an instant query's response envelope; None when there is none."""
     if not isinstance(payload, Mapping) or payload.get("status") != "success":
         return None
@@ -76,9 +75,11 @@ def parse_response(payload: Any) -> float | None:
     if not isinstance(data, Mapping):
         return None
     result = data.get("result")
+    if not isinstance(result, list | tuple):
+        return None  # no value at all (a scalar is [time, value], a vector a list of samples)
     try:
         if data.get("resultType") == "scalar":
-            value = float(result[1])  # type: ignore[index]
+            value = float(result[1])
         elif data.get("resultType") == "vector":
             if not result:
                 return None  # no such series: unknown, not zero
@@ -122,7 +123,8 @@ class PrometheusSource:
             return self._failed(f"Prometheus answered {response.status_code}: {error or 'no error text'}")
         return parse_response(payload)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str) -> float | None:
+        """Log a new failure once; the query's answer is then unknown (None)."""
         if message != self.last_error:
             log.warning("%s", message)
         self.last_error = message

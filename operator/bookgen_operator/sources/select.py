@@ -4,25 +4,27 @@ endpoint; Redis directly when `autoscaling.source: redis` says so."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 from bookgen_operator.core.autoscaler.source import MetricsSource
 
 SourceKind = Literal["prometheus", "endpoint", "redis"]
+KINDS: tuple[SourceKind, ...] = ("prometheus", "endpoint", "redis")
 
 
 def source_kind(source: str, prometheus_url: str) -> SourceKind:
     if source == "auto":
         return "prometheus" if prometheus_url else "endpoint"
-    if source not in ("prometheus", "endpoint", "redis"):
-        raise ValueError(f"unknown autoscaling source {source!r} (use auto, prometheus, endpoint or redis)")
-    if source == "prometheus" and not prometheus_url:
-        raise ValueError("autoscaling.source prometheus needs autoscaling.prometheusUrl")
-    return source  # type: ignore[return-value]
+    for kind in KINDS:
+        if source == kind:
+            if kind == "prometheus" and not prometheus_url:
+                raise ValueError("autoscaling.source prometheus needs autoscaling.prometheusUrl")
+            return kind
+    raise ValueError(f"unknown autoscaling source {source!r} (use auto, prometheus, endpoint or redis)")
 
 
 def make_source(source: str, *, prometheus_url: str = "", labels: Mapping[str, str] | None = None,
-                endpoint_url: str = "", redis: Callable[[], Any] | None = None) -> MetricsSource:
+                endpoint_url: str = "", redis: Callable[[], MetricsSource] | None = None) -> MetricsSource:
     """`redis` is a factory returning a RedisSource (only called when that source is chosen)."""
     kind = source_kind(source, prometheus_url)
     if kind == "prometheus":

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from bookgen_operator.core.autoscaler.decide import decide
 from bookgen_operator.core.autoscaler.history import History
@@ -32,6 +32,7 @@ from bookgen_operator.core.autoscaler.platform import BusyUnknown, Platform, Pla
 from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.autoscaler.rates import RateWindow
 from bookgen_operator.core.autoscaler.source import MetricsSource, PoolMetrics
+from bookgen_operator.core.objects import JSON
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ class PoolStatus:
     observation_age: float | None  # seconds; None when there was no observation
     error: str | None = None
 
-    def to_status(self) -> dict[str, Any]:
+    def to_status(self) -> JSON:
         """The per-pool block of the BookGenQueue status (camelCase, CRD schema)."""
-        out: dict[str, Any] = {"desiredReplicas": self.desired, "busyWorkers": self.busy_workers,
+        out: JSON = {"desiredReplicas": self.desired, "busyWorkers": self.busy_workers,
                                "reason": self.reason[:1024]}
         if self.pending is not None:
             out["pending"] = self.pending

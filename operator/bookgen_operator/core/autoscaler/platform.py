@@ -1,6 +1,6 @@
 """The platform interface the autoscaler drives: read a pool's replicas and busy workers, scale it.
 
-One decision core, two actuators (DESIGN.md §4): only "make N workers of pool P exist" differs
+One decision core, two actuators (docs/operator.md, "The code"): only "make N workers of pool P exist" differs
 between Kubernetes and the local runtime.
 """
 

@@ -10,8 +10,7 @@ Worker Deployments carry initial replicas only; see resources.workers for who ow
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.beat import build_beat_deployment
 from bookgen_operator.core.resources.flower import build_flower_deployment, build_flower_service
 from bookgen_operator.core.resources.metrics import build_metrics_service
@@ -32,10 +31,10 @@ from bookgen_operator.core.resources.workers import (
 from bookgen_operator.core.spec import QueueSpec
 
 
-def desired_objects(spec: QueueSpec, operator_namespace: str | None = None) -> list[dict[str, Any]]:
+def desired_objects(spec: QueueSpec, operator_namespace: str | None = None) -> list[JSON]:
     """`operator_namespace`: where the operator runs, so only it (besides the queue's own pods) may
     reach Redis; None admits the operator's pods from any namespace."""
-    objects: list[dict[str, Any]] = []
+    objects: list[JSON] = []
     if spec.redis.managed:
         objects += [
             build_redis_service(spec),
@@ -53,7 +52,7 @@ def desired_objects(spec: QueueSpec, operator_namespace: str | None = None) -> l
     return objects
 
 
-def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def pod_specs(objects: list[JSON]) -> list[tuple[str, JSON]]:
     """(kind/name, pod spec) for every workload among `objects`."""
     return [
         (f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])

@@ -3,8 +3,7 @@ strategy (a RollingUpdate would briefly run the old and the new beat side by sid
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.common import (
     TMP_MOUNT,
     app_env,
@@ -25,7 +24,7 @@ def beat_command() -> list[str]:
     return ["celery", "-A", "bookgen_worker.app", "beat", "--schedule", SCHEDULE_FILE, "--pidfile="]
 
 
-def build_beat_deployment(spec: QueueSpec) -> dict[str, Any]:
+def build_beat_deployment(spec: QueueSpec) -> JSON:
     container = {
         "name": "beat",
         "image": child_image(spec, spec.image.ref),

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
 
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.images import pull_secrets
 from bookgen_operator.core.resources.labels import APP_UID, REDIS_PORT, labels, metadata, redis_name, selector
 from bookgen_operator.core.spec import QueueSpec
 
 
-def pod_security_context(uid: int = APP_UID) -> dict[str, Any]:
+def pod_security_context(uid: int = APP_UID) -> JSON:
     return {
         "runAsNonRoot": True,
         "runAsUser": uid,
@@ -20,7 +20,7 @@ def pod_security_context(uid: int = APP_UID) -> dict[str, Any]:
     }
 
 
-def container_security_context(uid: int = APP_UID) -> dict[str, Any]:
+def container_security_context(uid: int = APP_UID) -> JSON:
     return {
         "runAsNonRoot": True,
         "runAsUser": uid,
@@ -32,7 +32,7 @@ def container_security_context(uid: int = APP_UID) -> dict[str, Any]:
     }
 
 
-def tmp_volume(size: str = "256Mi") -> dict[str, Any]:
+def tmp_volume(size: str = "256Mi") -> JSON:
     """The root filesystem is read-only; /tmp holds the heartbeat file, beat's schedule, scratch."""
     return {"name": "tmp", "emptyDir": {"sizeLimit": size}}
 
@@ -40,11 +40,11 @@ def tmp_volume(size: str = "256Mi") -> dict[str, Any]:
 TMP_MOUNT = MappingProxyType({"name": "tmp", "mountPath": "/tmp"})
 
 
-def redis_env(spec: QueueSpec) -> list[dict[str, Any]]:
+def redis_env(spec: QueueSpec) -> list[JSON]:
     """How a BookGen process finds Redis: host/port (managed) or URL (external); the password always
     comes from the Secret, never from the manifest (bookgen_worker.config.redis_url_from_env)."""
     if spec.redis.managed:
-        env: list[dict[str, Any]] = [
+        env: list[JSON] = [
             {"name": "REDIS_HOST", "value": redis_name(spec)},
             {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
         ]
@@ -59,7 +59,7 @@ def redis_env(spec: QueueSpec) -> list[dict[str, Any]]:
     return env
 
 
-def app_env(spec: QueueSpec) -> list[dict[str, Any]]:
+def app_env(spec: QueueSpec) -> list[JSON]:
     """Settings every BookGen process (worker, beat, Flower) reads from the environment."""
     w = spec.worker
     return [
@@ -75,15 +75,15 @@ def app_env(spec: QueueSpec) -> list[dict[str, Any]]:
     ]
 
 
-def pod_env() -> list[dict[str, Any]]:
+def pod_env() -> list[JSON]:
     return [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
 
 
-def single_pod_deployment(spec: QueueSpec, name: str, component: str, container: dict[str, Any],
-                          **pod_fields: Any) -> dict[str, Any]:
+def single_pod_deployment(spec: QueueSpec, name: str, component: str, container: JSON,
+                          **pod_fields: object) -> JSON:
     """One restricted pod with a 64Mi /tmp and no API token: beat and Flower. `pod_fields` go into the
     pod spec, `strategy` (if given) into the Deployment spec."""
     strategy = pod_fields.pop("strategy", None)

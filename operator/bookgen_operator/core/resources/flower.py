@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.common import TMP_MOUNT, app_env, container_security_context, single_pod_deployment
 from bookgen_operator.core.resources.images import child_image
 from bookgen_operator.core.resources.labels import FLOWER_PORT, flower_name, metadata, selector
@@ -14,7 +13,7 @@ from bookgen_operator.core.spec import QueueSpec
 COMPONENT = "flower"
 
 
-def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+def _secret_env(name: str, secret: str, key: str) -> JSON:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
@@ -32,7 +31,7 @@ def flower_command(spec: QueueSpec) -> list[str]:
     ]
 
 
-def build_flower_deployment(spec: QueueSpec) -> dict[str, Any]:
+def build_flower_deployment(spec: QueueSpec) -> JSON:
     probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
     container = {
         "name": "flower",
@@ -54,7 +53,7 @@ def build_flower_deployment(spec: QueueSpec) -> dict[str, Any]:
     return single_pod_deployment(spec, flower_name(spec), COMPONENT, container)
 
 
-def build_flower_service(spec: QueueSpec) -> dict[str, Any]:
+def build_flower_service(spec: QueueSpec) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -9,8 +9,7 @@ and digests are kept. `image_pull_secrets` reach the pod spec of every workload.
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.spec import QueueSpec
 
 
@@ -29,7 +28,7 @@ def child_image(spec: QueueSpec, ref: str) -> str:
     return f"{spec.image_registry.rstrip('/')}/{split_registry(ref)[1]}"
 
 
-def pull_secrets(spec: QueueSpec) -> dict[str, Any]:
+def pull_secrets(spec: QueueSpec) -> JSON:
     """Pod spec fields for the pull Secrets ({} when none, so nothing changes for public images)."""
     if not spec.image_pull_secrets:
         return {}

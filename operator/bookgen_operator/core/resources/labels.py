@@ -6,8 +6,7 @@ pool), because a Deployment's or StatefulSet's selector is immutable.
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.spec import PoolSpec, QueueSpec
 
 NAME = "bookgen"
@@ -55,11 +54,11 @@ def instance_selector(spec: QueueSpec) -> dict[str, str]:
     return {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": spec.name}
 
 
-def metadata(spec: QueueSpec, name: str, component: str, pool: PoolSpec | None = None) -> dict[str, Any]:
+def metadata(spec: QueueSpec, name: str, component: str, pool: PoolSpec | None = None) -> JSON:
     return {"name": name, "namespace": spec.namespace, "labels": labels(spec, component, pool)}
 
 
-# -- child names (CONTRACTS.md) ------------------------------------------------------------------------
+# -- child names (users, the chart's docs and the tests rely on them: never rename) ---------------------
 
 
 def redis_name(spec: QueueSpec) -> str:

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.labels import metadata, metrics_name, selector
 from bookgen_operator.core.resources.workers import COMPONENT as WORKER
 from bookgen_operator.core.resources.workers import metrics_pool
@@ -13,7 +12,7 @@ from bookgen_operator.core.spec import QueueSpec
 COMPONENT = "metrics"
 
 
-def build_metrics_service(spec: QueueSpec) -> dict[str, Any]:
+def build_metrics_service(spec: QueueSpec) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -8,10 +8,10 @@ import copy
 import functools
 import re
 from importlib import resources
-from typing import Any
 
 import yaml
 
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.labels import metadata, metrics_name, selector
 from bookgen_operator.core.spec import QueueSpec, Toggle
 
@@ -19,7 +19,7 @@ COMPONENT = "metrics"
 API_VERSION = "monitoring.coreos.com/v1"
 
 
-def monitor_metadata(spec: QueueSpec) -> dict[str, Any]:
+def monitor_metadata(spec: QueueSpec) -> JSON:
     """Our labels plus spec.metrics.monitorLabels (e.g. `release: kps`, which kube-prometheus-stack's
     Prometheus selects by); ours win, since the operator finds its children by them."""
     meta = metadata(spec, spec.name, COMPONENT)
@@ -27,7 +27,7 @@ def monitor_metadata(spec: QueueSpec) -> dict[str, Any]:
     return meta
 
 
-def build_service_monitor(spec: QueueSpec) -> dict[str, Any]:
+def build_service_monitor(spec: QueueSpec) -> JSON:
     return {
         "apiVersion": API_VERSION,
         "kind": "ServiceMonitor",
@@ -54,13 +54,13 @@ def scope_expr(expr: str, matchers: str) -> str:
     return _SELECTOR.sub(scoped, expr)
 
 
-def canonical_alert_rules() -> list[dict[str, Any]]:
+def canonical_alert_rules() -> list[JSON]:
     """The alert rules of the product's one PrometheusRule file (also shipped by the Helm chart)."""
     return copy.deepcopy(_parsed_alert_rules())
 
 
 @functools.cache
-def _parsed_alert_rules() -> list[dict[str, Any]]:
+def _parsed_alert_rules() -> list[JSON]:
     # Parsed once per process: YAML-parsing the file in every reconcile was 17 % of the operator's CPU
     # with 250 queues (py-spy).
     text = resources.files("bookgen_worker.metrics").joinpath("assets/alerts.yaml").read_text()
@@ -75,14 +75,14 @@ def prometheus_scope(spec: QueueSpec) -> dict[str, str]:
     return {"namespace": spec.namespace, "service": metrics_name(spec)}
 
 
-def alert_rules(spec: QueueSpec) -> list[dict[str, Any]]:
+def alert_rules(spec: QueueSpec) -> list[JSON]:
     """The canonical alerts, scoped to this BookGenQueue (prometheus_scope), so two queues in a
     cluster never fire each other's alerts."""
     scope = ",".join(f'{k}="{v}"' for k, v in prometheus_scope(spec).items())
     return [{**rule, "expr": scope_expr(str(rule["expr"]), scope)} for rule in canonical_alert_rules()]
 
 
-def build_prometheus_rule(spec: QueueSpec) -> dict[str, Any]:
+def build_prometheus_rule(spec: QueueSpec) -> JSON:
     return {
         "apiVersion": API_VERSION,
         "kind": "PrometheusRule",
@@ -95,7 +95,7 @@ def wanted(toggle: Toggle, crds_present: bool) -> bool:
     return toggle == "always" or (toggle == "auto" and crds_present)
 
 
-def monitoring_objects(spec: QueueSpec, crds_present: bool) -> list[dict[str, Any]]:
+def monitoring_objects(spec: QueueSpec, crds_present: bool) -> list[JSON]:
     """The monitoring objects to create. `always` with the CRDs absent still returns them: the kopf
     layer then reports the failed create in status instead of silently skipping what was asked for."""
     out = []

@@ -4,8 +4,8 @@ defence in depth)."""
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
 
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.labels import REDIS_PORT, instance_selector, metadata, redis_name, selector
 from bookgen_operator.core.spec import QueueSpec
 
@@ -15,13 +15,13 @@ OPERATOR_POD_LABELS = MappingProxyType({"app.kubernetes.io/part-of": "bookgen",
                                         "app.kubernetes.io/component": "operator"})
 
 
-def operator_peer(operator_namespace: str | None) -> dict[str, Any]:
+def operator_peer(operator_namespace: str | None) -> JSON:
     """The operator's pod: in its own namespace when known (POD_NAMESPACE), else in any namespace."""
     namespaces = {"matchLabels": {"kubernetes.io/metadata.name": operator_namespace}} if operator_namespace else {}
     return {"namespaceSelector": namespaces, "podSelector": {"matchLabels": dict(OPERATOR_POD_LABELS)}}
 
 
-def build_redis_network_policy(spec: QueueSpec, operator_namespace: str | None = None) -> dict[str, Any]:
+def build_redis_network_policy(spec: QueueSpec, operator_namespace: str | None = None) -> JSON:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

@@ -9,8 +9,7 @@ the password on a command line of its own.
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.common import (
     TMP_MOUNT,
     container_security_context,
@@ -33,9 +32,9 @@ COMPONENT = "redis"
 _PING = 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG'
 
 
-def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
+def build_redis_statefulset(spec: QueueSpec) -> JSON:
     r = spec.redis
-    container: dict[str, Any] = {
+    container: JSON = {
         "name": "redis",
         "image": child_image(spec, r.image),
         "imagePullPolicy": "IfNotPresent",
@@ -79,8 +78,8 @@ def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
         "securityContext": container_security_context(REDIS_UID),
         "volumeMounts": [{"name": "data", "mountPath": "/data"}, dict(TMP_MOUNT)],
     }
-    volumes: list[dict[str, Any]] = [tmp_volume("64Mi")]
-    sts_spec: dict[str, Any] = {
+    volumes: list[JSON] = [tmp_volume("64Mi")]
+    sts_spec: JSON = {
         "replicas": 1,
         "serviceName": redis_headless_name(spec),
         "selector": {"matchLabels": selector(spec, COMPONENT)},
@@ -100,7 +99,7 @@ def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
         },
     }
     if r.persistence.enabled:
-        claim: dict[str, Any] = {
+        claim: JSON = {
             "metadata": {"name": "data", "labels": selector(spec, COMPONENT)},
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
@@ -122,7 +121,7 @@ def build_redis_statefulset(spec: QueueSpec) -> dict[str, Any]:
     }
 
 
-def build_redis_service(spec: QueueSpec) -> dict[str, Any]:
+def build_redis_service(spec: QueueSpec) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -135,7 +134,7 @@ def build_redis_service(spec: QueueSpec) -> dict[str, Any]:
     }
 
 
-def build_redis_headless_service(spec: QueueSpec) -> dict[str, Any]:
+def build_redis_headless_service(spec: QueueSpec) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -4,8 +4,8 @@ They are not part of desired_objects: the values are random and must never be re
 from __future__ import annotations
 
 import secrets as _random
-from typing import Any
 
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.labels import metadata
 from bookgen_operator.core.spec import QueueSpec
 
@@ -14,7 +14,7 @@ def new_password(length: int = 32) -> str:
     return _random.token_urlsafe(length)
 
 
-def build_redis_secret(spec: QueueSpec, password: str) -> dict[str, Any]:
+def build_redis_secret(spec: QueueSpec, password: str) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -24,7 +24,7 @@ def build_redis_secret(spec: QueueSpec, password: str) -> dict[str, Any]:
     }
 
 
-def build_flower_secret(spec: QueueSpec, username: str, password: str) -> dict[str, Any]:
+def build_flower_secret(spec: QueueSpec, username: str, password: str) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -34,7 +34,7 @@ def build_flower_secret(spec: QueueSpec, username: str, password: str) -> dict[s
     }
 
 
-def generated_secrets(spec: QueueSpec) -> list[dict[str, Any]]:
+def generated_secrets(spec: QueueSpec) -> list[JSON]:
     """The Secrets this spec needs the operator to create, with fresh random values."""
     out = []
     if spec.redis_secret_generated:

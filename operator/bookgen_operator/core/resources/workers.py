@@ -1,7 +1,7 @@
 """One worker Deployment (and PodDisruptionBudget) per pool.
 
 Replicas: the autoscaler is the only writer of a worker Deployment's `spec.replicas` once it exists
-(DESIGN.md §4). The manifest built here carries the *initial* count, `initial_replicas(spec, pool)`:
+(docs/autoscaling.md). The manifest built here carries the *initial* count, `initial_replicas(spec, pool)`:
 the pool's minReplicas (0 stays 0 — a scale-to-zero pool starts empty and the autoscaler wakes it when
 demand reaches activationThreshold). The reconciler must therefore leave `spec.replicas` out of its
 comparison and patches of an existing worker Deployment whenever `autoscaler_owns_replicas(spec)`;
@@ -15,8 +15,7 @@ plus a margin, because a task may legitimately run until then.
 
 from __future__ import annotations
 
-from typing import Any
-
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.common import (
     TMP_MOUNT,
     app_env,
@@ -86,7 +85,7 @@ def worker_command(pool: PoolSpec) -> list[str]:
     ]
 
 
-def _heartbeat_probe(period: int, failures: int, delay: int = 0) -> dict[str, Any]:
+def _heartbeat_probe(period: int, failures: int, delay: int = 0) -> JSON:
     return {
         "exec": {
             "command": [
@@ -106,7 +105,7 @@ def _heartbeat_probe(period: int, failures: int, delay: int = 0) -> dict[str, An
     }
 
 
-def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
+def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
     env = [
         *app_env(spec),
         *pod_env(),
@@ -114,7 +113,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
         {"name": "BOOKGEN_HEARTBEAT_FILE", "value": HEARTBEAT_FILE},
         {"name": "BOOKGEN_OUTPUT_DIR", "value": OUTPUT_DIR},
     ]
-    container: dict[str, Any] = {
+    container: JSON = {
         "name": "worker",
         "image": child_image(spec, spec.image.ref),
         "imagePullPolicy": spec.image.pull_policy,
@@ -170,7 +169,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
     }
 
 
-def build_worker_pdb(spec: QueueSpec, pool: PoolSpec) -> dict[str, Any]:
+def build_worker_pdb(spec: QueueSpec, pool: PoolSpec) -> JSON:
     """Voluntary disruptions (node drains) take at most one worker of a pool at a time."""
     return {
         "apiVersion": "policy/v1",

@@ -18,6 +18,8 @@ PLURAL = "bookgenqueues"
 
 PoolType = Literal["prefork", "threads", "solo"]
 Toggle = Literal["auto", "always", "never"]
+RedisMode = Literal["managed", "external"]
+MetricsSourceKind = Literal["auto", "prometheus", "endpoint", "redis"]
 
 
 class SpecError(ValueError):
@@ -46,7 +48,7 @@ class PersistenceSpec:
 
 @dataclass(frozen=True)
 class RedisSpec:
-    mode: Literal["managed", "external"] = "managed"
+    mode: RedisMode = "managed"
     url: str = ""
     #: Empty in managed mode = the operator generates `<cr>-redis` (see QueueSpec.redis_secret_name).
     password_secret_name: str = ""
@@ -98,7 +100,7 @@ class AutoscalingSpec:
     """spec.autoscaling: the loop's global settings and the policy defaults every pool inherits."""
 
     enabled: bool = True
-    source: Literal["auto", "prometheus", "endpoint", "redis"] = "auto"
+    source: MetricsSourceKind = "auto"
     prometheus_url: str = ""
     # The policy knobs default to Policy's own, the values bench/simulate.py measures; the CRD's
     # defaults must match (tests/unit/test_crd_schema.py checks).

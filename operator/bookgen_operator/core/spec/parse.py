@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TypedDict
 
 from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.objects import Body
 from bookgen_operator.core.spec.defaults import (
     DEFAULT_POOLS,
     DEFAULT_QUEUES,
@@ -33,9 +34,12 @@ from bookgen_operator.core.spec.model import (
     MetricsSpec,
     PersistenceSpec,
     PoolSpec,
+    PoolType,
     QueueSpec,
+    RedisMode,
     RedisSpec,
     SpecError,
+    Toggle,
     WorkerSpec,
 )
 from bookgen_operator.core.spec.reader import Reader, is_dns_label, quantity, read_resources, show, url_like
@@ -61,7 +65,23 @@ _POLICY_FIELDS = (
 )
 
 
-def _policy_values(r: Reader, base: AutoscalingSpec | None) -> dict[str, Any]:
+class PolicyKnobs(TypedDict):
+    """The knobs an autoscaling block sets, as Policy's and AutoscalingSpec's keyword arguments."""
+
+    target_per_slot: float
+    target_wait: float | None
+    target_oldest_age: float | None
+    scale_up_window: float
+    scale_down_window: float
+    max_step: int | None
+    activation_threshold: int
+    tolerance: float
+    fallback_replicas: int | None
+    stale_after: float
+    poll_interval: float
+
+
+def _policy_values(r: Reader, base: AutoscalingSpec | None) -> PolicyKnobs:
     """The policy knobs of an autoscaling block; unset ones come from `base` (None = CRD defaults)."""
     b = base or AutoscalingSpec()
     return {
@@ -97,7 +117,7 @@ def _autoscaling(spec: Reader) -> AutoscalingSpec:
     return result
 
 
-def _pool(raw: Any, path: str, scaling: AutoscalingSpec) -> PoolSpec:
+def _pool(raw: object, path: str, scaling: AutoscalingSpec) -> PoolSpec:
     r = Reader(
         raw,
         path,
@@ -113,7 +133,7 @@ def _pool(raw: Any, path: str, scaling: AutoscalingSpec) -> PoolSpec:
     if len(set(queues)) != len(queues):
         raise SpecError(f"{r.at('queues')}: a pool must not list a queue twice")
     concurrency = r.integer("concurrency", 1, 1, 64)
-    pool_type = r.choice("poolType", "prefork", ("prefork", "threads", "solo"))
+    pool_type: PoolType = r.choice("poolType", "prefork", ("prefork", "threads", "solo"))
     resources = read_resources(r, "resources", POOL_REQUESTS, POOL_LIMITS)
     min_replicas = r.integer("minReplicas", 1, 0, 100)
     max_replicas = r.integer("maxReplicas", 10, 1, 100)
@@ -138,7 +158,7 @@ def _pool(raw: Any, path: str, scaling: AutoscalingSpec) -> PoolSpec:
 
 def _redis(spec: Reader) -> RedisSpec:
     r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources"))
-    mode = r.choice("mode", "managed", ("managed", "external"))
+    mode: RedisMode = r.choice("mode", "managed", ("managed", "external"))
     url = r.string("url", "", max_len=512)
     if url and not url_like(url, ("redis://", "rediss://")):
         raise SpecError(f"{r.at('url')} must start with redis:// or rediss://")
@@ -177,7 +197,7 @@ _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
-def _pull_secrets(raw: Any) -> tuple[str, ...]:
+def _pull_secrets(raw: object) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list | tuple) or len(raw) > 16:
@@ -191,7 +211,7 @@ def _pull_secrets(raw: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def label_map(raw: Any, path: str) -> dict[str, str]:
+def label_map(raw: object, path: str) -> dict[str, str]:
     """A map of Kubernetes labels, checked like the API server checks label keys and values."""
     if raw is None:
         return {}
@@ -236,7 +256,7 @@ def _worker(spec: Reader) -> WorkerSpec:
     return worker
 
 
-def _metadata(body: Mapping[str, Any]) -> tuple[str, str, str, int]:
+def _metadata(body: Body) -> tuple[str, str, str, int]:
     meta = body.get("metadata") or {}
     if not isinstance(meta, Mapping):
         raise SpecError("metadata must be an object")
@@ -257,7 +277,7 @@ def _metadata(body: Mapping[str, Any]) -> tuple[str, str, str, int]:
     return name, namespace, str(meta.get("uid") or ""), int(generation)
 
 
-def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
+def parse_queue(body: Body) -> QueueSpec:
     """A BookGenQueue body (dict as from the API or a YAML file) -> QueueSpec, or SpecError."""
     if not isinstance(body, Mapping):
         raise SpecError(f"a BookGenQueue must be an object (got {show(body)})")
@@ -319,7 +339,7 @@ def parse_queue(body: Mapping[str, Any]) -> QueueSpec:
     b = spec.obj("beat", ("enabled",))
     f = spec.obj("flower", ("enabled", "authSecretRef", "maxTasks"))
     m = spec.obj("metrics", ("port", "serviceMonitor", "prometheusRule", "monitorLabels"))
-    toggles = ("auto", "always", "never")
+    toggles: tuple[Toggle, ...] = ("auto", "always", "never")
     metrics = MetricsSpec(
         port=m.integer("port", 9808, 1024, 65535),
         service_monitor=m.obj("serviceMonitor", ("enabled",)).choice("enabled", "auto", toggles),

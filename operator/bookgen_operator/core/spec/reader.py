@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypeVar, overload
 
 from bookgen_operator.core.spec.model import SpecError
 
 QUANTITY_SUFFIXES = ("m", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E")
+#: One of a field's allowed strings (a Literal type where the caller's annotation says which).
+Choice = TypeVar("Choice", bound=str)
 
 
 class Reader:
-    """Typed access to one object of the body, with its path for messages."""
+    """Typed access to one object of the body, with its path for messages. The body is not trusted yet:
+    values are `object` until a method has checked them."""
 
-    def __init__(self, value: Any, path: str, known: Sequence[str]) -> None:
+    def __init__(self, value: object, path: str, known: Sequence[str]) -> None:
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
@@ -23,7 +26,7 @@ class Reader:
         if unknown:
             raise SpecError(f"{path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
         # A null is an unset field, as on the API server (nulls of non-nullable fields are pruned).
-        self.value = {k: v for k, v in value.items() if v is not None}
+        self.value: dict[object, object] = {k: v for k, v in value.items() if v is not None}
         self.path = path
 
     def at(self, key: str) -> str:
@@ -49,13 +52,20 @@ class Reader:
             raise SpecError(f"{self.at(key)} must have {min_len} to {max_len} characters (got {len(value)})")
         return value
 
-    def choice(self, key: str, default: str, choices: Sequence[str]) -> Any:
+    def choice(self, key: str, default: Choice, choices: Sequence[Choice]) -> Choice:
         value = self.value.get(key, default)
-        if value not in choices:
-            raise SpecError(f"{self.at(key)} must be one of {', '.join(choices)} (got {show(value)})")
-        return value
+        for choice in choices:
+            if value == choice:
+                return choice
+        raise SpecError(f"{self.at(key)} must be one of {', '.join(choices)} (got {show(value)})")
 
-    def integer(self, key: str, default: int | None, lo: int, hi: int | None = None) -> Any:
+    @overload
+    def integer(self, key: str, default: int, lo: int, hi: int | None = None) -> int: ...
+
+    @overload
+    def integer(self, key: str, default: int | None, lo: int, hi: int | None = None) -> int | None: ...
+
+    def integer(self, key: str, default: int | None, lo: int, hi: int | None = None) -> int | None:
         if key not in self.value:
             return default
         value = self.value[key]
@@ -66,9 +76,16 @@ class Reader:
             raise SpecError(f"{self.at(key)} must be {bound} (got {value})")
         return value
 
+    @overload
+    def number(self, key: str, default: float, lo: float, hi: float | None = None, *, above: bool = False) -> float: ...
+
+    @overload
+    def number(self, key: str, default: float | None, lo: float, hi: float | None = None, *,
+               above: bool = False) -> float | None: ...
+
     def number(
         self, key: str, default: float | None, lo: float, hi: float | None = None, *, above: bool = False
-    ) -> Any:
+    ) -> float | None:
         if key not in self.value:
             return default
         value = self.value[key]
@@ -89,7 +106,7 @@ class Reader:
         return tuple(value)
 
 
-def show(value: Any) -> str:
+def show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -108,7 +125,7 @@ def url_like(url: str, schemes: tuple[str, ...]) -> bool:
     return False
 
 
-def quantity(value: Any, path: str) -> str:
+def quantity(value: object, path: str) -> str:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str):
         raise SpecError(f"{path} must be a quantity such as 500m, 2 or 1Gi (got {show(value)})")
