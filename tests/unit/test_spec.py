@@ -24,7 +24,7 @@ def body(spec: dict[str, Any] | None = None, name: str = "bq") -> dict[str, Any]
     return {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "metadata": {"name": name}, "spec": spec}
 
 
-def test_empty_spec_is_the_seeds_topology() -> None:
+def test_empty_spec_is_the_original_topology() -> None:
     q = parse_queue(body({}))
     assert q.queues == ("high_priority", "content_generation", "validation", "export", "monitoring", "default")
     assert [(p.name, p.queues, p.concurrency) for p in q.pools] == [
