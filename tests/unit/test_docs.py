@@ -4,7 +4,7 @@
 - every link of README.md and docs/ leads to a file or folder that exists, and so does every repository
   path they quote in backticks;
 - nothing in the repository cites documents that are not in it (the design notes and contracts the
-  project was started from, or the source documents they call "the seeds").
+  project was started from, or the source documents behind them).
 """
 
 from __future__ import annotations
