@@ -1,7 +1,7 @@
 """`bookgen up`: one BookGenQueue spec -> Redis, worker pools, beat, Flower, /metrics, and the autoscaler.
 
 The same spec (parse_queue), the same worker command and settings (resources.workers/common), and the
-same Autoscaler/decide() as on Kubernetes; only the platform differs (platforms.local).
+same Autoscaler/decide() as on Kubernetes; only the platform differs (local/platform.py).
 
 Shutdown order matters: the autoscaler stops first (nothing starts or stops workers behind our
 back), then every worker, beat and Flower get SIGTERM at once (warm shutdown: running tasks finish,

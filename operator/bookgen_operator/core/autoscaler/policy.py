@@ -20,7 +20,7 @@ class Policy:
     #: Latency target (seconds): size the pool so waiting tasks start within about this long (p95),
     #: from the measured service time (decide.wait_slots). The default, from the Pareto curves of
     #: `bench/simulate.py --pareto`: 60 s is the one setting that beats tuned KEDA by >= 1.3x at equal
-    #: worker-seconds on all four traces (README "Autoscaling"). None (CRD: 0) = targetPerSlot only.
+    #: worker-seconds on all four traces (docs/autoscaling.md). None (CRD: 0) = targetPerSlot only.
     target_wait: float | None = 60.0
     #: Optional: scale up further (up to 3x) while the oldest pending task is older than this (seconds);
     #: the latency guard under steady load, where a queue-length target alone lets waits grow.
