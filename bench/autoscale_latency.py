@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bookgen_operator.autoscaler.loop import Autoscaler
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.kube import Connection, Kube
-from bookgen_operator.metrics_sources.redis_source import RedisSource
-from bookgen_operator.platforms.kubernetes import KubernetesPlatform
+from bookgen_operator.controller.actuator import KubernetesPlatform
+from bookgen_operator.controller.client import Connection, Kube
+from bookgen_operator.core.autoscaler.loop import Autoscaler
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.sources.redis_source import RedisSource
 from bookgen_worker.app import app, bookgen_settings, configure_app
 from bookgen_worker.config import settings_from_env
 

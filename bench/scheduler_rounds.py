@@ -4,7 +4,7 @@
                                                [--loop-load 0.5]
 
 No control plane: every queue's autoscaler is started through the operator's own entry point
-(platforms/scheduled.run_scheduled, what each BookGenQueue's kopf daemon calls: the Redis source on
+(controller/autoscaling.run_scheduled, what each BookGenQueue's kopf daemon calls: the Redis source on
 the bounded executor, the Kubernetes platform behind the watch cache, the status reporter, on the
 operator's scheduler), against one redis-server holding a backlog in every queue (so no queue backs
 off) and a recording Kubernetes client (Secrets and Deployments answered from memory, every request
@@ -89,12 +89,37 @@ async def busy_loop(share: float, chunk: float, burnt: list[float]) -> None:
 
 async def measure(queues: int, seconds: float, warmup: float, port: int, password: str, redis_pid: int,
                   loop_load: float) -> dict[str, Any]:
-    from bookgen_operator.platforms import scheduled
-    from bookgen_operator.spec import parse_queue
-
     kube = RecordingKube(password)
     spec = queue_spec(port)
     stopped = asyncio.Event()
+    import bookgen_operator
+
+    # Which layout the code under test has: ask its own folder, not an import that may fail over to
+    # another tree (an editable install of this checkout answers for modules a baseline lacks).
+    if (Path(bookgen_operator.__file__).parent / "controller").is_dir():
+        # Since issue 22: the scheduler and the replica cache belong to the operator's context.
+        from concurrent.futures import ThreadPoolExecutor
+
+        from bookgen_operator.controller import autoscaling as scheduled
+        from bookgen_operator.controller.actuator import ReplicaCache
+        from bookgen_operator.controller.context import REDIS_THREADS
+        from bookgen_operator.controller.scheduler import SchedulerThread
+        from bookgen_operator.core.spec import parse_queue
+
+        thread, replicas = SchedulerThread(), ReplicaCache()
+        executor = ThreadPoolExecutor(REDIS_THREADS, thread_name_prefix="bookgen-redis")
+
+        def run(queue: Any) -> Any:
+            return scheduled.run_scheduled(queue, kube, stopped, thread, replicas, executor)
+    else:  # a --baseline from before issue 22: one scheduler and cache per module
+        from bookgen_operator.platforms import scheduled  # type: ignore[no-redef]
+        from bookgen_operator.spec import parse_queue  # type: ignore[no-redef]
+
+        thread, replicas = scheduled.SCHEDULER, scheduled.REPLICAS
+
+        def run(queue: Any) -> Any:
+            return scheduled.run_scheduled(queue, kube, stopped)
+
     daemons = []
     for i in range(queues):
         name = f"q{i:03d}"
@@ -102,13 +127,13 @@ async def measure(queues: int, seconds: float, warmup: float, port: int, passwor
                              "metadata": {"name": name, "namespace": "bench", "uid": f"uid-{i}", "generation": 1},
                              "spec": spec})
         for pool in queue.pools:  # what the operator's watch of its Deployments has seen
-            scheduled.REPLICAS.seen("bench", f"{name}-worker-{pool.name}", 1)
+            replicas.seen("bench", f"{name}-worker-{pool.name}", 1)
         # What the operator's daemon of each BookGenQueue does, on the operator's scheduler.
-        daemons.append(asyncio.create_task(scheduled.run_scheduled(queue, kube, stopped)))
+        daemons.append(asyncio.create_task(run(queue)))
     burnt = [0.0]
     load = asyncio.create_task(busy_loop(loop_load, 0.02, burnt)) if loop_load > 0 else None
     await asyncio.sleep(warmup)  # first rounds: connections, the first status writes
-    scheduler = getattr(scheduled.SCHEDULER, "scheduler", scheduled.SCHEDULER)  # on its thread, or this loop's
+    scheduler = getattr(thread, "scheduler", thread)  # on its thread, or this loop's
 
     def counts() -> dict[str, tuple[int, int, int, int]]:
         return {k: (s.on_time, s.late, s.missed, len(s.lags)) for k, s in list(scheduler.stats.items())}
@@ -123,8 +148,8 @@ async def measure(queues: int, seconds: float, warmup: float, port: int, passwor
         load.cancel()
     stopped.set()
     await asyncio.gather(*daemons, return_exceptions=True)
-    if hasattr(scheduled.SCHEDULER, "stop"):
-        scheduled.SCHEDULER.stop()
+    if hasattr(thread, "stop"):
+        thread.stop()
     diff = [tuple(a - b for a, b in zip(after[k], before.get(k, (0, 0, 0, 0)), strict=True)) for k in after]
     lags = sorted(lag for k, s in scheduler.stats.items() for lag in s.lags[before.get(k, (0, 0, 0, 0))[3]:after[k][3]])
     requests = {k: v - requests0.get(k, 0) for k, v in kube.requests.items() if v - requests0.get(k, 0)}

@@ -30,11 +30,11 @@ import bisect
 import math
 from collections import deque
 
-from bookgen_operator.autoscaler.decide import decide
-from bookgen_operator.autoscaler.history import History
-from bookgen_operator.autoscaler.observation import Observation
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.autoscaler.rates import RateWindow, Totals
+from bookgen_operator.core.autoscaler.decide import decide
+from bookgen_operator.core.autoscaler.history import History
+from bookgen_operator.core.autoscaler.observation import Observation
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.autoscaler.rates import RateWindow, Totals
 
 from bench.sim_pool import Order, Pool, replicaset_order
 from bench.traces import Arrival

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from bookgen_operator.autoscaler.policy import Policy
+from bookgen_operator.core.autoscaler.policy import Policy
 
 from bench.sim_models import Keda, Oracle, Ours
 from bench.sim_pool import Pool, Sample, Task

@@ -17,7 +17,7 @@ The benchmark's own queue polling is one pipelined round trip every 5 ms, the sa
 worker runs this checkout's code (its `worker/` first on PYTHONPATH), not the venv's editable install.
 
 What differs besides the configuration is part of our product's hot path and stays in: our rows
-recycle their pool child every 1000 tasks (BOOKGEN_MAX_TASKS_PER_CHILD, the seeds' figure), so a
+recycle their pool child every 1000 tasks (BOOKGEN_MAX_TASKS_PER_CHILD, BookGen's original figure), so a
 2000-task round includes one recycle, which stock Celery never does; our 10 priority lists make
 each BRPOP name 10 keys (kombu's default, in the stock rows, 4); our signal handlers, task base
 class and kombu/pool patches (among them one redis client per kombu channel pool instead of one per

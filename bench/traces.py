@@ -1,6 +1,6 @@
 """Load traces for bench/simulate.py: deterministic (seeded) task arrivals with durations and priorities.
 
-A task's public priority decides its kombu list (DESIGN.md §3; the default steps 0..9): 10 lands in
+A task's public priority decides its kombu list (docs/tasks.md, Priorities; the default steps 0..9): 10 lands in
 the base list, 8 in `queue\\x06\\x162`, the default 5 in `queue\\x06\\x165`, lower ones further
 down. The mix below is what a BookGen content pool sees: mostly default-priority chapters, some
 urgent regenerations, some low-priority backfill.

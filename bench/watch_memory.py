@@ -25,8 +25,8 @@ from tests.support.k8s_emulator import default_emulator, start_emulator, stop_em
 from tests.support.process_stats import rss_mib  # noqa: E402
 from tests.support.redis_server import free_port  # noqa: E402
 
-BASELINE = ("import bookgen_operator.handlers as h; h.CHILD_RESOURCES = (); "
-            "from bookgen_operator.__main__ import main; raise SystemExit(main())")
+BASELINE = ("import bookgen_operator.controller.handlers as h; h.SERVER_SELECTED = h.CACHED_RESOURCES; "
+            "from bookgen_operator.controller.main import main; raise SystemExit(main())")
 
 
 

@@ -13,9 +13,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from bookgen_operator.resources.pod_security import restricted_violations
 
 from tests.support.crd_validation import validate_object
+from tests.support.pod_security import restricted_violations
 
 from .conftest import CHART, HERE, ROOT, VARIANTS, HelmError, Render, by_kind, run_helm
 
@@ -147,7 +147,7 @@ def test_operator_deployment_is_leader_elected_replicas_with_a_pdb_and_a_livenes
 
 
 def test_each_redis_network_policy_admits_the_charts_operator_pod(render: Render) -> None:
-    from bookgen_operator.resources.network import OPERATOR_POD_LABELS
+    from bookgen_operator.core.resources.network import OPERATOR_POD_LABELS
 
     deployment = operator_deployment(render([], sets=["nameOverride=other-name"]))
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -175,16 +175,16 @@ def test_namespaced_mode_passes_each_namespace_to_the_operator(render: Render) -
 
 @pytest.mark.parametrize("variant", ["default", "namespaced"])
 def test_the_operator_understands_the_rendered_arguments(render: Render, variant: str) -> None:
-    from bookgen_operator.__main__ import parse_args
+    from bookgen_operator.controller.config import load_config
 
     objects = render([VARIANTS[variant]])
     (container,) = operator_deployment(objects)["spec"]["template"]["spec"]["containers"]
-    args = parse_args(container["args"])
-    expected = {"default": [], "namespaced": ["team-a", "team-b"]}[variant]
-    assert args.namespace == expected  # empty = cluster-wide (kopf clusterwide=True)
+    config = load_config(container["args"], {})
+    expected = {"default": (), "namespaced": ("team-a", "team-b")}[variant]
+    assert config.namespaces == expected  # empty = cluster-wide (kopf clusterwide=True)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert args.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
-    assert args.metrics_port == ports["metrics"]
+    assert config.liveness == f"http://0.0.0.0:{ports['health']}/healthz"
+    assert config.metrics_port == ports["metrics"]
 
 
 def test_the_image_tag_and_pull_secrets_are_the_users(render: Render) -> None:
@@ -236,9 +236,9 @@ def test_one_registry_pull_secrets_and_digest_reach_the_operator_and_every_child
     assert env["BOOKGEN_IMAGE_REGISTRY"] == "mirror.local:5000"
     assert env["BOOKGEN_IMAGE_PULL_SECRETS"] == "corp"
     assert env["BOOKGEN_MONITOR_LABELS"] == "release=kps"
-    from bookgen_operator.operator_defaults import OperatorDefaults
-    from bookgen_operator.resources import desired_objects, monitoring_objects, pod_specs
-    from bookgen_operator.spec import parse_queue
+    from bookgen_operator.core.resources import desired_objects, monitoring_objects, pod_specs
+    from bookgen_operator.core.spec import parse_queue
+    from bookgen_operator.core.spec.operator_defaults import OperatorDefaults
 
     spec = OperatorDefaults.from_env(env).apply(parse_queue({"metadata": {"name": "q", "namespace": "n"}}))
     for name, child in pod_specs(desired_objects(spec)):

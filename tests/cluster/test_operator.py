@@ -87,8 +87,8 @@ def children(cluster: Cluster, ns: str, instance: str = "demo") -> set[tuple[str
 
 
 def expected_children(ns: str, name: str = "demo", spec: dict[str, Any] | None = None) -> set[tuple[str, str]]:
-    from bookgen_operator.resources import desired_objects
-    from bookgen_operator.spec import parse_queue
+    from bookgen_operator.core.resources import desired_objects
+    from bookgen_operator.core.spec import parse_queue
 
     parsed = parse_queue({"apiVersion": f"{GROUP}/{VERSION}", "kind": "BookGenQueue",
                           "metadata": {"name": name, "namespace": ns, "uid": "x"}, "spec": spec or {}})

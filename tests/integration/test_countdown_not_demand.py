@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from bookgen_operator.autoscaler.loop import Autoscaler
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.metrics_sources.redis_source import RedisSource
+from bookgen_operator.core.autoscaler.loop import Autoscaler
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.sources.redis_source import RedisSource
 from bookgen_worker.app import bookgen_settings
 from bookgen_worker.metrics import measure
 from celery import Celery

@@ -1,7 +1,7 @@
 """A job's progress follows its chapters as they finish, not after the whole chapter backlog.
 
-The content pool consumes both content_generation and high_priority (the seeds list them in that
-order); kombu serves a worker's queues in order at equal priority, so the step callbacks used to wait
+The content pool consumes both content_generation and high_priority (BookGen's original worker commands
+list them in that order); kombu serves a worker's queues in order at equal priority, so the step callbacks used to wait
 behind every queued chapter: progress stayed 0 while chapters finished (issue 15, item 4).
 """
 

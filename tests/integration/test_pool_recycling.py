@@ -1,6 +1,6 @@
 """A pool child recycled by max-tasks-per-child is replaced at once, not at the pool's 5 s timer.
 
-Without bookgen_worker.pool_patch, most recycles of a one-process worker left the slot idle for
+Without bookgen_worker.patches.prefork_pool, most recycles of a one-process worker left the slot idle for
 1-5 s: Celery reaps a child the moment its sentinel pipe closes, which is often a moment before
 the kernel lets it be reaped, and then only retries from a 5 s timer.
 """

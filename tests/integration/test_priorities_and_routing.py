@@ -109,5 +109,5 @@ def test_each_queue_is_consumed_only_by_the_pools_that_listen_to_it(
     assert {event["queue"] for event in ran} == set(with_listener)
     for event in ran:
         assert event["hostname"] == f"{listeners[event['queue']]}@test", event
-    # Nobody listens to `default` in the seeds' topology: its tasks wait, they are not stolen.
+    # Nobody listens to `default` in BookGen's original topology: its tasks wait, they are not stolen.
     assert pending_per_queue(redis_client, celery_app)[DEFAULT] == 3

@@ -4,7 +4,7 @@ One worker per default pool (its queues, concurrency and prefork pool) runs a ta
 stopped (cleanly with SIGTERM, or killed with SIGKILL and its append-only file replayed) and started
 again. Every worker must survive, keep consuming, and run no task twice: kombu's Redis transport used
 to crash busy workers with a free slot here, and to lose the running task's acknowledgement, so it
-ran again after the visibility timeout (see bookgen_worker/kombu_patch.py).
+ran again after the visibility timeout (see worker/bookgen_worker/patches/kombu_redis.py).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from bookgen_operator.cli import main as bookgen
 from bookgen_worker import deadletter
 from bookgen_worker.app import bookgen_settings
-from bookgen_worker.cli import main as bookgen
 from bookgen_worker.queues import DEFAULT, transport_priority
 from celery import Celery
 

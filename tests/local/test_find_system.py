@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from bookgen_operator.cli.target import REDIS_ENV, STATE_DIR_ENV
 from bookgen_operator.local.redis import port_free
-from bookgen_worker.cli.target import REDIS_ENV, STATE_DIR_ENV
 
 from tests.local.conftest import BOOKGEN, Up, spec_yaml
 from tests.support.waiting import wait_for

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bookgen_operator.core.autoscaler.platform import BusyUnknown
+from bookgen_operator.local.platform import LocalPlatform, read_events
 from bookgen_operator.local.supervisor import Supervisor
-from bookgen_operator.platforms.base import BusyUnknown
-from bookgen_operator.platforms.local import LocalPlatform, read_events
 
 from tests.support.waiting import wait_for
 

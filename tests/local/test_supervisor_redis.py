@@ -74,7 +74,7 @@ def test_leftovers_of_a_crashed_run_are_killed(tmp_path: Path) -> None:
 
 def test_local_redis_keeps_data_across_restarts_with_a_private_password(tmp_path: Path) -> None:
     sup = Supervisor(tmp_path)
-    server = start_local_redis(sup, tmp_path, 0)
+    server = start_local_redis(sup, tmp_path, 0, env=os.environ)
     password_file = tmp_path / "redis-password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "redis.conf").stat().st_mode) == 0o600
@@ -85,7 +85,7 @@ def test_local_redis_keeps_data_across_restarts_with_a_private_password(tmp_path
     stop_local_redis(sup, server)
     assert not server.child.running
 
-    again = start_local_redis(sup, tmp_path, 0)
+    again = start_local_redis(sup, tmp_path, 0, env=os.environ)
     assert again.password == server.password
     client = again.client()
     assert client.lrange("queued", 0, -1) == [b"task-1", b"task-2"]
@@ -105,4 +105,4 @@ def test_a_taken_port_is_named_in_the_error() -> None:
 def test_missing_redis_server_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(LocalError, match="sudo apt-get install redis-server"):
-        start_local_redis(Supervisor(tmp_path), tmp_path, 0)
+        start_local_redis(Supervisor(tmp_path), tmp_path, 0, env=os.environ)

@@ -13,14 +13,15 @@ resources and the BookGenQueue CRD (`bookgen.io/v1alpha1/bookgenqueues`, with `s
   `emulator.writes(since=index)`: the write calls after an index into `calls`;
 - `emulator.write_hooks.append(fn(call, body))`: inspect every write; exceptions land in `emulator.hook_errors`.
 
-`kopf_operator` runs the real kopf operator against it; every API call made while it runs is collected
-for operator/api-calls.json (checked by the last test of test_e2e.py).
+`kopf_operator` runs the real kopf operator against it, with an OperatorContext of its own built from
+a configuration with short intervals (the autoscaler off unless the test is marked `autoscaler`);
+every API call made while it runs is collected for operator/api-calls.json (checked by the last test
+of test_e2e.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 import traceback
@@ -30,11 +31,10 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+from bookgen_operator.controller.config import OperatorConfig
+from bookgen_operator.controller.context import OperatorContext
 
 from tests.support.k8s_emulator import K8sEmulator, default_emulator, start_emulator, stop_emulator
-
-# The reconcile timer's interval is fixed when kopf registers it (import time): tick fast in tests.
-os.environ.setdefault("BOOKGEN_RECONCILE_INTERVAL", "1")
 
 BGQ = "bookgen.io/v1alpha1/bookgenqueues"
 
@@ -78,13 +78,11 @@ async def eventually(condition: Callable[[], T | Awaitable[T]], *, timeout: floa
 @dataclass
 class RunningOperator:
     emulator: K8sEmulator
-    handlers: Any  # the bookgen_operator.handlers module
+    context: OperatorContext
     liveness_url: str
 
     def reconciles(self, uid: str) -> int:
-        from bookgen_operator import opmetrics
-
-        return opmetrics.RECONCILES[uid]
+        return self.context.reconciles[uid]
 
 
 def _check_status_writes(call: Any, body: Any) -> None:
@@ -98,11 +96,13 @@ def _check_status_writes(call: Any, body: Any) -> None:
 
 
 PROMETHEUS_OPERATOR_MARK = "prometheus_operator"
+AUTOSCALER_MARK = "autoscaler"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{PROMETHEUS_OPERATOR_MARK}: the emulator serves the Prometheus Operator's "
                             "ServiceMonitor and PrometheusRule kinds from before the operator starts")
+    config.addinivalue_line("markers", f"{AUTOSCALER_MARK}: kopf_operator runs each queue's autoscaler too")
 
 
 def declare_prometheus_operator(emulator: K8sEmulator) -> None:
@@ -111,8 +111,7 @@ def declare_prometheus_operator(emulator: K8sEmulator) -> None:
 
 
 @pytest.fixture
-async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch,
-                        request: pytest.FixtureRequest) -> AsyncIterator[RunningOperator]:
+async def kopf_operator(emulator: K8sEmulator, request: pytest.FixtureRequest) -> AsyncIterator[RunningOperator]:
     """The real kopf operator (our handlers) running cluster-wide against `emulator`.
 
     With the `prometheus_operator` mark the monitoring kinds exist before kopf starts. Declared later,
@@ -124,16 +123,13 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch,
     did not start, which would include pytest-asyncio's fixture teardown if it shared the loop.
     """
     import kopf
-    from bookgen_operator import handlers
+    from bookgen_operator.controller import handlers
 
-    assert handlers.RECONCILE_INTERVAL <= 2, "import bookgen_operator.handlers only after tests/operator/conftest.py"
-    monkeypatch.setenv("BOOKGEN_KUBE_SERVER", emulator.base_url)
-    # The autoscaler (its own writer of replicas and pool status) is off unless a test turns it on,
-    # so reconcile's behaviour (e.g. "no writes") is observed alone.
-    monkeypatch.setenv("BOOKGEN_AUTOSCALER", "off")
-    handlers.STATES.clear()
-    handlers.CHILDREN.clear()
-    handlers._discovery = (0.0, frozenset())
+    # Reconcile timers every second; the autoscaler (its own writer of replicas and pool status) is off
+    # unless the test asks for it, so reconcile's behaviour (e.g. "no writes") is observed alone.
+    config = OperatorConfig(kube_server=emulator.base_url, reconcile_interval=1.0, metrics_port=0,
+                            autoscaler=request.node.get_closest_marker(AUTOSCALER_MARK) is not None)
+    context = OperatorContext.build(config)
     if request.node.get_closest_marker(PROMETHEUS_OPERATOR_MARK):
         declare_prometheus_operator(emulator)
     emulator.write_hooks.append(_check_status_writes)
@@ -146,7 +142,7 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch,
     def run() -> None:
         try:
             asyncio.run(kopf.operator(
-                registry=kopf.get_default_registry(), settings=kopf.OperatorSettings(),
+                registry=handlers.registry(config), settings=kopf.OperatorSettings(), memo=context,
                 standalone=True, clusterwide=True, stop_flag=stop, ready_flag=ready, liveness_endpoint=liveness_url,
             ))
         except BaseException as exc:  # reported by the fixture, not lost in the thread
@@ -156,10 +152,12 @@ async def kopf_operator(emulator: K8sEmulator, monkeypatch: pytest.MonkeyPatch,
     thread.start()
     await eventually(ready.is_set, timeout=10, what="kopf to start")
     try:
-        yield RunningOperator(emulator, handlers, liveness_url)
+        yield RunningOperator(emulator, context, liveness_url)
     finally:
         stop.set()
         await eventually(lambda: not thread.is_alive(), timeout=20, what="kopf to stop")
+        context.scheduler.stop()
+        context.redis_executor.shutdown(wait=False)
         for call in emulator.calls:
             OBSERVED_CALLS.add((call.verb, call.group, call.resource, call.subresource or ""))
     assert not failures, "the operator crashed: " + "".join(traceback.format_exception(failures[0]))

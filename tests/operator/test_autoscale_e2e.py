@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from bookgen_operator.autoscaler.loop import Autoscaler, PoolStatus
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.kube import Connection, Kube
-from bookgen_operator.metrics_sources.base import PoolMetrics
-from bookgen_operator.metrics_sources.redis_source import RedisSource
-from bookgen_operator.platforms.kubernetes import BUSY_COST, DELETION_COST, KubernetesPlatform, status_reporter
+from bookgen_operator.controller.actuator import BUSY_COST, DELETION_COST, KubernetesPlatform
+from bookgen_operator.controller.client import Connection, Kube
+from bookgen_operator.controller.status_reporter import status_reporter
+from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.autoscaler.source import PoolMetrics
+from bookgen_operator.sources.redis_source import RedisSource
 from bookgen_worker.app import bookgen_settings
 from bookgen_worker.metrics import measure
 from bookgen_worker.metrics.workers import WorkerInfo, publish, read_workers

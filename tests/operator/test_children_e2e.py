@@ -126,7 +126,7 @@ RESOURCE_KIND = {r.rsplit("/", 1)[1]: k for k, r in RESOURCE_OF.items()}
 
 
 def default_pools() -> list[dict[str, Any]]:
-    from bookgen_operator.spec_defaults import DEFAULT_POOLS
+    from bookgen_operator.core.spec.defaults import DEFAULT_POOLS
 
     return copy.deepcopy(DEFAULT_POOLS)
 
@@ -171,8 +171,8 @@ async def test_child_watches_are_label_selected_by_the_server_and_deleted_queues
     assert watches, "kopf watches the children cluster-wide"
     selector = "app.kubernetes.io/managed-by=bookgen-operator"
     assert all(selector in c.params.get("labelSelector", "") for c in watches), [c.params for c in watches]
-    await eventually(lambda: uid in kopf_operator.handlers.STATES, what="per-queue state")
+    await eventually(lambda: uid in kopf_operator.context.states, what="per-queue state")
     await emu.delete_object(BGQ, NS, "demo")
     await eventually(lambda: emu.get_object(BGQ, NS, "demo") is None, what="the queue gone")
-    await eventually(lambda: uid not in kopf_operator.handlers.STATES and kopf_operator.reconciles(uid) == 0,
+    await eventually(lambda: uid not in kopf_operator.context.states and kopf_operator.reconciles(uid) == 0,
                      what="the queue's in-memory state and counters dropped")

@@ -95,7 +95,7 @@ async def test_one_replica_acts_and_the_standby_takes_over_within_15s(emulator: 
 
 
 def test_the_decision_waits_a_full_lease_duration_on_its_own_clock() -> None:
-    from bookgen_operator.leader import Observation, may_take
+    from bookgen_operator.controller.leader import Observation, may_take
 
     lease: dict[str, Any] = {"metadata": {"resourceVersion": "1"},
                              "spec": {"holderIdentity": "other", "leaseDurationSeconds": 10, "renewTime": "t1"}}

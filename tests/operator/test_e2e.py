@@ -76,8 +76,8 @@ POOLS = [
 
 
 def expected_children(name: str = "demo", spec: dict[str, Any] | None = None) -> set[tuple[str, str]]:
-    from bookgen_operator.resources import desired_objects
-    from bookgen_operator.spec import parse_queue
+    from bookgen_operator.core.resources import desired_objects
+    from bookgen_operator.core.spec import parse_queue
 
     parsed = parse_queue({**queue(name, spec), "metadata": {"name": name, "namespace": NS, "uid": "x"}})
     return {(o["kind"], o["metadata"]["name"]) for o in desired_objects(parsed)} | {
@@ -230,11 +230,11 @@ async def test_monitoring_objects_appear_only_with_the_prometheus_operator(kopf_
                                  == "bookgen" for key in monitoring), what="monitoring objects repaired")
 
 
+@pytest.mark.autoscaler
 async def test_the_autoscaler_daemon_scales_a_pool_from_real_queue_depth(
-    kopf_operator: RunningOperator, redis_server: Any, redis_client: Any, monkeypatch: pytest.MonkeyPatch,
+    kopf_operator: RunningOperator, redis_server: Any, redis_client: Any,
 ) -> None:
     """The daemon runs the autoscaler per queue: real Redis (external mode), Deployments in the emulator."""
-    monkeypatch.setenv("BOOKGEN_AUTOSCALER", "on")
     emu = kopf_operator.emulator
     password = base64.b64encode(redis_server.password.encode()).decode()
     await emu.create_object("v1/secrets", {"metadata": {"name": "redis-pass", "namespace": NS},

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bookgen_operator.autoscaler.loop import PoolStatus
-from bookgen_operator.platforms.kubernetes import status_reporter
+from bookgen_operator.controller.status_reporter import status_reporter
+from bookgen_operator.core.autoscaler.loop import PoolStatus
 from prometheus_client import REGISTRY
 
 from tests.support.queue_stub import QueueStub

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from bookgen_operator.reconcile import adopt, contains, key_of, plan, quantity
-from bookgen_operator.status import Condition, PoolState, component_conditions, desired_status, status_patch
+from bookgen_operator.core.reconcile import adopt, contains, key_of, plan, quantity
+from bookgen_operator.core.status import Condition, PoolState, component_conditions, desired_status, status_patch
 
 OWNER = {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
          "metadata": {"name": "q", "namespace": "ns", "uid": "u-1"}}
@@ -111,7 +111,7 @@ def test_immutable_fields_are_never_patched() -> None:
 
 
 def test_a_field_the_server_omits_is_no_drift_once_learned_but_a_real_edit_is() -> None:
-    from bookgen_operator.reconcile import comparable, learn
+    from bookgen_operator.core.reconcile import comparable, learn
 
     desired = worker()
     desired["spec"]["template"]["spec"]["containers"][0]["livenessProbe"] = {"initialDelaySeconds": 0,
@@ -132,7 +132,7 @@ def test_a_field_the_server_omits_is_no_drift_once_learned_but_a_real_edit_is() 
 
 
 def test_prune_deletes_only_undesired_children_this_owner_controls() -> None:
-    from bookgen_operator.reconcile import prune
+    from bookgen_operator.core.reconcile import prune
 
     kept, gone = adopt(worker(), OWNER), adopt(worker(), OWNER)
     gone["metadata"]["name"] = "q-worker-export"

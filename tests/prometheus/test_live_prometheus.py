@@ -6,7 +6,7 @@ The load: tasks that succeed on every consumed queue, tasks that retry and then 
 letters), an unknown task (rejected), an expired one (revoked), a backlog of over 100 tasks on a
 queue nobody consumes plus a message published two hours ago, a worker killed with SIGKILL (down),
 a second queue service whose Redis is unreachable, and the operator's metrics endpoint
-(operator/bookgen_operator/opmetrics.py, fed by direct calls: no kopf operator runs here), stopped at
+(operator/bookgen_operator/controller/opmetrics.py, fed by direct calls: no kopf operator runs here), stopped at
 the end. Each step happens in three phases a few scrapes apart, so counters rise inside the window
 (increase() ignores a series' first sample).
 
@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from bookgen_operator import opmetrics
-from bookgen_operator.resources.monitoring import scope_expr
+from bookgen_operator.controller import opmetrics
+from bookgen_operator.core.resources.monitoring import scope_expr
 from bookgen_worker.config import Settings
 from bookgen_worker.metrics import collector
 from bookgen_worker.metrics.exporter import make_registry
@@ -113,11 +113,11 @@ def load_phase(app: Celery, phase: int) -> None:
 
 def operator_phase(phase: int) -> None:
     """What the operator records while it reconciles and autoscales one BookGenQueue."""
-    with opmetrics.reconcile_timer(f"uid-live-{phase}", "resume" if phase == 1 else "timer") as outcome:
+    with opmetrics.reconcile_timer("resume" if phase == 1 else "timer") as outcome:
         outcome["result"] = "ok"
     opmetrics.count_write("patch", "Deployment")
     opmetrics.count_error("SecretNotFound")
-    with opmetrics.reconcile_timer(f"uid-live-{phase}", "update") as outcome:
+    with opmetrics.reconcile_timer("update") as outcome:
         outcome["result"] = "error"
     opmetrics.record_pool(NAMESPACE, SERVICE, "content", 2 + phase, 2)
 

@@ -93,7 +93,7 @@ def test_no_rule_aggregates_the_service_label_away() -> None:
 
 
 def test_the_operators_per_queue_scoping_keeps_every_rule_valid(tmp_path: Path) -> None:
-    from bookgen_operator.resources.monitoring import scope_expr
+    from bookgen_operator.core.resources.monitoring import scope_expr
 
     (groups,) = [rule_groups()["queue-rules.yaml"]]
     scoped = [{**group, "rules": [{**r, "expr": scope_expr(r["expr"], 'namespace="books",service="q-metrics"')}

@@ -20,7 +20,7 @@ HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "aut
 
 class ThrottlingProxy:
     def __init__(self, kube: Any) -> None:
-        self.kube = kube  # bookgen_operator.kube.Kube, logged in to the upstream server
+        self.kube = kube  # bookgen_operator.controller.client.Kube, logged in to the upstream server
         self._client: httpx.AsyncClient | None = None
         self.until = 0.0
         self.retry_after = "2"
@@ -44,7 +44,7 @@ class ThrottlingProxy:
         """A client of the proxy's own: the operator's watches stay open through it (one connection each),
         more than the product client's bounded pool (kube.MAX_CONNECTIONS) holds."""
         if self._client is None:
-            from bookgen_operator.kube import _ssl_context
+            from bookgen_operator.controller.client import _ssl_context
 
             info = self.kube._credentials()
             self._client = httpx.AsyncClient(base_url=info.server.rstrip("/"), verify=_ssl_context(info),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from bookgen_operator.child_cache import ChildCache
+from bookgen_operator.controller.child_cache import ChildCache
 
 KINDS = (("v1", "Service"), ("apps/v1", "Deployment"))
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from bookgen_worker.cli import main
-from bookgen_worker.cli.target import REDIS_ENV, STATE_DIR_ENV
+from bookgen_operator.cli import main
+from bookgen_operator.cli.target import REDIS_ENV, STATE_DIR_ENV
 
 from tests.support.redis_server import free_port, start_redis
 from tests.support.waiting import wait_for

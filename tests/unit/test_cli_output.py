@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import yaml
+from bookgen_operator.cli import main, version
 from bookgen_worker import deadletter
 from bookgen_worker.app import bookgen_settings
-from bookgen_worker.cli import main, version
 from celery import Celery
 
 LONG_SUBJECT = "Ada Lovelace, Countess of Lovelace, who wrote the first published algorithm " * 2
@@ -115,14 +115,14 @@ def http_endpoint() -> Iterator[str]:
 
 
 def test_bookgen_up_logs_no_line_per_http_request(http_endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
-    from bookgen_operator.cli import _logging
+    from bookgen_operator.cli.up import _logging
 
     previous = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "urllib3")}
     try:
         _logging(view=False)  # --no-view: INFO lines, as in a log file
         with caplog.at_level(logging.INFO):
             httpx.get(http_endpoint)  # what the Prometheus and endpoint sources do every poll
-            logging.getLogger("bookgen_operator.autoscaler.loop").info("content: 1 -> 2")
+            logging.getLogger("bookgen_operator.core.autoscaler.loop").info("content: 1 -> 2")
         messages = [record.getMessage() for record in caplog.records]
         assert messages == ["content: 1 -> 2"]  # the decision, not "HTTP Request: GET ..."
     finally:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bookgen_worker.cli import build_parser
-from bookgen_worker.cli.target import DEFAULT_SOURCE, hint, resolve, write_connection
+from bookgen_operator.cli import build_parser
+from bookgen_operator.cli.target import DEFAULT_SOURCE, hint, resolve
+from bookgen_operator.local.state import write_connection
 from bookgen_worker.config import ConfigError
 
 

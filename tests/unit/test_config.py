@@ -19,7 +19,7 @@ def test_redact_hides_the_password() -> None:
     assert "secret" not in redact("redis://user:secret@h/0")
 
 
-def test_defaults_are_the_seeds_figures() -> None:
+def test_defaults_are_the_original_figures() -> None:
     settings = settings_from_env({})
     assert (settings.soft_time_limit, settings.time_limit) == (3000, 3600)
     assert settings.result_expires == 86400

@@ -92,7 +92,7 @@ def test_printer_columns_point_at_declared_fields() -> None:
         assert status[field]["type"] == "integer"
 
 
-def test_empty_spec_defaults_to_the_seeds_topology() -> None:
+def test_empty_spec_defaults_to_the_original_topology() -> None:
     spec = defaulted({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "metadata": {"name": "x"}})["spec"]
     assert spec["queues"] == ["high_priority", "content_generation", "validation", "export", "monitoring", "default"]
     assert [(p["name"], p["queues"], p["concurrency"]) for p in spec["pools"]] == [

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from bookgen_operator.autoscaler.loop import Autoscaler, PoolStatus
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.metrics_sources.base import PoolMetrics
-from bookgen_operator.metrics_sources.select import make_source, source_kind
-from bookgen_operator.platforms.base import BusyUnknown, PlatformError
+from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.core.autoscaler.platform import BusyUnknown, PlatformError
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.autoscaler.source import PoolMetrics
+from bookgen_operator.sources.select import make_source, source_kind
 
 NOW = 1_000_000.0
 POLICY = Policy(min_replicas=1, max_replicas=20, target_per_slot=5, scale_down_window=0, target_oldest_age=None)

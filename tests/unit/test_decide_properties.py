@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bookgen_operator.autoscaler.decide import decide
-from bookgen_operator.autoscaler.history import History
-from bookgen_operator.autoscaler.observation import Observation
-from bookgen_operator.autoscaler.policy import Policy
+from bookgen_operator.core.autoscaler.decide import decide
+from bookgen_operator.core.autoscaler.history import History
+from bookgen_operator.core.autoscaler.observation import Observation
+from bookgen_operator.core.autoscaler.policy import Policy
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 

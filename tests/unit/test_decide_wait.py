@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bookgen_operator.autoscaler.decide import decide, wait_slots
-from bookgen_operator.autoscaler.history import History
-from bookgen_operator.autoscaler.observation import Observation
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.autoscaler.rates import RateWindow, Totals
+from bookgen_operator.core.autoscaler.decide import decide, wait_slots
+from bookgen_operator.core.autoscaler.history import History
+from bookgen_operator.core.autoscaler.observation import Observation
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.autoscaler.rates import RateWindow, Totals
 
 NOW = 1_000_000.0
 POLICY = Policy(min_replicas=0, max_replicas=100, target_wait=60, scale_down_window=0, target_oldest_age=None)

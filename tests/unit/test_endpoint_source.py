@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 import redis
-from bookgen_operator.metrics_sources.endpoint import EndpointSource, Exposition
-from bookgen_operator.metrics_sources.redis_source import RedisSource
+from bookgen_operator.sources.endpoint import EndpointSource, Exposition
+from bookgen_operator.sources.redis_source import RedisSource
 from bookgen_worker.app import bookgen_settings
 from bookgen_worker.metrics.exporter import make_registry
 from bookgen_worker.metrics.workers import WorkerInfo, publish

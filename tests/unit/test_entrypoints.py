@@ -122,8 +122,8 @@ def test_the_image_default_command_is_the_operator() -> None:
 
 def pod_commands() -> list[tuple[str, list[str]]]:
     """Every command (container and exec probe) the operator puts into pods that run our image."""
-    from bookgen_operator.resources import desired_objects
-    from bookgen_operator.spec import load_queue_file
+    from bookgen_operator.cli.spec_file import load_queue_file
+    from bookgen_operator.core.resources import desired_objects
 
     spec = load_queue_file(ROOT / "examples" / "bookgenqueue-full.yaml")
     commands: list[tuple[str, list[str]]] = []

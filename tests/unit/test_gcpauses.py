@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from bookgen_operator import gcpauses
+from bookgen_operator.controller import gcpauses
 from prometheus_client import REGISTRY
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bookgen_operator.operator_defaults import OperatorDefaults
-from bookgen_operator.resources import desired_objects, monitoring_objects, pod_specs
-from bookgen_operator.resources.images import split_registry
-from bookgen_operator.spec import SpecError, parse_queue
+from bookgen_operator.core.resources import desired_objects, monitoring_objects, pod_specs
+from bookgen_operator.core.resources.images import split_registry
+from bookgen_operator.core.spec import SpecError, parse_queue
+from bookgen_operator.core.spec.operator_defaults import OperatorDefaults
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "ab" * 32

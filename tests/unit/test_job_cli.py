@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from bookgen_operator.cli import main
 from bookgen_worker.app import bookgen_settings
-from bookgen_worker.cli import main
 from bookgen_worker.jobs import store
 from bookgen_worker.jobs.states import JobState
 from celery import Celery

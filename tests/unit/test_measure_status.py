@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-from bookgen_worker.cli import main
-from bookgen_worker.cli.status import format_age
+from bookgen_operator.cli import main
+from bookgen_operator.cli.status import format_age
 from bookgen_worker.queues import QUEUES, transport_priority
 from celery import Celery
 

@@ -17,13 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from bookgen_operator.autoscaler.decide import decide
-from bookgen_operator.autoscaler.history import History
-from bookgen_operator.autoscaler.observation import Observation
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.autoscaler.rates import Totals
-from bookgen_operator.metrics_sources.base import PoolMetrics
-from bookgen_operator.metrics_sources.prometheus import PrometheusSource, parse_response, pool_queries
+from bookgen_operator.core.autoscaler.decide import decide
+from bookgen_operator.core.autoscaler.history import History
+from bookgen_operator.core.autoscaler.observation import Observation
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.autoscaler.rates import Totals
+from bookgen_operator.core.autoscaler.source import PoolMetrics
+from bookgen_operator.sources.prometheus import PrometheusSource, parse_response, pool_queries
 
 NOW = 1_700_000_000.0
 

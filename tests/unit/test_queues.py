@@ -13,7 +13,7 @@ from bookgen_worker.queues import (
 )
 
 
-def test_the_seeds_topology() -> None:
+def test_the_original_topology() -> None:
     assert len(QUEUES) == 6
     assert len(ALL_TASKS) == 18
     assert {p.name: (p.queues, p.concurrency) for p in DEFAULT_POOLS} == {

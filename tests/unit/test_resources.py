@@ -11,16 +11,18 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from bookgen_operator.resources import (
+from bookgen_operator.cli.spec_file import load_queue_file
+from bookgen_operator.core.resources import (
     desired_objects,
     generated_secrets,
     monitoring_objects,
     pod_specs,
 )
-from bookgen_operator.resources.labels import REPLICAS_OWNER_ANNOTATION
-from bookgen_operator.resources.pod_security import restricted_violations
-from bookgen_operator.resources.workers import worker_command
-from bookgen_operator.spec import QueueSpec, load_queue_file, parse_queue
+from bookgen_operator.core.resources.labels import REPLICAS_OWNER_ANNOTATION
+from bookgen_operator.core.resources.workers import worker_command
+from bookgen_operator.core.spec import QueueSpec, parse_queue
+
+from tests.support.pod_security import restricted_violations
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.31.0"
@@ -405,7 +407,7 @@ def test_the_liveness_probe_runs_the_real_heartbeat_check(tmp_path: Path) -> Non
 
 
 def test_the_operators_prometheus_rule_is_the_canonical_alert_file_scoped_to_its_queue() -> None:
-    from bookgen_operator.resources.monitoring import build_prometheus_rule, canonical_alert_rules
+    from bookgen_operator.core.resources.monitoring import build_prometheus_rule, canonical_alert_rules
 
     spec = parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
                         "metadata": {"name": "books", "namespace": "team-a"}, "spec": {}})
@@ -420,9 +422,9 @@ def test_the_operators_prometheus_rule_is_the_canonical_alert_file_scoped_to_its
 def test_the_autoscaler_reads_the_series_of_its_own_queue_only() -> None:
     """Two BookGenQueues in one namespace share the default queue names; the Prometheus queries must
     select this queue's metrics Service, the one its ServiceMonitor scrapes."""
-    from bookgen_operator.metrics_sources.prometheus import pool_queries
-    from bookgen_operator.platforms.kubernetes import source_options
-    from bookgen_operator.resources.monitoring import build_service_monitor
+    from bookgen_operator.controller.autoscaling import source_options
+    from bookgen_operator.core.resources.monitoring import build_service_monitor
+    from bookgen_operator.sources.prometheus import pool_queries
 
     spec = parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
                         "metadata": {"name": "books", "namespace": "team-a"},

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from bookgen_operator.autoscaler.loop import PoolStatus
-from bookgen_operator.autoscaler.scheduler import ReplicaCache, Scheduler, WatchedPlatform, is_idle, next_interval
-from bookgen_operator.platforms.kubernetes import RedisAccess
+from bookgen_operator.controller.actuator import ReplicaCache, WatchedPlatform
+from bookgen_operator.controller.redis_access import RedisAccess
+from bookgen_operator.controller.scheduler import Scheduler, is_idle, next_interval
+from bookgen_operator.core.autoscaler.loop import PoolStatus
 
 
 def status(pending: int | None = 0, in_flight: int | None = 0, changed: bool = False) -> PoolStatus:
@@ -155,8 +156,8 @@ async def test_a_redis_client_that_failed_is_closed_before_it_is_dropped() -> No
 
 
 async def test_a_queue_is_scheduled_while_its_daemon_runs_and_reads_replicas_from_the_watch() -> None:
-    from bookgen_operator.platforms.scheduled import build, run_scheduled
-    from bookgen_operator.spec import parse_queue
+    from bookgen_operator.controller.autoscaling import build, run_scheduled
+    from bookgen_operator.core.spec import parse_queue
 
     spec = parse_queue({"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue",
                         "metadata": {"name": "books", "namespace": "ns", "uid": "u1"},
@@ -169,7 +170,7 @@ async def test_a_queue_is_scheduled_while_its_daemon_runs_and_reads_replicas_fro
 
     scheduler = Scheduler()
     stopped = asyncio.Event()
-    daemon = asyncio.create_task(run_scheduled(spec, None, stopped, scheduler))
+    daemon = asyncio.create_task(run_scheduled(spec, None, stopped, scheduler, ReplicaCache()))  # type: ignore[arg-type]
     await until(lambda: "ns/books" in scheduler._lanes)
     stopped.set()
     await daemon
@@ -181,7 +182,7 @@ async def test_on_its_own_thread_the_scheduler_keeps_time_while_the_callers_loop
     import contextvars
     import time
 
-    from bookgen_operator.autoscaler.scheduler import SchedulerThread
+    from bookgen_operator.controller.scheduler import SchedulerThread
 
     marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker")
     seen: list[str] = []

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from bookgen_operator.autoscaler.policy import Policy
-from bookgen_operator.spec import SpecError, load_queue_file, parse_queue
+from bookgen_operator.cli.spec_file import load_queue_file
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.spec import SpecError, parse_queue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ def body(spec: dict[str, Any] | None = None, name: str = "bq") -> dict[str, Any]
     return {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "metadata": {"name": name}, "spec": spec}
 
 
-def test_empty_spec_is_the_seeds_topology() -> None:
+def test_empty_spec_is_the_original_topology() -> None:
     q = parse_queue(body({}))
     assert q.queues == ("high_priority", "content_generation", "validation", "export", "monitoring", "default")
     assert [(p.name, p.queues, p.concurrency) for p in q.pools] == [
@@ -247,7 +248,7 @@ def test_parse_queue_accepts_exactly_what_the_crd_accepts(spec: dict[str, Any]) 
 
 
 def test_update_errors_match_the_crds_transition_rule() -> None:
-    from bookgen_operator.spec import update_errors
+    from bookgen_operator.core.spec import update_errors
 
     from tests.support.crd_validation import validate_update
 

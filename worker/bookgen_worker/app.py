@@ -10,16 +10,16 @@ import os
 from collections.abc import Mapping
 
 from celery import Celery, signals
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
-from . import kombu_patch, pool_patch
 from .beat import beat_schedule
 from .config import Settings, settings_from_env
 from .metrics.install import install as install_metrics
+from .patches import kombu_redis, prefork_pool
 from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, consumption_order, task_routes, transport_priority
 
-# Before any broker connection exists: a Redis restart must not kill a busy worker (see kombu_patch).
-kombu_patch.apply()
+# Before any broker connection exists: a Redis restart must not kill a busy worker (patches/kombu_redis.py).
+kombu_redis.apply()
 
 TASK_MODULES = (
     "bookgen_worker.tasks.generation",
@@ -93,7 +93,7 @@ def configure_app(app: Celery, settings: Settings) -> None:
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
     )
-    app.bookgen_settings = settings  # type: ignore[attr-defined]
+    app.bookgen_settings = settings
     _forget_connections(app)
 
 
@@ -113,14 +113,15 @@ def _configure_from_env(app: Celery) -> dict[str, object]:
     return {}
 
 
-@signals.worker_init.connect
 def _patch_pool(**_: object) -> None:
-    """In a worker, before its pool exists: a recycled child is replaced at once (see pool_patch).
+    """In a worker, before its pool exists: a recycled child is replaced at once (patches/prefork_pool.py).
     Not at import: the CLI never runs a pool and need not load it."""
-    pool_patch.apply()
+    prefork_pool.apply()
 
 
-@signals.celeryd_after_setup.connect
+signals.worker_init.connect(_patch_pool)
+
+
 def _poll_coordination_first(sender: object = None, instance: object = None, **_: object) -> None:
     """After -Q is applied, before consuming starts: high_priority is polled first (queues.consumption_order)."""
     queues = getattr(getattr(instance, "app", None), "amqp", None)
@@ -133,10 +134,13 @@ def _poll_coordination_first(sender: object = None, instance: object = None, **_
         queues.select(ordered)
 
 
+signals.celeryd_after_setup.connect(_poll_coordination_first)
+
+
 def bookgen_settings(celery_app: Celery) -> Settings:
     if not hasattr(celery_app, "bookgen_settings"):
         celery_app.conf.broker_url  # noqa: B018  (loads the lazy configuration, which sets it)
-    return celery_app.bookgen_settings  # type: ignore[attr-defined,no-any-return]
+    return celery_app.bookgen_settings  # type: ignore[no-any-return]
 
 
 app = create_app()

@@ -1,6 +1,6 @@
 """Worker configuration, read once from the environment.
 
-Everything the seeds fix (time limits, retry figures, prefetch, ...) is a default here and can be
+Everything BookGen's original design fixes (time limits, retry figures, prefetch, ...) is a default here and can be
 overridden by an environment variable, so the operator and `bookgen up` configure workers the same
 way: by setting variables on the process.
 """
@@ -42,10 +42,10 @@ class RetryPolicy:
             raise ConfigError(f"unknown retry setting(s) {sorted(unknown)}; known: {sorted(known)}")
         values = {**self.__dict__, **overrides}
         return RetryPolicy(
-            max_retries=int(values["max_retries"]),  # type: ignore[arg-type]
-            backoff_base=float(values["backoff_base"]),  # type: ignore[arg-type]
-            backoff_factor=float(values["backoff_factor"]),  # type: ignore[arg-type]
-            backoff_max=float(values["backoff_max"]),  # type: ignore[arg-type]
+            max_retries=int(values["max_retries"]),
+            backoff_base=float(values["backoff_base"]),
+            backoff_factor=float(values["backoff_factor"]),
+            backoff_max=float(values["backoff_max"]),
             jitter=bool(values["jitter"]),
         )
 
@@ -131,7 +131,7 @@ BROKER_CONNECT_TIMEOUT = 5.0
 
 
 def redis_url_from_env(env: Mapping[str, str]) -> str:
-    """REDIS_URL wins; otherwise REDIS_HOST/PORT/DB/PASSWORD, as the seeds document them."""
+    """REDIS_URL wins; otherwise REDIS_HOST/PORT/DB/PASSWORD, as BookGen has always read them."""
     url = env.get("REDIS_URL", "").strip()
     password = env.get("REDIS_PASSWORD", "")
     if url:

@@ -1,4 +1,4 @@
-"""The queue topology of the seeds: six queues, routing by task name, four worker pools, priorities.
+"""BookGen's queue topology: six queues, routing by task name, four worker pools, priorities.
 
 This module is the single source of these facts: the Celery app, the operator's default spec, the
 local runtime and the metrics all read them from here.
@@ -22,7 +22,7 @@ QUEUES: tuple[str, ...] = (HIGH_PRIORITY, CONTENT_GENERATION, VALIDATION, EXPORT
 #: Where the dead-letter entries live (a Redis hash: task id -> JSON record; see deadletter.py).
 DEAD_LETTER_KEY = "failed_tasks"
 
-#: Public priorities: 0..10, 10 is the most urgent (the seeds' API).
+#: Public priorities: 0..10, 10 is the most urgent (BookGen's public API).
 MIN_PRIORITY = 0
 MAX_PRIORITY = 10
 DEFAULT_PRIORITY = 5
@@ -84,7 +84,7 @@ def consumption_order(queues: Sequence[str]) -> list[str]:
     """The order a worker polls its queues in: high_priority first, then as given.
 
     kombu's Redis transport serves one priority level across all of a worker's queues in this order,
-    so a coordination queue listed after a content queue (the seeds' `-Q content_generation,
+    so a coordination queue listed after a content queue (BookGen's original `-Q content_generation,
     high_priority`) would wait behind the whole chapter backlog.
     """
     return sorted(queues, key=lambda name: name != HIGH_PRIORITY)
@@ -156,7 +156,7 @@ class PoolDefaults:
     concurrency: int
 
 
-#: The seeds' four worker pools.
+#: BookGen's original four worker pools.
 DEFAULT_POOLS: tuple[PoolDefaults, ...] = (
     PoolDefaults("content", (CONTENT_GENERATION, HIGH_PRIORITY), 2),
     PoolDefaults("validation", (VALIDATION,), 2),

@@ -7,8 +7,10 @@ Keys honour the configured global key prefix, like kombu's own keys do.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from .config import Settings, redact
 from .errors import RedisUnavailable
@@ -25,6 +27,17 @@ def get_redis(settings: Settings) -> redis.Redis:
         )
         _clients[cache_key] = client
     return client
+
+
+def text(reply: object) -> str:
+    """A Redis reply as text. Our clients answer bytes; redis-py types replies as bytes, str and more."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def hash_fields(values: Mapping[str, str]) -> dict[FieldT, EncodableT]:
+    """A hash of text for HSET's mapping (redis-py types its keys as every encodable type, and a
+    Mapping's key type must match exactly)."""
+    return {key: value for key, value in values.items()}
 
 
 def prefixed(settings: Settings, key: str) -> str:

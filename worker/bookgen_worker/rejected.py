@@ -13,7 +13,7 @@ from celery import signals
 
 from . import deadletter
 from .app import app, bookgen_settings
-from .kombu_patch import CORRUPT_HEADER
+from .patches.kombu_redis import CORRUPT_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _replays(headers: Any) -> int:
 
 
 def corrupt_dead_letter(message: Any) -> deadletter.DeadLetter:
-    """The entry for bytes in a queue that were no message envelope at all (see kombu_patch)."""
+    """The entry for bytes in a queue that were no message envelope at all (see patches/kombu_redis.py)."""
     delivery = getattr(message, "delivery_info", None) or {}
     try:
         body = message.decode()
@@ -97,17 +97,19 @@ def _record(entry: deadletter.DeadLetter) -> None:
         logger.exception("could not dead-letter rejected message %s", entry.task_id)
 
 
-@signals.task_unknown.connect
 def on_unknown_task(sender: Any = None, message: Any = None, exc: BaseException | None = None,
                     name: str | None = None, **_: Any) -> None:
     reason = f"no task named {name!r} is registered on this worker (check the name, or the worker's version)"
     _record(dead_letter_for(message, exc, reason, name=name))
 
 
-@signals.task_rejected.connect
 def on_rejected(sender: Any = None, message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
     if CORRUPT_HEADER in (getattr(message, "headers", None) or {}):
         _record(corrupt_dead_letter(message))
         return
     reason = f"malformed task message: {exc}" if exc is not None else "message is not a Celery task"
     _record(dead_letter_for(message, exc, reason))
+
+
+signals.task_unknown.connect(on_unknown_task)
+signals.task_rejected.connect(on_rejected)

@@ -1,4 +1,4 @@
-"""The backoff schedule of the seeds: base * factor**n, capped, with jitter."""
+"""BookGen's backoff schedule: base * factor**n, capped, with jitter."""
 
 from __future__ import annotations
 

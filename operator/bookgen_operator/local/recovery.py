@@ -12,7 +12,7 @@ consumers may share.
 from __future__ import annotations
 
 from bookgen_worker.config import Settings
-from kombu import Connection
+from kombu.connection import Connection
 
 BATCH = 1000
 

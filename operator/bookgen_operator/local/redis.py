@@ -83,8 +83,8 @@ class LocalRedis:
         return redis_py.Redis.from_url(self.url, socket_connect_timeout=2)
 
 
-def redis_binary(env: Mapping[str, str] | None = None) -> str:
-    path = (env if env is not None else os.environ).get("PATH")
+def redis_binary(env: Mapping[str, str]) -> str:
+    path = env.get("PATH")
     binary = shutil.which("redis-server", path=path)
     if binary is None:
         raise LocalError(f"redis-server was not found on PATH; {INSTALL_HINT}")
@@ -114,12 +114,14 @@ def write_config(state_dir: Path, port: int, password: str) -> Path:
     return conf
 
 
-def start_local_redis(supervisor: Supervisor, state_dir: Path, port: int, *, timeout: float = 20.0) -> LocalRedis:
-    binary = redis_binary()
+def start_local_redis(supervisor: Supervisor, state_dir: Path, port: int, *, env: Mapping[str, str],
+                      timeout: float = 20.0) -> LocalRedis:
+    """redis-server on 127.0.0.1:`port`, started with the environment `env` (PATH finds the binary)."""
+    binary = redis_binary(env)
     port = pick_port(port, "Redis", "--redis-port")
     password, _ = secret_file(state_dir / "redis-password", secrets.token_urlsafe(24))
     conf = write_config(state_dir, port, password)
-    child = supervisor.start("redis", [binary, str(conf)], os.environ)
+    child = supervisor.start("redis", [binary, str(conf)], env)
     server = LocalRedis(port, password, child)
     deadline = time.monotonic() + timeout
     client = server.client()

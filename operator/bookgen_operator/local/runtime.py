@@ -1,7 +1,7 @@
 """`bookgen up`: one BookGenQueue spec -> Redis, worker pools, beat, Flower, /metrics, and the autoscaler.
 
 The same spec (parse_queue), the same worker command and settings (resources.workers/common), and the
-same Autoscaler/decide() as on Kubernetes; only the platform differs (platforms.local).
+same Autoscaler/decide() as on Kubernetes; only the platform differs (local/platform.py).
 
 Shutdown order matters: the autoscaler stops first (nothing starts or stops workers behind our
 back), then every worker, beat and Flower get SIGTERM at once (warm shutdown: running tasks finish,
@@ -23,14 +23,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis as redis_py
-from bookgen_worker.cli.target import write_connection
 from bookgen_worker.config import Settings, redact, settings_from_env
 from bookgen_worker.metrics.workers import read_workers
 
-from bookgen_operator.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
+from bookgen_operator.core.autoscaler.source import MetricsSource
+from bookgen_operator.core.resources.common import app_env
+from bookgen_operator.core.resources.workers import initial_replicas, metrics_pool, worker_command
+from bookgen_operator.core.spec import PoolSpec, QueueSpec
+from bookgen_operator.local.platform import LocalPlatform
 from bookgen_operator.local.recovery import requeue_unacked
 from bookgen_operator.local.redis import (
     DEFAULT_PORT,
@@ -41,12 +44,10 @@ from bookgen_operator.local.redis import (
     start_local_redis,
     stop_local_redis,
 )
+from bookgen_operator.local.state import LOCK_FILE, write_connection
 from bookgen_operator.local.supervisor import Supervisor
-from bookgen_operator.metrics_sources.redis_source import RedisSource
-from bookgen_operator.platforms.local import LocalPlatform
-from bookgen_operator.resources.common import app_env
-from bookgen_operator.resources.workers import initial_replicas, metrics_pool, worker_command
-from bookgen_operator.spec import PoolSpec, QueueSpec
+from bookgen_operator.local.view import PoolRow
+from bookgen_operator.sources.redis_source import RedisSource
 
 #: Variables a worker inherits from the spec (what resources.common.app_env gives a pod), not from the shell.
 _SPEC_VARIABLES = ("BOOKGEN_SOFT_TIME_LIMIT", "BOOKGEN_TIME_LIMIT", "BOOKGEN_VISIBILITY_TIMEOUT",
@@ -59,6 +60,9 @@ _DROPPED = ("REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "FLOWER_US
 @dataclass
 class UpOptions:
     state_dir: Path
+    #: The environment of `bookgen up` (the command line's): workers, beat and Flower inherit it, less
+    #: what would contradict the spec or the local Redis (_DROPPED).
+    environ: Mapping[str, str]
     redis_port: int = DEFAULT_PORT
     flower_port: int = 5555
     metrics_port: int | None = None  # None: the spec's metrics.port
@@ -106,7 +110,7 @@ class LocalRuntime:
     # ------------------------------------------------------------------ start
 
     def _lock(self) -> None:
-        fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -117,8 +121,8 @@ class LocalRuntime:
     def start(self) -> None:
         """Everything up to the first workers; on failure everything started so far is stopped."""
         # A bad BOOKGEN_* variable: its one-line ConfigError now, before anything is started.
-        settings_from_env({**{k: v for k, v in os.environ.items() if k not in _DROPPED}, **spec_env(self.spec),
-                           "REDIS_URL": "redis://127.0.0.1:6379/0"})
+        inherited = {k: v for k, v in self.options.environ.items() if k not in _DROPPED}
+        settings_from_env({**inherited, **spec_env(self.spec), "REDIS_URL": "redis://127.0.0.1:6379/0"})
         self._lock()
         leftovers = self.supervisor.reap_leftovers()
         if leftovers:
@@ -133,20 +137,22 @@ class LocalRuntime:
 
     def _start_redis(self) -> None:
         if self.spec.redis.managed:
-            self.redis = start_local_redis(self.supervisor, self.state_dir, self.options.redis_port)
+            self.redis = start_local_redis(self.supervisor, self.state_dir, self.options.redis_port,
+                                           env=self.options.environ)
             self.redis_url = self.redis.url
         else:
             # The password of an external Redis comes from the environment (on Kubernetes: its Secret).
-            env = {"REDIS_URL": self.spec.redis.url, "REDIS_PASSWORD": os.environ.get("REDIS_PASSWORD", "")}
+            env = {"REDIS_URL": self.spec.redis.url, "REDIS_PASSWORD": self.options.environ.get("REDIS_PASSWORD", "")}
             self.redis_url = settings_from_env(env).redis_url
         self.endpoints.redis = redact(self.redis_url)
         # How `bookgen status`, `submit`, `env`... in this folder find this Redis (0600: the URL has the password).
         write_connection(self.state_dir, self.redis_url, pid=str(os.getpid()))
-        output = self.options.output_dir or Path(os.environ.get("BOOKGEN_OUTPUT_DIR") or self.state_dir / "output")
+        output = self.options.output_dir or Path(self.options.environ.get("BOOKGEN_OUTPUT_DIR")
+                                                 or self.state_dir / "output")
         output = output.resolve()
         output.mkdir(parents=True, exist_ok=True)
         self.endpoints.output_dir = str(output)
-        base = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+        base = {k: v for k, v in self.options.environ.items() if k not in _DROPPED}
         self._env = {**base, **spec_env(self.spec), "REDIS_URL": self.redis_url, "BOOKGEN_OUTPUT_DIR": str(output)}
         self.settings = settings_from_env(self._env)
         self._client = redis_py.Redis.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=10)
@@ -211,16 +217,16 @@ class LocalRuntime:
             source = self._source()
             self.autoscaler = Autoscaler(self.spec.pools, source, self.platform, on_decision=self._on_decision)
 
-    def _source(self) -> Any:
+    def _source(self) -> MetricsSource:
         """Redis directly unless the spec asks for another source (same sources as on Kubernetes)."""
         assert self._client is not None and self.settings is not None
         scaling = self.spec.autoscaling
         if scaling.source == "prometheus":
-            from bookgen_operator.metrics_sources.prometheus import PrometheusSource
+            from bookgen_operator.sources.prometheus import PrometheusSource
 
             return PrometheusSource(scaling.prometheus_url)
         if scaling.source == "endpoint":
-            from bookgen_operator.metrics_sources.endpoint import EndpointSource
+            from bookgen_operator.sources.endpoint import EndpointSource
 
             return EndpointSource(self.endpoints.metrics)
         return RedisSource(self._client, self.settings)  # auto: on one machine Redis is always at hand
@@ -234,7 +240,7 @@ class LocalRuntime:
     # ------------------------------------------------------------------ run
 
     async def run(self, stop: asyncio.Event, *, duration: float | None = None,
-                  on_tick: Callable[[], Any] | None = None) -> None:
+                  on_tick: Callable[[], object] | None = None) -> None:
         """Housekeeping + one autoscaler round every poll interval until `stop` (or `duration` seconds)."""
         assert self.platform is not None
         interval = self.autoscaler.poll_interval if self.autoscaler else self.spec.autoscaling.poll_interval
@@ -289,9 +295,9 @@ class LocalRuntime:
         assert self._client is not None
         return self._client
 
-    def pool_rows(self) -> list[dict[str, Any]]:
+    def pool_rows(self) -> list[PoolRow]:
         """What the view shows per pool."""
-        rows = []
+        rows: list[PoolRow] = []
         for pool in self.spec.pools:
             status = self.status.get(pool.name)
             workers = self.platform.workers(pool.name) if self.platform else []
@@ -306,5 +312,5 @@ class LocalRuntime:
         return rows
 
 
-def pool_summary(rows: list[Mapping[str, Any]]) -> str:
+def pool_summary(rows: list[PoolRow]) -> str:
     return "; ".join(f"{r['pool']} {r['replicas']} (pending {r['pending']}, in flight {r['in_flight']})" for r in rows)

@@ -8,20 +8,38 @@ jump); the decision, the only free text, is shortened with an ellipsis to what t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypedDict
 
 from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+if TYPE_CHECKING:
+    from bookgen_operator.local.runtime import Endpoints
 
-def _num(value: Any) -> str:
+
+class PoolRow(TypedDict):
+    """What the view shows of one pool (LocalRuntime.pool_rows)."""
+
+    pool: str
+    replicas: int  # running, not stopping
+    stopping: int
+    min: int
+    max: int
+    pending: int | None
+    in_flight: int | None
+    busy: int | None
+    decision: str
+    scaled_ago: float | None  # seconds since the pool last scaled
+
+
+def _num(value: object) -> str:
     return "?" if value is None else str(value)
 
 
-def replicas_cell(row: Mapping[str, Any]) -> str:
+def replicas_cell(row: PoolRow) -> str:
     """`3+1 [1-4]`: running, stopping (if any), and the pool's bounds, in a few columns."""
     text = f"{row['replicas']}"
     if row.get("stopping"):
@@ -29,7 +47,7 @@ def replicas_cell(row: Mapping[str, Any]) -> str:
     return f"{text} [{row['min']}-{row['max']}]"
 
 
-def pools_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
+def pools_table(rows: Sequence[PoolRow], title: str = "") -> Table:
     table = Table(title=title or None, expand=True, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("pool", style="bold", no_wrap=True)
     table.add_column("workers", justify="right", no_wrap=True)
@@ -48,7 +66,7 @@ def pools_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> Table:
     return table
 
 
-def header(endpoints: Any, state_dir: str) -> list[str]:
+def header(endpoints: Endpoints, state_dir: str) -> list[str]:
     """The lines `bookgen up` prints once when it has started (the redis URL is redacted)."""
     lines = [f"state folder {state_dir}", f"redis {endpoints.redis}"]
     if endpoints.flower:
@@ -59,7 +77,7 @@ def header(endpoints: Any, state_dir: str) -> list[str]:
     return lines
 
 
-def screen(rows: Sequence[Mapping[str, Any]], extra: RenderableType | None = None) -> Group:
+def screen(rows: Sequence[PoolRow], extra: RenderableType | None = None) -> Group:
     parts: list[RenderableType] = [pools_table(rows, "worker pools (Ctrl-C stops)")]
     if extra is not None:
         parts.append(extra)
@@ -69,11 +87,11 @@ def screen(rows: Sequence[Mapping[str, Any]], extra: RenderableType | None = Non
 class LineReporter:
     """Plain output: one line whenever a pool's replicas or decision change."""
 
-    def __init__(self, echo: Any) -> None:
+    def __init__(self, echo: Callable[[str], None]) -> None:
         self.echo = echo
-        self.last: dict[str, tuple[Any, ...]] = {}
+        self.last: dict[str, tuple[int, str]] = {}
 
-    def update(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def update(self, rows: Sequence[PoolRow]) -> None:
         for row in rows:
             key = (row["replicas"], row.get("decision"))
             if self.last.get(row["pool"]) != key and row.get("decision"):

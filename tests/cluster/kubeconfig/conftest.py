@@ -44,7 +44,7 @@ ADMIN_USER = "bookgen-test-admin"
 
 
 def _kube() -> Any:
-    from bookgen_operator.kube import Kube, Resource
+    from bookgen_operator.controller.client import Kube, Resource
 
     return Kube, Resource
 
@@ -137,7 +137,7 @@ async def _login(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 async def _ensure_crd(cluster: Cluster) -> None:
-    from bookgen_operator.kube import RESOURCES
+    from bookgen_operator.controller.client import RESOURCES
 
     served = await cluster.kube._request("GET", "/apis")
     if "bookgen.io" in {g.get("name") for g in served.get("groups") or []}:
@@ -170,7 +170,7 @@ async def kube_target(cluster: ControlPlane, tmp_path: Path, monkeypatch: pytest
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        from bookgen_operator.kube import RESOURCES
+        from bookgen_operator.controller.client import RESOURCES
 
         bgq = RESOURCES[("bookgen.io/v1alpha1", "BookGenQueue")]
         for obj in await kube.list(bgq, namespace):  # no operator left to release kopf's finalizer

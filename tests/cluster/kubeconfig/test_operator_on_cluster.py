@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from bookgen_operator.kube import RESOURCES, Resource
+from bookgen_operator.controller.client import RESOURCES, Resource
 
 from tests.cluster.kubeconfig.conftest import ADMIN_USER, Cluster, Operator
 from tests.operator.conftest import eventually
@@ -139,7 +139,7 @@ CHILD_KINDS = [RESOURCES[k] for k in (("apps/v1", "Deployment"), ("apps/v1", "St
 
 
 def _without_export_pool() -> dict[str, Any]:
-    from bookgen_operator.spec_defaults import DEFAULT_POOLS
+    from bookgen_operator.core.spec.defaults import DEFAULT_POOLS
 
     return {"pools": [p for p in copy.deepcopy(DEFAULT_POOLS) if p["name"] != "export"]}
 

@@ -1,4 +1,5 @@
-"""Checking and normalising the biography dicts of CONTRACTS.md before they are rendered."""
+"""Checking and normalising the biography dicts (subject, chapters, introduction, conclusion, sources)
+before they are rendered."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def one_line(text: str) -> str:
     return " ".join(clean_text(text).split())
 
 
-def check_subject(subject: Any, field: str = "subject") -> str:
+def check_subject(subject: object, field: str = "subject") -> str:
     if not isinstance(subject, str) or not subject.strip():
         raise InvalidInput(f"{field} must be a non-empty string (got {subject!r})")
     subject = one_line(subject)

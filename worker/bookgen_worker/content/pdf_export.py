@@ -11,6 +11,7 @@ from reportlab.lib.units import cm
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
+    Flowable,
     Frame,
     ListFlowable,
     ListItem,
@@ -33,7 +34,7 @@ def _footer(canvas: Canvas, document: BaseDocTemplate) -> None:
 def write_pdf(book: Book, path: Path) -> None:
     styles = getSampleStyleSheet()
     # Paragraph() reads a small markup language: user text is escaped so "<" or "&" cannot break it.
-    story: list = [
+    story: list[Flowable] = [
         Spacer(1, 8 * cm),
         Paragraph(escape(book.subject), styles["Title"]),
         Paragraph("A biography", styles["Heading3"]),

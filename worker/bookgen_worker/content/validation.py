@@ -1,7 +1,8 @@
 """Validators for chapters, sources, prose quality and whole biographies (pure functions).
 
-Each returns the result dict of CONTRACTS.md. Arguments that are not what the task expects raise
-InvalidInput; content that is merely not good enough is reported as `valid: False` with reasons.
+Each returns a result dict: `valid` and what it found (a message, errors or issues, with the figures
+checked). Arguments that are not what the task expects raise InvalidInput; content that is merely not
+good enough is reported as `valid: False` with reasons.
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ def advance(celery_app: Celery, settings: Settings, job_id: str) -> None:
         return
     results = store.step_results(settings, job_id)
     if job.stage == STAGE_FRAMING and {"introduction", "conclusion"} <= results.keys():
-        steps = {"validate": ("bookgen.validate_complete_biography", (plan.assemble(job, results),))}
+        steps: dict[str, tuple[str, tuple[object, ...]]] = {
+            "validate": ("bookgen.validate_complete_biography", (plan.assemble(job, results),))}
         _enter(celery_app, settings, job_id, (STAGE_FRAMING, STAGE_CHECKING), steps,
                "Validating the complete biography")
     elif job.stage == STAGE_CHECKING and "validate" in results:

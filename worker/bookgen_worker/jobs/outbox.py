@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..queues import COORDINATION_TRANSPORT_PRIORITY, is_coordination_task, transport_priority
-from ..redis_client import get_redis
+from ..redis_client import get_redis, text
 from . import store
 from .records import StepMessage
 from .states import JobState
@@ -96,7 +96,7 @@ def sweep(celery_app: Celery, settings: Settings, now: float | None = None) -> d
 
 def _jobs_with_entries(settings: Settings) -> list[str]:
     client = get_redis(settings)
-    ids = [job_id.decode() for job_id in client.zrange(store.index_key(settings), 0, -1)]
+    ids = [text(job_id) for job_id in client.zrange(store.index_key(settings), 0, -1)]
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
         pipe.exists(store.outbox_key(settings, job_id))
@@ -131,7 +131,7 @@ def _resend_overdue(celery_app: Celery, settings: Settings, job_id: str, state: 
     if not overdue:
         return {}
     client = get_redis(settings)
-    registered = {step.decode(): task_id.decode()
+    registered = {text(step): text(task_id)
                   for step, task_id in client.hgetall(store.tasks_key(settings, job_id)).items()}
     counts = {"resent": 0, "dropped": 0}
     for message in overdue:

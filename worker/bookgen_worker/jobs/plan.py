@@ -52,7 +52,7 @@ def _section(results: Results, key: str, title: str) -> dict[str, Any]:
 
 
 def assemble(job: JobRecord, results: Results) -> dict[str, Any]:
-    """The biography dict of CONTRACTS.md from the steps that succeeded."""
+    """The biography dict (content/biography.py checks its shape) from the steps that succeeded."""
     chapters = written_chapters(results)
     sources: list[str] = []
     for chapter in chapters:

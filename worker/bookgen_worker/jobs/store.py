@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import BookGenError
-from ..redis_client import get_redis, prefixed
+from ..queues import DEFAULT_PRIORITY
+from ..redis_client import get_redis, hash_fields, prefixed, text
 from .records import (
     CHAPTER_TASK,
     DEFAULT_PARALLEL,
-    DEFAULT_PRIORITY,
     DEFAULT_TARGET_WORDS,
     STAGE_CHAPTERS,
     JobRecord,
@@ -105,7 +105,7 @@ def _mutate(settings: Settings, job_id: str, decide: Callable[[JobRecord, Pipeli
         change = decide(before, pipe)
         pipe.multi()
         if change.record is not None and change.record != before:
-            pipe.hset(key, mapping=replace(change.record, updated_at=time.time()).to_hash())
+            pipe.hset(key, mapping=hash_fields(replace(change.record, updated_at=time.time()).to_hash()))
             if is_terminal(change.record.state) and not is_terminal(before.state):
                 for finished in (*watched, outbox_key(settings, job_id)):  # a finished job ages out
                     pipe.expire(finished, JOB_RETENTION_SECONDS)
@@ -130,7 +130,7 @@ def get_job(settings: Settings, job_id: str) -> JobRecord:
 def list_jobs(settings: Settings, limit: int = 50) -> list[JobRecord]:
     """The newest jobs first."""
     client = get_redis(settings)
-    ids = [i.decode() for i in client.zrevrange(index_key(settings), 0, max(limit, 1) - 1)]
+    ids = [text(i) for i in client.zrevrange(index_key(settings), 0, max(limit, 1) - 1)]
     pipe = client.pipeline(transaction=False)
     for job_id in ids:
         pipe.hgetall(job_key(settings, job_id))
@@ -139,12 +139,12 @@ def list_jobs(settings: Settings, limit: int = 50) -> list[JobRecord]:
 
 def step_results(settings: Settings, job_id: str) -> dict[str, dict[str, Any]]:
     raw = get_redis(settings).hgetall(results_key(settings, job_id))
-    return {key.decode(): json.loads(value) for key, value in raw.items()}
+    return {text(key): json.loads(value) for key, value in raw.items()}
 
 
 def queued_tasks(settings: Settings, job_id: str) -> dict[str, str]:
     raw = get_redis(settings).hgetall(tasks_key(settings, job_id))
-    return {key.decode(): value.decode() for key, value in raw.items()}
+    return {text(key): text(value) for key, value in raw.items()}
 
 
 # --- the user's actions -------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def submit_job(
     )
     start = _kick(job_id, "start", inputs.priority)
     pipe = get_redis(settings).pipeline(transaction=True)
-    pipe.hset(job_key(settings, job_id), mapping=record.to_hash())
+    pipe.hset(job_key(settings, job_id), mapping=hash_fields(record.to_hash()))
     _register(pipe, settings, job_id, [start])
     pipe.zadd(index_key(settings), {job_id: now})
     pipe.zremrangebyscore(index_key(settings), "-inf", now - 2 * JOB_RETENTION_SECONDS)  # long-expired ids
@@ -242,7 +242,7 @@ def cancel_job(settings: Settings, job_id: str, *, celery_app: Celery | None = N
 
     def decide(record: JobRecord, pipe: Pipeline) -> Change:
         check_transition(record.state, JobState.CANCELLED)
-        ids = [value.decode() for value in pipe.hvals(tasks_key(settings, job_id))]
+        ids = [text(value) for value in pipe.hvals(tasks_key(settings, job_id))]
         cancelled = replace(record, state=JobState.CANCELLED, in_flight=0,
                             status=f"Cancelled at {record.current}/{record.total}")
         return Change(cancelled, value=(cancelled, ids))
@@ -306,7 +306,7 @@ def admit_step(settings: Settings, job_id: str, step: str, task_id: str) -> str:
         if is_terminal(record.state) or pipe.hexists(results_key(settings, job_id), step):
             return Change(value=DROP)
         registered = pipe.hget(tasks_key(settings, job_id), step)
-        if registered is None or registered.decode() != task_id:
+        if registered is None or text(registered) != task_id:
             return Change(value=DROP)
         if record.state != JobState.PAUSED or not step.startswith("chapter:"):
             return Change(value=RUN)

@@ -40,7 +40,7 @@ COUNTER_NAMES = {
 }
 
 
-class BookGenCollector(Collector):  # type: ignore[misc]
+class BookGenCollector(Collector):
     def __init__(self, client: redis.Redis, settings: Settings, queues: Sequence[str] = QUEUES) -> None:
         self.client = client
         self.settings = settings
@@ -168,8 +168,8 @@ def counter_metrics(raw: dict[bytes, bytes], initial: Iterable[tuple[str, str]] 
                                   labels=["task", "queue"])
         for kind, name in COUNTER_NAMES.items()
     }
-    for (kind, task, queue), value in sorted(values.items()):
-        families[kind].add_metric([task, queue], value)
+    for (kind, task, queue), count in sorted(values.items()):
+        families[kind].add_metric([task, queue], count)
     yield from families.values()
 
 

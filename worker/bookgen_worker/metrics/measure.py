@@ -122,9 +122,9 @@ class Snapshot:
                              int(d.get("running", 0)), int(d.get("reserved", 0)), int(d.get("scheduled", 0)))
             for name, d in data["queues"].items()
         }
-        optional = {k: int(data[k]) for k in ("unacked", "held") if data.get(k) is not None}
+        unacked, held = (int(data[k]) if data.get(k) is not None else None for k in ("unacked", "held"))
         return cls(queues=queues, dead_letters=int(data["dead_letters"]), measured_at=float(data["measured_at"]),
-                   **optional)
+                   unacked=unacked, held=held)
 
 
 def measure(

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
 
 import redis
@@ -255,14 +255,10 @@ class WorkerRegistryStep(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, worker: Any) -> None:
         settings: Settings = worker.app.bookgen_settings
         hostname = str(worker.hostname)
-        static = {
-            "hostname": hostname,
-            "pool": pool_name(hostname),
-            "pod": pod_name(),
-            "pid": os.getpid(),
-            "queues": consumed_queues(worker),
-            "concurrency": int(worker.concurrency or 1),
-        }
+        # What stays the same for the worker's life; busy, held and the time change with every publish.
+        static = WorkerInfo(hostname=hostname, pool=pool_name(hostname), pod=pod_name(), pid=os.getpid(),
+                            queues=consumed_queues(worker), concurrency=int(worker.concurrency or 1), busy=0,
+                            updated_at=0.0)
 
         def loop() -> None:
             sweeps = 0
@@ -270,9 +266,9 @@ class WorkerRegistryStep(bootsteps.StartStopStep):  # type: ignore[misc]
             while not self._stop.is_set():
                 try:
                     client = get_redis(settings)
-                    last = held_now(static["queues"]) or last
+                    last = held_now(static.queues) or last
                     busy, held = last
-                    publish(client, settings, WorkerInfo(**static, busy=busy, updated_at=time.time(), held=held))
+                    publish(client, settings, replace(static, busy=busy, updated_at=time.time(), held=held))
                     sweeps += 1
                     if sweeps % 60 == 1:
                         sweep(client, settings)

@@ -122,7 +122,7 @@ def remove_expired_results(settings: Settings, now: float) -> int:
 
 
 @bookgen_task("process_dead_letter_queue")
-def process_dead_letter_queue(self, archive_older_than: float = 86400) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def process_dead_letter_queue(self, archive_older_than: object = 86400) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Summarise dead letters by task and exception; archive those older than the threshold."""
     if isinstance(archive_older_than, bool) or not isinstance(archive_older_than, int | float) \
             or archive_older_than < 0:

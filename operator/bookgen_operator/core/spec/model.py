@@ -1,0 +1,173 @@
+"""The typed BookGenQueue: what parse_queue (spec.py) produces. Frozen dataclasses, no logic beyond
+derived names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.spec.defaults import REDIS_LIMITS, REDIS_REQUESTS
+
+GROUP = "bookgen.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "BookGenQueue"
+PLURAL = "bookgenqueues"
+
+PoolType = Literal["prefork", "threads", "solo"]
+Toggle = Literal["auto", "always", "never"]
+RedisMode = Literal["managed", "external"]
+MetricsSourceKind = Literal["auto", "prometheus", "endpoint", "redis"]
+
+
+class SpecError(ValueError):
+    """The BookGenQueue cannot work as written; the message says which field and why, in one line."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    repository: str = "ghcr.io/bookgen/bookgen-queue"
+    tag: str = "0.1.0"
+    pull_policy: str = "IfNotPresent"
+    #: sha256:<hex>; when set the kubelet pulls by content and the tag is informative only.
+    digest: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
+
+
+@dataclass(frozen=True)
+class PersistenceSpec:
+    enabled: bool = True
+    size: str = "1Gi"
+    storage_class: str = ""
+
+
+@dataclass(frozen=True)
+class RedisSpec:
+    mode: RedisMode = "managed"
+    url: str = ""
+    #: Empty in managed mode = the operator generates `<cr>-redis` (see QueueSpec.redis_secret_name).
+    password_secret_name: str = ""
+    password_secret_key: str = "password"
+    image: str = "redis:7.2.5-alpine"
+    persistence: PersistenceSpec = field(default_factory=PersistenceSpec)
+    resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: {"requests": dict(REDIS_REQUESTS), "limits": dict(REDIS_LIMITS)}
+    )
+
+    @property
+    def managed(self) -> bool:
+        return self.mode == "managed"
+
+
+@dataclass(frozen=True)
+class BeatSpec:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class FlowerSpec:
+    enabled: bool = True
+    #: Empty = the operator generates `<cr>-flower-auth` (keys username, password).
+    auth_secret_name: str = ""
+    max_tasks: int = 10000
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    soft_time_limit: int = 3000
+    time_limit: int = 3600
+    visibility_timeout: int = 7200
+    prefetch_multiplier: int = 1
+    max_tasks_per_child: int = 1000
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    port: int = 9808
+    service_monitor: Toggle = "auto"
+    prometheus_rule: Toggle = "auto"
+    #: Extra labels of the ServiceMonitor/PrometheusRule (e.g. release: kps); the operator's default if empty.
+    monitor_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AutoscalingSpec:
+    """spec.autoscaling: the loop's global settings and the policy defaults every pool inherits."""
+
+    enabled: bool = True
+    source: MetricsSourceKind = "auto"
+    prometheus_url: str = ""
+    # The policy knobs default to Policy's own, the values bench/simulate.py measures; the CRD's
+    # defaults must match (tests/unit/test_crd_schema.py checks).
+    poll_interval: float = Policy.poll_interval
+    target_per_slot: float = Policy.target_per_slot
+    target_wait: float | None = Policy.target_wait
+    target_oldest_age: float | None = Policy.target_oldest_age
+    scale_up_window: float = Policy.scale_up_window
+    scale_down_window: float = Policy.scale_down_window
+    max_step: int | None = Policy.max_step
+    activation_threshold: int = Policy.activation_threshold
+    tolerance: float = Policy.tolerance
+    fallback_replicas: int | None = Policy.fallback_replicas
+    stale_after: float = Policy.stale_after
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    pool_type: PoolType
+    resources: Mapping[str, Mapping[str, str]]
+    min_replicas: int
+    max_replicas: int
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    namespace: str
+    uid: str
+    image: ImageSpec
+    queues: tuple[str, ...]
+    pools: tuple[PoolSpec, ...]
+    redis: RedisSpec
+    beat: BeatSpec
+    flower: FlowerSpec
+    worker: WorkerSpec
+    metrics: MetricsSpec
+    autoscaling: AutoscalingSpec
+    generation: int = 0
+    #: Pull Secrets of every child pod (spec.imagePullSecrets, plus the operator's defaults).
+    image_pull_secrets: tuple[str, ...] = ()
+    #: The operator-wide registry (chart global.imageRegistry) every child image is pulled from; "" = as written.
+    image_registry: str = ""
+
+    @property
+    def redis_secret_name(self) -> str:
+        return self.redis.password_secret_name or f"{self.name}-redis"
+
+    @property
+    def redis_secret_generated(self) -> bool:
+        """True when the operator must create the Redis password Secret (create-if-absent)."""
+        return self.redis.managed and not self.redis.password_secret_name
+
+    @property
+    def flower_secret_name(self) -> str:
+        return self.flower.auth_secret_name or f"{self.name}-flower-auth"
+
+    @property
+    def flower_secret_generated(self) -> bool:
+        return self.flower.enabled and not self.flower.auth_secret_name
+
+    def pool(self, name: str) -> PoolSpec:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(name)

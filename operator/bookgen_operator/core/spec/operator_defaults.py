@@ -1,0 +1,43 @@
+"""Operator-wide defaults for every BookGenQueue, set once by the Helm chart (environment variables).
+
+- BOOKGEN_IMAGE_REGISTRY (chart `global.imageRegistry`): the registry every child image is pulled
+  from (resources.images);
+- BOOKGEN_IMAGE_PULL_SECRETS (chart `global.imagePullSecrets`, comma-separated names): pull Secrets
+  added to every child pod, after the queue's own `spec.imagePullSecrets`; each must exist in the
+  queue's namespace;
+- BOOKGEN_MONITOR_LABELS (chart `monitoring.labels`, `k=v,k2=v2`): labels of the per-queue
+  ServiceMonitor and PrometheusRule when the spec sets none (`spec.metrics.monitorLabels` wins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from bookgen_operator.core.spec import SpecError, label_map
+from bookgen_operator.core.spec.model import QueueSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorDefaults:
+    image_registry: str = ""
+    image_pull_secrets: tuple[str, ...] = ()
+    monitor_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OperatorDefaults:
+        """Read the defaults; a malformed value raises SpecError naming the variable."""
+        pairs = [p for p in env.get("BOOKGEN_MONITOR_LABELS", "").split(",") if p.strip()]
+        if any("=" not in p for p in pairs):
+            raise SpecError(f"BOOKGEN_MONITOR_LABELS must be k=v pairs separated by commas (got {pairs})")
+        labels = label_map(dict(p.strip().split("=", 1) for p in pairs), "BOOKGEN_MONITOR_LABELS")
+        secrets = tuple(n.strip() for n in env.get("BOOKGEN_IMAGE_PULL_SECRETS", "").split(",") if n.strip())
+        return cls(env.get("BOOKGEN_IMAGE_REGISTRY", "").strip().rstrip("/"), secrets, labels)
+
+    def apply(self, spec: QueueSpec) -> QueueSpec:
+        secrets = tuple(dict.fromkeys((*spec.image_pull_secrets, *self.image_pull_secrets)))
+        metrics = spec.metrics
+        if not metrics.monitor_labels and self.monitor_labels:
+            metrics = dataclasses.replace(metrics, monitor_labels=dict(self.monitor_labels))
+        return dataclasses.replace(spec, image_registry=self.image_registry, image_pull_secrets=secrets,
+                                   metrics=metrics)
