@@ -9,8 +9,10 @@ here (config.py) into the one OperatorContext that kopf hands to each handler as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -87,13 +89,17 @@ async def _elected(operator: Coroutine[Any, Any, None], ctx: OperatorContext) ->
                             config.lease_timings)
     standby = await _standby_health(config.liveness)
     try:
-        await elector.acquire()
+        leading = await _until_stopped(elector.acquire())
     except asyncio.CancelledError:
         operator.close()
         raise
     finally:
         if standby is not None:
             await standby.cleanup()
+    if not leading:
+        operator.close()
+        logging.getLogger(__name__).info("stopped on standby: the Lease was never held")
+        return
 
     def lost() -> None:
         logging.getLogger(__name__).error("leader election lost: exiting so that only the new leader acts")
@@ -106,6 +112,34 @@ async def _elected(operator: Coroutine[Any, Any, None], ctx: OperatorContext) ->
     finally:
         keeper.cancel()
         await elector.release()
+
+
+async def _until_stopped(waiting: Coroutine[Any, Any, None]) -> bool:
+    """Await `waiting`, unless SIGTERM or SIGINT comes first: then cancel it and return False.
+
+    kopf installs its signal handlers only once it runs, i.e. once this replica leads. Before that a
+    standby had none, and as PID 1 of its container the kernel ignores a signal without a handler: the
+    kubelet's SIGTERM did nothing, and every rollout or scale-down waited the whole grace period for the
+    SIGKILL (seen on the real node: exit code 137)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    task, stopped = asyncio.ensure_future(waiting), asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        stopped.cancel()
+    if task.done():
+        task.result()  # its exception, if it failed
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False
 
 
 async def _standby_health(url: str) -> web.AppRunner | None:

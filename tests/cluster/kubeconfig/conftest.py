@@ -2,7 +2,7 @@
 
 `cluster` here wraps the session's real control plane (tests/cluster/conftest.py): a namespace per
 test, deleted afterwards, the CRD installed if the server does not serve it yet, and the operator's
-own async client (bookgen_operator.kube) logged in the way kopf logs in. Never the ambient
+own async client (bookgen_operator.controller.client) logged in the way kopf logs in. Never the ambient
 KUBECONFIG: a developer's current context may be a cluster that matters.
 
 The operator runs as a real process (`python -m bookgen_operator --namespace <ns>`) logged in from the

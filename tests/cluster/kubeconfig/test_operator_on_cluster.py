@@ -223,6 +223,25 @@ async def test_a_standby_replica_takes_over_within_15s_of_the_leaders_death(clus
     assert await _lease_holder(cluster, "op-b")
 
 
+async def test_a_standby_stops_at_once_and_cleanly_on_sigterm(cluster: Cluster) -> None:
+    """A rollout or scale-down sends SIGTERM to every replica. The standby used to have no handler yet
+    (kopf installs its own only once it runs), so as PID 1 it ignored the signal and the kubelet
+    killed it after the grace period (exit 137, seen on the real node)."""
+    a = await cluster.start_operator("op-a", leader_elect=True)
+    await eventually(lambda: _lease_holder(cluster, "op-a"), timeout=60, what="op-a leading")
+    b = await cluster.start_operator("op-b", leader_elect=True)
+    await eventually(lambda: _says(b, "is on standby"), timeout=60, what="op-b on standby")
+    b.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(b.process.wait(), 10) == 0, b.log()[-2000:]
+    assert await _lease_holder(cluster, "op-a"), "the leader is untouched"
+    await a.stop()
+    assert a.process.returncode == 0, a.log()[-2000:]
+
+
+async def _says(op: Operator, text: str) -> bool:
+    return text in op.log()
+
+
 async def test_two_replicas_never_write_replica_counts_in_the_same_second(cluster: Cluster, tmp_path: Path) -> None:
     """Acceptance 4, with the autoscaler on: op-a leads and scales a pool from a real Redis backlog,
     op-b writes nothing while op-a lives; after op-a's death op-b scales another pool. The audit log
