@@ -6,6 +6,7 @@ from __future__ import annotations
 from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.common import (
     TMP_MOUNT,
+    add_user_environment,
     app_env,
     container_security_context,
     pod_env,
@@ -35,6 +36,7 @@ def build_beat_deployment(spec: QueueSpec) -> JSON:
         "securityContext": container_security_context(),
         "volumeMounts": [dict(TMP_MOUNT)],
     }
+    add_user_environment(container, spec.environment)
     # Recreate and 30 s: see the module docstring; beat has nothing to finish.
     return single_pod_deployment(spec, beat_name(spec), COMPONENT, container, strategy={"type": "Recreate"},
                                  terminationGracePeriodSeconds=30)

@@ -8,6 +8,7 @@ from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.images import pull_secrets
 from bookgen_operator.core.resources.labels import APP_UID, REDIS_PORT, labels, metadata, redis_name, selector
 from bookgen_operator.core.spec import QueueSpec
+from bookgen_operator.core.spec.model import Environment
 
 
 def pod_security_context(uid: int = APP_UID) -> JSON:
@@ -73,6 +74,17 @@ def app_env(spec: QueueSpec) -> list[JSON]:
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
+
+
+def add_user_environment(container: JSON, environment: Environment) -> JSON:
+    """The user's env after ours (spec/environment.py refuses a name of ours) and their envFrom,
+    which Kubernetes lets any explicit env entry win over. Nothing is added when there is none, so a
+    queue without it keeps the exact manifest it had."""
+    if environment.env:
+        container["env"] = [*container.get("env", []), *(dict(e) for e in environment.env)]
+    if environment.env_from:
+        container["envFrom"] = [dict(e) for e in environment.env_from]
+    return container
 
 
 def pod_env() -> list[JSON]:

@@ -5,7 +5,13 @@
 from __future__ import annotations
 
 from bookgen_operator.core.objects import JSON
-from bookgen_operator.core.resources.common import TMP_MOUNT, app_env, container_security_context, single_pod_deployment
+from bookgen_operator.core.resources.common import (
+    TMP_MOUNT,
+    add_user_environment,
+    app_env,
+    container_security_context,
+    single_pod_deployment,
+)
 from bookgen_operator.core.resources.images import child_image
 from bookgen_operator.core.resources.labels import FLOWER_PORT, flower_name, metadata, selector
 from bookgen_operator.core.spec import QueueSpec
@@ -50,6 +56,7 @@ def build_flower_deployment(spec: QueueSpec) -> JSON:
         "securityContext": container_security_context(),
         "volumeMounts": [dict(TMP_MOUNT)],
     }
+    add_user_environment(container, spec.environment)
     return single_pod_deployment(spec, flower_name(spec), COMPONENT, container)
 
 

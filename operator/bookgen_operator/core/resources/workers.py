@@ -18,6 +18,7 @@ from __future__ import annotations
 from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.common import (
     TMP_MOUNT,
+    add_user_environment,
     app_env,
     container_security_context,
     pod_env,
@@ -132,6 +133,8 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
         container["ports"] = [{"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"}]
     else:
         env.append({"name": "BOOKGEN_METRICS_PORT", "value": "off"})
+    # The queue's environment, then the pool's: a change of the pool's rolls only this Deployment.
+    add_user_environment(container, spec.environment + pool.environment)
     meta = metadata(spec, worker_name(spec, pool), COMPONENT, pool)
     meta["annotations"] = {REPLICAS_OWNER_ANNOTATION: "autoscaler" if autoscaler_owns_replicas(spec) else "reconcile"}
     return {

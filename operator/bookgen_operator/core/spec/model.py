@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bookgen_operator.core.autoscaler.policy import Policy
+from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.spec.defaults import REDIS_LIMITS, REDIS_REQUESTS
 
 GROUP = "bookgen.io"
@@ -24,6 +25,22 @@ MetricsSourceKind = Literal["auto", "prometheus", "endpoint", "redis"]
 
 class SpecError(ValueError):
     """The BookGenQueue cannot work as written; the message says which field and why, in one line."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """env (EnvVar) and envFrom (EnvFromSource) objects a user gives BookGen's processes, checked by
+    spec/environment.py, in the user's order."""
+
+    env: tuple[JSON, ...] = ()
+    env_from: tuple[JSON, ...] = ()
+
+    def __add__(self, other: Environment) -> Environment:
+        """The queue's environment, then a pool's (a pool's entry of the same name wins, as later
+        entries do in Kubernetes)."""
+        names = {e["name"] for e in other.env}
+        return Environment((*(e for e in self.env if e["name"] not in names), *other.env),
+                           (*self.env_from, *other.env_from))
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,8 @@ class PoolSpec:
     min_replicas: int
     max_replicas: int
     policy: Policy
+    #: This pool's own env/envFrom (spec.pools[].env), after the queue's.
+    environment: Environment = field(default_factory=lambda: Environment())
 
 
 @dataclass(frozen=True)
@@ -148,6 +167,8 @@ class QueueSpec:
     image_pull_secrets: tuple[str, ...] = ()
     #: The operator-wide registry (chart global.imageRegistry) every child image is pulled from; "" = as written.
     image_registry: str = ""
+    #: env/envFrom of every BookGen process of the queue (spec.env, spec.envFrom).
+    environment: Environment = field(default_factory=lambda: Environment())
 
     @property
     def redis_secret_name(self) -> str:

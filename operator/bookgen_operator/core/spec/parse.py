@@ -24,6 +24,7 @@ from bookgen_operator.core.spec.defaults import (
     REDIS_LIMITS,
     REDIS_REQUESTS,
 )
+from bookgen_operator.core.spec.environment import read_environment
 from bookgen_operator.core.spec.model import (
     API_VERSION,
     KIND,
@@ -121,7 +122,8 @@ def _pool(raw: object, path: str, scaling: AutoscalingSpec) -> PoolSpec:
     r = Reader(
         raw,
         path,
-        ("name", "queues", "concurrency", "poolType", "resources", "minReplicas", "maxReplicas", "autoscaling"),
+        ("name", "queues", "concurrency", "poolType", "resources", "minReplicas", "maxReplicas", "autoscaling",
+         "env", "envFrom"),
     )
     for required in ("name", "queues"):
         if not r.has(required):
@@ -153,7 +155,8 @@ def _pool(raw: object, path: str, scaling: AutoscalingSpec) -> PoolSpec:
             "or every observation counts as stale (checked per pool, after its overrides)"
         )
     policy = Policy(min_replicas=min_replicas, max_replicas=max_replicas, **knobs)
-    return PoolSpec(name, queues, concurrency, pool_type, resources, min_replicas, max_replicas, policy)
+    return PoolSpec(name, queues, concurrency, pool_type, resources, min_replicas, max_replicas, policy,
+                    read_environment(r))
 
 
 def _redis(spec: Reader) -> RedisSpec:
@@ -292,7 +295,7 @@ def parse_queue(body: Body) -> QueueSpec:
         body.get("spec"),
         "spec",
         ("image", "imagePullSecrets", "queues", "pools", "redis", "beat", "flower", "worker", "metrics",
-         "autoscaling"),
+         "autoscaling", "env", "envFrom"),
     )
 
     img = spec.obj("image", ("repository", "tag", "pullPolicy", "digest"))
@@ -365,6 +368,7 @@ def parse_queue(body: Body) -> QueueSpec:
         autoscaling=scaling,
         generation=generation,
         image_pull_secrets=pull_secrets,
+        environment=read_environment(spec),
     )
 
 
