@@ -147,6 +147,11 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     try:
         yield name
     finally:
+        # The operator a test ran is gone by now: nothing else would release kopf's finalizer.
+        for queue in cluster.custom.list_namespaced_custom_object("bookgen.io", "v1alpha1", name,
+                                                                  "bookgenqueues")["items"]:
+            cluster.custom.patch_namespaced_custom_object("bookgen.io", "v1alpha1", name, "bookgenqueues",
+                                                          queue["metadata"]["name"], {"metadata": {"finalizers": None}})
         try:
             cluster.core.delete_namespace(name)
         except client.ApiException as e:

@@ -87,3 +87,47 @@ def test_busy_workers_of_every_pool_survive_a_redis_restart_and_run_nothing_twic
         for worker in workers:
             worker.stop()
         client.close()
+
+
+#: How long Redis stays away after the task ended: what a pod rescheduled onto its volume can take,
+#: and longer than Celery's default publish retry lasts (it fails this test without app.WORKER_PUBLISH_RETRY).
+OUTAGE_SECONDS = 30.0
+
+
+def test_a_task_that_ends_while_redis_is_away_still_sends_its_callback(aof_redis: RedisServer, tmp_path: Path) -> None:
+    """Found on the real node: a chapter that ended while the Redis pod was being replaced could not
+    publish its link callback, and Celery marked the finished task FAILED (and the book's step failed).
+    A worker now keeps publishing until Redis is back (app.WORKER_PUBLISH_RETRY)."""
+    import time
+
+    url = aof_redis.url()
+    configure_app(app, settings_from_env({**FAST_TEST_ENV, "REDIS_URL": url}))
+    worker = start_worker(redis_url=url, queues=("content_generation",), name="content", workdir=tmp_path,
+                          extra_env={"BOOKGEN_POOL": "content", "BOOKGEN_METRICS_PORT": "off"})
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    try:
+        probe_tasks.sleep_then_mark.apply_async(
+            args=(str(started), 1.0, str(finished)), queue="content_generation",
+            link=probe_tasks.record.si("callback").set(queue="content_generation"))
+        wait_for(started.exists, timeout=30, what="the task running")
+        aof_redis.process.send_signal(signal.SIGTERM)  # Redis goes away while the task still runs
+        aof_redis.process.wait(timeout=30)
+        wait_for(finished.exists, timeout=30, what="the task ending while Redis is away")
+        time.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for a condition
+        aof_redis.restart(signal.SIGTERM)  # already stopped: starts it again on its data
+        client = redis.Redis.from_url(url)
+        try:
+            wait_for(lambda: probe_tasks.done(client).get("callback") == 1, timeout=60,
+                     what="the callback, published once Redis was back")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{worker.log()[-4000:]}") from None
+        from bookgen_worker import deadletter
+
+        assert [e["label"] for e in probe_tasks.events(client)] == ["callback"], "the callback ran once"
+        assert len(started.read_text().splitlines()) == 1, "the task ran once"
+
+        assert deadletter.entries(settings_from_env({**FAST_TEST_ENV, "REDIS_URL": url})) == []
+        assert "raised unexpected" not in worker.log(), worker.log()[-3000:]
+        client.close()
+    finally:
+        worker.stop()

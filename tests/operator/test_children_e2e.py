@@ -50,7 +50,7 @@ async def test_the_full_example_settles_with_no_writes_and_one_write_repairs_a_h
                                            "stringData": {"username": "u", "password": "p"}})
     created = await emu.create_object(BGQ, body)
     uid = created["metadata"]["uid"]
-    await eventually(lambda: emu.objects_of(DEPLOY, NS), what="the workers")
+    await eventually(lambda: emu.objects_of(DEPLOY, NS), timeout=60, what="the workers")
     await eventually(lambda: conditions(kopf_operator, "bookgen-full").get("Ready"), what="a Ready condition")
     await make_ready(kopf_operator)
     # Timer reconciles read the children from the watches: settled means the watches have delivered

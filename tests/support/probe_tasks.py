@@ -44,6 +44,18 @@ def record(self, label: str, seconds: float = 0.0) -> str:  # type: ignore[no-un
     return label
 
 
+@bookgen_task("probe.sleep_then_mark")
+def sleep_then_mark(self, started: str, seconds: float, finished: str) -> str:  # type: ignore[no-untyped-def]
+    """Append a line to `started`, sleep, touch `finished` (files: no Redis needed while it runs or ends)."""
+    from pathlib import Path
+
+    with Path(started).open("a") as f:
+        f.write(f"{self.request.id}\n")
+    time.sleep(seconds)
+    Path(finished).touch()
+    return finished
+
+
 @bookgen_task("probe.always_fails")
 def always_fails(self, label: str) -> None:  # type: ignore[no-untyped-def]
     _record(self, label)

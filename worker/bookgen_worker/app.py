@@ -136,6 +136,24 @@ def _poll_coordination_first(sender: object = None, instance: object = None, **_
 
 signals.celeryd_after_setup.connect(_poll_coordination_first)
 
+#: How long a worker keeps trying to publish (a link callback, a retry, the steps a job sends next)
+#: when Redis is away. Celery's default gives up after 3 attempts (with redis-py's own backoff, some
+#: 20 s here) and marks the finished task FAILED: on the real node, a Redis pod deleted mid-job (back on
+#: its volume after a reschedule, the AOF load and its readiness probe) turned a chapter that had been
+#: written into a failed step, and the book into COMPLETED_WITH_ERRORS. Now about 90 attempts, a
+#: second apart. Workers only: a command-line client keeps Celery's quicker failure.
+WORKER_PUBLISH_RETRY = {"max_retries": 90, "interval_start": 0, "interval_step": 1, "interval_max": 1}
+
+
+def _patient_publishing(sender: object = None, conf: object = None, **_: object) -> None:
+    """Before the pool forks: its children inherit the policy with the configuration."""
+    app = getattr(sender, "app", None)
+    if app is not None:
+        app.conf.task_publish_retry_policy = dict(WORKER_PUBLISH_RETRY)
+
+
+signals.worker_init.connect(_patient_publishing)
+
 
 def bookgen_settings(celery_app: Celery) -> Settings:
     if not hasattr(celery_app, "bookgen_settings"):

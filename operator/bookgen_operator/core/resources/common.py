@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from bookgen_operator.core.objects import JSON
@@ -76,6 +77,15 @@ def app_env(spec: QueueSpec) -> list[JSON]:
     ]
 
 
+#: The pause process is PID 1 of the pod, so our processes are not. PID 1 of a namespace ignores every
+#: signal it has no handler for, and Python (Celery, Flower, kopf) installs its handlers seconds after
+#: it starts: a pod deleted in its first seconds (a quick scale-in, a rollout, its namespace deleted)
+#: ignored the kubelet's SIGTERM and lived out its whole grace period, an hour for workers (seen on the
+#: real node). Not PID 1, a starting process dies of SIGTERM at once; once Celery's handler is in, the
+#: kubelet's SIGTERM (sent to the container's own process, not to the pod's PID 1) is a warm shutdown.
+SIGNALS_REACH_STARTING_PROCESSES: Mapping[str, bool] = MappingProxyType({"shareProcessNamespace": True})
+
+
 def add_user_environment(container: JSON, environment: Environment) -> JSON:
     """The user's env after ours (spec/environment.py refuses a name of ours) and their envFrom,
     which Kubernetes lets any explicit env entry win over. Nothing is added when there is none, so a
@@ -112,6 +122,7 @@ def single_pod_deployment(spec: QueueSpec, name: str, component: str, container:
                 "metadata": {"labels": labels(spec, component)},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    **SIGNALS_REACH_STARTING_PROCESSES,
                     **pull_secrets(spec),
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.common import (
+    SIGNALS_REACH_STARTING_PROCESSES,
     TMP_MOUNT,
     add_user_environment,
     app_env,
@@ -151,6 +152,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
                 "metadata": {"labels": labels(spec, COMPONENT, pool)},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    **SIGNALS_REACH_STARTING_PROCESSES,
                     **pull_secrets(spec),
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
