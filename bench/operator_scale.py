@@ -48,16 +48,19 @@ def cluster() -> tuple[Cluster, bool]:
     d = controlplane.state_dir()
     st = controlplane.State.load(d)
     started = False
-    if not (st and controlplane.healthy(d, st)):
+    if not (st and st.node == "fake" and controlplane.healthy(d, st)):
         import subprocess
 
         out = subprocess.run(["bash", str(ROOT / "scripts" / "build-control-plane.sh")], capture_output=True, text=True,
                              check=True).stdout
-        controlplane.up(Path(out.strip().splitlines()[-1]))
+        # The fake node: 1,000 queues' pods are more than two cores can run; this measures the operator.
+        controlplane.up(Path(out.strip().splitlines()[-1]), node_kind="fake")
         started = True
     api = config.new_client_from_config(str(controlplane.kubeconfig_path(d)))
+    state = controlplane.State.load(d)
+    assert state is not None
     c = Cluster(d, controlplane.kubeconfig_path(d), api, AuditLog(d / "audit.log"),
-                client.VersionApi(api).get_code().git_version)
+                client.VersionApi(api).get_code().git_version, state)
     kubectl(c, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     # The prometheus-operator's CRDs, as in the test suite's cluster and under kube-prometheus-stack: every
     # queue then also has a ServiceMonitor and a PrometheusRule, which the reconciles list (not watched).

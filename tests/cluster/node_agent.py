@@ -1,42 +1,26 @@
-"""The one stand-in of the test control plane: a node agent in place of the kubelet.
+"""A stand-in for the kubelet, for benchmarks only (`scripts/cluster up --node fake`): it measures the
+operator, not pods, with more pods than two cores can run (bench.operator_scale: 250-1,000 queues, four
+pools each). Every test runs on the real node (node.py).
 
-It registers Nodes and renews their Leases, moves pods bound to them to Running and Ready (the
-fields kwok's pod-ready stage sets), and finishes deletions as the kubelet does: once the grace
-period is over (or the pod's process has exited), a final DELETE with grace 0 and a UID precondition.
-
-Real workers: in a namespace annotated `bookgen.test/worker-redis-url: <redis URL>`, a pod labelled
-`app.kubernetes.io/component: worker` runs its container command here, as a real `celery worker`
-process under the pod's name (POD_NAME), against that Redis (`bookgen.test/worker-env`, a JSON
-object, adds environment). Deleting the pod sends SIGTERM to that
-process alone (a warm shutdown, as the kubelet does to PID 1), then SIGKILL when the grace is over.
-Such pods turn Ready when the worker's heartbeat file first appears, like the readiness probe.
+It registers Nodes and renews their Leases, moves pods bound to them to Running and Ready (the fields
+kwok's pod-ready stage sets), binds claims to hostPath volumes it makes, and finishes deletions as the
+kubelet does: after the grace period, a final DELETE with grace 0 and a UID precondition. Nothing runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import json
 import logging
-import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-WORKER_REDIS_ANNOTATION = "bookgen.test/worker-redis-url"
-#: Optional JSON object of extra environment for those workers (e.g. BOOKGEN_EXTRA_TASK_MODULES).
-WORKER_ENV_ANNOTATION = "bookgen.test/worker-env"
 LEASE_SECONDS = 40
 RENEW_EVERY = 10.0
 log = logging.getLogger("node-agent")
@@ -46,22 +30,11 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class WorkerProcess:
-    proc: subprocess.Popen[bytes]
-    workdir: Path
-
-    @property
-    def heartbeat(self) -> Path:
-        return self.workdir / "heartbeat"
-
-
 class NodeAgent:
     def __init__(self, api: client.ApiClient, nodes: list[str]) -> None:
         self.core = client.CoreV1Api(api)
         self.coord = client.CoordinationV1Api(api)
         self.nodes = nodes
-        self.workers: dict[str, WorkerProcess] = {}  # pod uid -> process
         self.finishing: set[str] = set()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -177,14 +150,10 @@ class NodeAgent:
             return
         if status.get("phase") in ("Succeeded", "Failed"):
             return
-        worker = self.maybe_start_worker(pod)
-        want_ready = worker is None or worker.heartbeat.exists()
         ready_now = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
-        if status.get("phase") == "Running" and ready_now == want_ready:
+        if status.get("phase") == "Running" and ready_now:
             return
-        self.mark_running(pod, ready=want_ready)
-        if not want_ready:
-            threading.Thread(target=self.ready_when_heartbeat, args=(pod, worker), daemon=True).start()
+        self.mark_running(pod, ready=True)
 
     def mark_running(self, pod: dict[str, Any], ready: bool) -> None:
         meta, spec = pod["metadata"], pod["spec"]
@@ -217,22 +186,11 @@ class NodeAgent:
             if e.status not in (404, 409):
                 log.warning("status of %s/%s: %s", meta["namespace"], meta["name"], e)
 
-    def ready_when_heartbeat(self, pod: dict[str, Any], worker: WorkerProcess) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and worker.proc.poll() is None and not self.stopping.is_set():
-            if worker.heartbeat.exists():
-                self.mark_running(pod, ready=True)
-                return
-            time.sleep(0.2)
-
     def finish(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
         grace = meta.get("deletionGracePeriodSeconds")
         grace = pod["spec"].get("terminationGracePeriodSeconds", 30) if grace is None else grace
-        with self.lock:
-            worker = self.workers.pop(meta["uid"], None)
-        if worker is not None:
-            stop_worker(worker, grace)
+        self.stopping.wait(min(float(grace), 1.0))  # nothing runs: a deleted pod goes almost at once
         try:
             self.core.delete_namespaced_pod(meta["name"], meta["namespace"], grace_period_seconds=0,
                                             body={"preconditions": {"uid": meta["uid"]}, "gracePeriodSeconds": 0})
@@ -246,9 +204,6 @@ class NodeAgent:
         uid = pod["metadata"]["uid"]
         with self.lock:
             self.finishing.discard(uid)
-            worker = self.workers.pop(uid, None)
-        if worker is not None:
-            stop_worker(worker, 0)
 
     # -- volumes: a provisioner of hostPath volumes, so StatefulSets with claims get scheduled ----
 
@@ -277,68 +232,8 @@ class NodeAgent:
             if e.status != 409:
                 raise
 
-    # -- real workers ----------------------------------------------------------------------------
-
-    def maybe_start_worker(self, pod: dict[str, Any]) -> WorkerProcess | None:
-        meta = pod["metadata"]
-        if meta.get("labels", {}).get("app.kubernetes.io/component") != "worker":
-            return None
-        with self.lock:
-            if meta["uid"] in self.workers:
-                return self.workers[meta["uid"]]
-        try:
-            ns = self.core.read_namespace(meta["namespace"])
-        except ApiException:
-            return None
-        annotations = ns.metadata.annotations or {}
-        redis_url = annotations.get(WORKER_REDIS_ANNOTATION)
-        if not redis_url:
-            return None
-        container = pod["spec"]["containers"][0]
-        workdir = Path(tempfile.mkdtemp(prefix=f"pod-{meta['name']}-"))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "BOOKGEN_"))}
-        for e in container.get("env", []):
-            if "value" in e:
-                env[e["name"]] = e["value"]
-        env.update(
-            POD_NAME=meta["name"], POD_NAMESPACE=meta["namespace"], REDIS_URL=redis_url,
-            BOOKGEN_HEARTBEAT_FILE=str(workdir / "heartbeat"), BOOKGEN_OUTPUT_DIR=str(workdir / "output"),
-            BOOKGEN_METRICS_PORT="off", HOME=str(workdir),
-        )  # fmt: skip
-        env.pop("REDIS_PASSWORD", None)
-        env.update(json.loads(annotations.get(WORKER_ENV_ANNOTATION, "{}")))
-        # In a pod the host name is the pod's name: celery's %h must expand to it, not to this machine's.
-        argv = [a.replace("%h", meta["name"]) for a in (*container.get("command", []), *container.get("args", []))]
-        exe = shutil.which(argv[0], path=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""))
-        logf = open(workdir / "worker.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen([exe or argv[0], *argv[1:]], env=env, cwd=workdir, stdout=logf,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        logf.close()
-        w = WorkerProcess(proc, workdir)
-        with self.lock:
-            self.workers[meta["uid"]] = w
-        log.info("started worker pid %d for pod %s/%s", proc.pid, meta["namespace"], meta["name"])
-        return w
-
     def shutdown(self) -> None:
         self.stopping.set()
-        with self.lock:
-            workers = list(self.workers.values())
-            self.workers.clear()
-        for w in workers:
-            stop_worker(w, 10)
-
-
-def stop_worker(w: WorkerProcess, grace: float) -> None:
-    """SIGTERM to the worker's main process only (warm shutdown), SIGKILL to its group when the grace ends."""
-    if w.proc.poll() is None:
-        w.proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            w.proc.wait(timeout=max(grace, 0.1))
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(w.proc.pid, signal.SIGKILL)
-    w.proc.wait()
-    shutil.rmtree(w.workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
