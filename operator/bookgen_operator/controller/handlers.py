@@ -111,8 +111,22 @@ async def close(memo: OperatorContext, **_: Any) -> None:
     await memo.kube.close()
 
 
+#: Seconds before kopf retries a reconcile the API server refused for a passing reason.
+NOT_YET_KNOWN_RETRY = 5.0
+
+
 async def queue_changed(body: kopf.Body, reason: str, memo: OperatorContext, **_: Any) -> None:
-    await reconcile(memo, body, str(reason))
+    try:
+        await reconcile(memo, body, str(reason))
+    except KubeError as exc:
+        if exc.code == 403 and "cannot find RESTMapping" in exc.message:
+            # Seen on a real API server right after the CRD is installed: its owner-reference admission
+            # does not know the new kind for some 20 s and refuses our children. Passing, and nothing the
+            # user did: one line and a retry, not a traceback.
+            raise kopf.TemporaryError(
+                f"the API server does not know the BookGenQueue kind yet (was the CRD just installed?); "
+                f"retrying in {NOT_YET_KNOWN_RETRY:.0f}s", delay=NOT_YET_KNOWN_RETRY) from None
+        raise
 
 
 async def queue_timer(body: kopf.Body, memo: OperatorContext, **_: Any) -> None:
