@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.spec.model import Environment, SpecError
@@ -30,12 +31,12 @@ RESERVED = frozenset({
     "POD_NAME", "POD_NAMESPACE", "HOME", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
 })  # fmt: skip
 _KEY_REF = ("name", "key", "optional")
-_SOURCES: Mapping[str, Sequence[str]] = {
+_SOURCES: Mapping[str, Sequence[str]] = MappingProxyType({
     "secretKeyRef": _KEY_REF,
     "configMapKeyRef": _KEY_REF,
     "fieldRef": ("apiVersion", "fieldPath"),
     "resourceFieldRef": ("containerName", "resource", "divisor"),
-}
+})
 
 
 def read_environment(r: Reader) -> Environment:
