@@ -34,6 +34,20 @@ helm.sh/chart: {{ include "bookgen-operator.chart" . }}
 app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: bookgen
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* metadata.annotations of an object: the chart-wide commonAnnotations under the object's own
+     (which win). Call with (list $ $own); prints nothing when both are empty. */}}
+{{- define "bookgen-operator.annotations" -}}
+{{- $root := index . 0 }}
+{{- $all := merge (deepCopy (index . 1 | default dict)) ($root.Values.commonAnnotations | default dict) }}
+{{- with $all }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{- define "bookgen-operator.serviceAccountName" -}}
