@@ -167,4 +167,4 @@ def delete_queue_and_namespace(cluster: Cluster, queue: Queue) -> None:
     test's pods cannot be scheduled while these still hold their CPU requests."""
     kubectl(cluster, "delete", "bookgenqueue", queue.name, "-n", queue.namespace, "--wait=true", "--timeout=60s",
             check=False)
-    kubectl(cluster, "delete", "namespace", queue.namespace, "--wait=true", "--timeout=120s", check=False)
+    kubectl(cluster, "delete", "namespace", queue.namespace, "--wait=true", "--timeout=90s", check=False)

@@ -10,6 +10,7 @@ ran again after the visibility timeout (see worker/bookgen_worker/patches/kombu_
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,4 +131,34 @@ def test_a_task_that_ends_while_redis_is_away_still_sends_its_callback(aof_redis
         assert "raised unexpected" not in worker.log(), worker.log()[-3000:]
         client.close()
     finally:
+        worker.stop()
+
+
+def test_a_warm_shutdown_with_redis_unreachable_ends_within_seconds(aof_redis: RedisServer, tmp_path: Path) -> None:
+    """Found on the real node: deleting a queue's namespace took its Redis away; with events on (Flower
+    turns them on) the worker's heartbeat publish retried for ever and SIGTERM was not acted on until
+    the pod's grace period (an hour) ran out. Here Redis is frozen (SIGSTOP: a partition, sockets open,
+    no answer), so the heartbeat's publish is what the main loop is stuck in when SIGTERM comes. The
+    warm shutdown now ends once no task runs (bookgen_worker/shutdown.py)."""
+    import time
+
+    url = aof_redis.url()
+    worker = start_worker(redis_url=url, queues=("content_generation",), name="content", workdir=tmp_path,
+                          extra_env={"BOOKGEN_POOL": "content", "BOOKGEN_METRICS_PORT": "off",
+                                     "BOOKGEN_TASK_EVENTS": "true"})
+    try:
+        wait_for(lambda: "ready." in worker.log(), timeout=60, what="the worker consuming")
+        aof_redis.process.send_signal(signal.SIGSTOP)
+        # The worker's heartbeat (every 2 s with events on) is now blocked on the frozen Redis.
+        time.sleep(4)  # the partition itself, long enough for a heartbeat to be sent into it
+        started = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = worker.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - started
+        assert code == 0 and took < 30, f"exit {code} after {took:.0f} s:\n{worker.log()[-3000:]}"
+    finally:
+        aof_redis.process.send_signal(signal.SIGCONT)
         worker.stop()

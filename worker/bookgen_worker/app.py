@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from celery import Celery, signals
 from kombu.entity import Exchange, Queue
 
+from . import shutdown  # noqa: F401  (connects the bounded warm shutdown, see shutdown.py)
 from .beat import beat_schedule
 from .config import Settings, settings_from_env
 from .metrics.install import install as install_metrics
