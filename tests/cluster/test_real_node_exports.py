@@ -89,7 +89,8 @@ def delete_export_pods(cluster: Cluster, queue: Queue) -> set[str]:
     return old
 
 
-def fetch_and_check(cluster: Cluster, queue: Queue, job_id: str, recorded: dict[str, Any], out: Path) -> dict[str, bytes]:
+def fetch_and_check(cluster: Cluster, queue: Queue, job_id: str, recorded: dict[str, Any],
+                    out: Path) -> dict[str, bytes]:
     """`bookgen files` and `bookgen fetch` through the API server; every file as the worker recorded it."""
     listed = bookgen_cli(cluster, "files", job_id, "--queue", queue.name, "-n", queue.namespace, "-o", "json")
     assert listed.returncode == 0, listed.stderr

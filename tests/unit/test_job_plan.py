@@ -74,7 +74,8 @@ def test_each_file_is_recorded_with_its_location_size_and_sha256() -> None:
 def test_a_retrying_step_is_in_the_status_line_and_the_record_round_trips() -> None:
     waiting = job(stage=STAGE_EXPORTING, current=7, total=9,
                   retrying={"export:pdf": "attempt 1 failed, retrying: SignatureDoesNotMatch"})
-    assert status_line(waiting) == "Exporting: 0/2 formats; export:pdf: attempt 1 failed, retrying: SignatureDoesNotMatch"
+    assert status_line(waiting) == (
+        "Exporting: 0/2 formats; export:pdf: attempt 1 failed, retrying: SignatureDoesNotMatch")
     done = job(files={"pdf": {"location": "/out/a.pdf", "bytes": 3, "sha256": "c" * 64}}, retrying={"x": "y"})
     assert JobRecord.from_hash("j1", done.to_hash()) == done
     assert JobRecord.from_hash("j1", {"state": "RUNNING"}).files == {}  # a record written before files existed
