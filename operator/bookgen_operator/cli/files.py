@@ -20,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from bookgen_worker.errors import BookGenError
@@ -28,7 +29,7 @@ from .connect import add_output_option, console, dump
 
 FETCH_MODULE = ("python", "-m", "bookgen_worker.storage.fetch")
 #: format -> the names `--format` accepts
-FORMAT_NAMES = {"markdown": ("md", "markdown"), "docx": ("docx", "word"), "pdf": ("pdf",)}
+FORMAT_NAMES = MappingProxyType({"markdown": ("md", "markdown"), "docx": ("docx", "word"), "pdf": ("pdf",)})
 
 Files = list[dict[str, Any]]
 Reader = Callable[[dict[str, Any]], Iterator[bytes]]
@@ -72,7 +73,7 @@ def _cluster_source(args: argparse.Namespace, queue: str, namespace: str) -> tup
 
     from .pod_exec import export_pod
 
-    pod = export_pod(getattr(args, "context", None), namespace, queue)
+    pod = export_pod(getattr(args, "context", None), namespace, queue, args.environ)
     files: Files = json.loads(pod.output([*FETCH_MODULE, "files", args.job_id]))
     return files, lambda entry: pod.stream([*FETCH_MODULE, "cat", str(entry["location"])])
 

