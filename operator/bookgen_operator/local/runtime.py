@@ -160,8 +160,8 @@ class LocalRuntime:
         bucket = self.spec.exports.s3
         if bucket is not None:
             self.endpoints.notes.append(
-                f"books go to s3://{bucket.bucket}/{bucket.prefix} at {bucket.endpoint or 'AWS S3'} (the folder above is "
-                "scratch; keys from BOOKGEN_S3_CREDENTIALS_DIR or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
+                f"books go to s3://{bucket.bucket}/{bucket.prefix} at {bucket.endpoint or 'AWS S3'} (the folder "
+                "above is scratch; keys from BOOKGEN_S3_CREDENTIALS_DIR or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
         base = {k: v for k, v in self.options.environ.items() if k not in _DROPPED}
         self._env = {**base, **spec_env(self.spec), "REDIS_URL": self.redis_url, "BOOKGEN_OUTPUT_DIR": str(output)}
         self.settings = settings_from_env(self._env)
