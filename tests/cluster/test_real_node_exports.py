@@ -172,9 +172,9 @@ def start_s3_server(cluster: Cluster, namespace: str) -> str:
                     "readinessProbe": {"tcpSocket": {"port": 7070}, "periodSeconds": 2},
                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
                     "securityContext": secure,
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
                 }],
-                "volumes": [{"name": "data", "emptyDir": {}}],
+                "volumes": [{"name": "data", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
             }}}})
     core.create_namespaced_service(namespace, {"metadata": {"name": "s3"}, "spec": {
         "selector": labels, "ports": [{"name": "s3", "port": 7070, "targetPort": "s3"}]}})
