@@ -76,6 +76,8 @@ def test_a_retrying_step_is_in_the_status_line_and_the_record_round_trips() -> N
                   retrying={"export:pdf": "attempt 1 failed, retrying: SignatureDoesNotMatch"})
     assert status_line(waiting) == (
         "Exporting: 0/2 formats; export:pdf: attempt 1 failed, retrying: SignatureDoesNotMatch")
+    both = job(stage=STAGE_EXPORTING, current=7, total=9, retrying={"export:pdf": "b", "export:markdown": "a"})
+    assert status_line(both) == "Exporting: 0/2 formats; export:markdown: a (also failing: export:pdf)"
     done = job(files={"pdf": {"location": "/out/a.pdf", "bytes": 3, "sha256": "c" * 64}}, retrying={"x": "y"})
     assert JobRecord.from_hash("j1", done.to_hash()) == done
     assert JobRecord.from_hash("j1", {"state": "RUNNING"}).files == {}  # a record written before files existed

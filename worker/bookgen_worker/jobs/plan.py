@@ -27,7 +27,12 @@ def status_line(job: JobRecord) -> str:
     if job.stage == STAGE_EXPORTING:
         exported = job.current - (job.total - len(job.formats))
         line = f"Exporting: {max(exported, 0)}/{len(job.formats)} formats"
-        return line + "".join(f"; {step}: {problem}" for step, problem in sorted(job.retrying.items()))
+        if not job.retrying:
+            return line
+        # One problem in full (formats failing together fail alike: a wrong key refuses them all).
+        (step, problem), *others = sorted(job.retrying.items())
+        also = f" (also failing: {', '.join(name for name, _ in others)})" if others else ""
+        return f"{line}; {step}: {problem}{also}"
     return job.status
 
 
