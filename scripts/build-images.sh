@@ -9,6 +9,7 @@
 #   bookgen-queue the product, built by buildah from the project's own unchanged Dockerfile
 #   redis         Debian's redis-server by mmdebstrap, under the name a BookGenQueue's default expects
 #   coredns, local-path-provisioner, busybox   the node's add-ons, from the binaries of build-node.sh
+#   versitygw     a real S3-compatible server for the export tests (scripts/build-versitygw.sh), from scratch
 # Usage: scripts/build-images.sh NODE_BIN_DIR
 # buildah runs only with `--isolation chroot` (its default network would add a bridge and firewall
 # rules to this machine's namespace) and with its storage under the cache, not in /var/lib/containers.
@@ -94,6 +95,14 @@ if ! fresh busybox "$BUSYBOX_KEY"; then
   from_scratch busybox bookgen.local/busybox:latest "$BUSYBOX_KEY" "$stage/bb" '["/bin/sh"]' 0:0
 fi
 
+# The S3 server the export tests run in the cluster: its own small build (cached like the node's).
+VGW_BIN=$(set -o pipefail; bash "$ROOT/scripts/build-versitygw.sh" | tail -1)
+if ! fresh versitygw "$(sha256sum "$VGW_BIN/versitygw" | cut -c1-16)"; then
+  mkdir -p "$stage/vgw" && cp "$VGW_BIN/versitygw" "$stage/vgw/versitygw"
+  from_scratch versitygw bookgen.local/versitygw:latest "$(sha256sum "$VGW_BIN/versitygw" | cut -c1-16)" \
+    "$stage/vgw" '["/versitygw"]'
+fi
+
 # ---- the Python base our Dockerfile's FROM names, made from Debian's python3
 PY_KEY=$(printf '%s|%s|%s' "$DEBIAN_SOURCES" "$PY_BASE_PKGS" 1 | sha)
 if ! fresh python-base "$PY_KEY"; then
@@ -142,6 +151,7 @@ registry.k8s.io/pause:3.10.2 pause.tar
 bookgen.local/coredns:latest coredns.tar
 bookgen.local/local-path-provisioner:latest local-path.tar
 bookgen.local/busybox:latest busybox.tar
+bookgen.local/versitygw:latest versitygw.tar
 $REDIS_REF redis.tar
 $APP_REF bookgen-queue.tar ghcr.io/bookgen/bookgen-queue:$APP_VERSION
 EOF

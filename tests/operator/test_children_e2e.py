@@ -48,6 +48,9 @@ async def test_the_full_example_settles_with_no_writes_and_one_write_repairs_a_h
     await emu.create_object("v1/secrets", {"metadata": {"name": spec["flower"]["authSecretRef"]["name"],
                                                         "namespace": NS},
                                            "stringData": {"username": "u", "password": "p"}})
+    s3 = spec["exports"]["s3"]["credentialsSecretRef"]
+    await emu.create_object("v1/secrets", {"metadata": {"name": s3["name"], "namespace": NS},
+                                           "stringData": {s3["accessKeyIdKey"]: "k", s3["secretAccessKeyKey"]: "s"}})
     created = await emu.create_object(BGQ, body)
     uid = created["metadata"]["uid"]
     await eventually(lambda: emu.objects_of(DEPLOY, NS), timeout=60, what="the workers")

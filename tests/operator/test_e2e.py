@@ -87,6 +87,7 @@ def expected_children(name: str = "demo", spec: dict[str, Any] | None = None) ->
 RESOURCE_OF = {"Service": "v1/services", "Secret": "v1/secrets", "Deployment": DEPLOY, "StatefulSet": STS,
                "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
                "NetworkPolicy": "networking.k8s.io/v1/networkpolicies",
+               "PersistentVolumeClaim": "v1/persistentvolumeclaims",
                "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
                "PrometheusRule": "monitoring.coreos.com/v1/prometheusrules"}
 
@@ -122,10 +123,13 @@ async def test_new_queue_gets_every_child_and_becomes_ready_then_makes_no_writes
     await eventually(lambda: wanted <= existing_children(kopf_operator).keys(), what="every child")
     children = existing_children(kopf_operator)
     assert set(children) == wanted, "no unexpected children"
-    for obj in children.values():
+    for (kind, _name), obj in children.items():
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
+        if kind == "PersistentVolumeClaim":  # the books' claim is made, never owned: it outlives the queue
+            assert not obj["metadata"].get("ownerReferences")
+            continue
         (ref,) = obj["metadata"]["ownerReferences"]
         assert ref["uid"] == uid and ref["controller"] is True
-        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == "demo"
     ready = await eventually(lambda: conditions(kopf_operator).get("Ready"), what="a Ready condition")
     assert ready["status"] == "False"
 
@@ -207,14 +211,18 @@ async def test_hand_edits_of_every_kind_of_child_are_reverted(kopf_operator: Run
     await eventually(lambda: not tampered(), what="every tampered label restored")
 
 
-async def test_deleting_the_queue_removes_every_child(kopf_operator: RunningOperator) -> None:
+async def test_deleting_the_queue_removes_every_child_but_the_books(kopf_operator: RunningOperator) -> None:
     emu = kopf_operator.emulator
     await emu.create_object(BGQ, queue())
     wanted = expected_children()
     await eventually(lambda: wanted <= existing_children(kopf_operator).keys(), what="every child")
+    claim = existing_children(kopf_operator)[("PersistentVolumeClaim", "demo-exports")]
+    assert not claim["metadata"].get("ownerReferences"), "the exports claim is made, never owned"
     await emu.delete_object(BGQ, NS, "demo")
     await eventually(lambda: emu.get_object(BGQ, NS, "demo") is None, what="the queue gone (finalizer released)")
-    await eventually(lambda: not existing_children(kopf_operator), what="children garbage-collected")
+    # The exports claim holds the finished books: it outlives the queue, as the Redis data claim does.
+    await eventually(lambda: set(existing_children(kopf_operator)) == {("PersistentVolumeClaim", "demo-exports")},
+                     what="children garbage-collected but the exports claim")
 
 
 @pytest.mark.prometheus_operator

@@ -33,7 +33,8 @@ COMMANDS: list[list[str]] = [
     ["status"], ["status", "-o", "yaml"], ["jobs"], ["jobs", "-o", "json"], ["submit", "Ada Lovelace"],
     ["watch", "some-job"], ["show", "some-job"], ["pause", "some-job"], ["resume", "some-job"],
     ["cancel", "some-job"], ["dlq", "list"], ["dlq", "show", "t-1"], ["dlq", "replay", "--all"],
-    ["dlq", "purge", "--yes"],
+    ["dlq", "purge", "--yes"], ["files", "some-job"], ["files", "some-job", "-o", "json"],
+    ["fetch", "some-job", "-o", "books", "--format", "md"],
 ]
 
 BAD_ARGUMENTS: list[list[str]] = [
@@ -45,6 +46,8 @@ BAD_ARGUMENTS: list[list[str]] = [
     ["up", "-f", "/no/such/file.yaml"], ["up", "--redis-port", "abc"], ["up", "--redis-url", "http://x"],
     ["demo", "--chapters", "0"], ["demo", "--pace", "-1"], ["--state-dir", "/no/such/folder", "status"],
     ["status", "--state-dir", "/no/such/folder"], ["status", "--redis-url", "http://localhost:6379"],
+    ["files"], ["fetch"], ["files", "j", "-o", "xml"], ["files", "j", "-n", "books"],
+    ["fetch", "j", "--queue", "q", "-n", "books", "--context", "no-such-context"],
 ]
 
 BAD_CONFIGURATION: list[dict[str, str]] = [
@@ -53,6 +56,8 @@ BAD_CONFIGURATION: list[dict[str, str]] = [
     {"BOOKGEN_RETRY_OVERRIDES": "{not json"}, {"BOOKGEN_RETRY_OVERRIDES": '{"export": {"colour": 1}}'},
     {"BOOKGEN_RETRY_JITTER": "sometimes"}, {"BOOKGEN_SOFT_TIME_LIMIT": "5000"}, {"BOOKGEN_GENERATOR": "magic"},
     {"BOOKGEN_GENERATOR": "openai"}, {"BOOKGEN_OFFLINE_SECONDS": "-3"}, {STATE_DIR_ENV: "/no/such/folder"},
+    {"BOOKGEN_EXPORTS": "ftp"}, {"BOOKGEN_EXPORTS": "s3"}, {"BOOKGEN_EXPORTS": "s3", "BOOKGEN_S3_BUCKET": "b",
+                                                            "BOOKGEN_S3_ENDPOINT": "s3.example.com"},
 ]
 
 

@@ -57,3 +57,28 @@ def test_status_lines_say_where_the_job_is() -> None:
         "Writing chapters: 1/3 done, 2 in flight, 1 failed"
     )
     assert status_line(job(stage=STAGE_EXPORTING, current=8, total=9)) == "Exporting: 1/2 formats"
+
+
+def test_each_file_is_recorded_with_its_location_size_and_sha256() -> None:
+    results = {"export:markdown": {"ok": True, "result": {"format": "markdown", "path": "s3://b/k/a.md", "bytes": 3,
+                                                          "sha256": "ab" * 32, "endpoint": "http://s3:7070"}},
+               "export:pdf": exported("pdf")}
+    end = outcome(job(), results)
+    assert end.outputs == {"markdown": "s3://b/k/a.md", "pdf": "/out/a.pdf"}
+    assert end.files == {
+        "markdown": {"location": "s3://b/k/a.md", "bytes": 3, "sha256": "ab" * 32, "endpoint": "http://s3:7070"},
+        "pdf": {"location": "/out/a.pdf", "bytes": 3, "sha256": None},  # an export task of an older version
+    }
+
+
+def test_a_retrying_step_is_in_the_status_line_and_the_record_round_trips() -> None:
+    waiting = job(stage=STAGE_EXPORTING, current=7, total=9,
+                  retrying={"export:pdf": "attempt 1 failed, retrying: SignatureDoesNotMatch"})
+    assert status_line(waiting) == (
+        "Exporting: 0/2 formats; export:pdf: attempt 1 failed, retrying: SignatureDoesNotMatch")
+    both = job(stage=STAGE_EXPORTING, current=7, total=9, retrying={"export:pdf": "b", "export:markdown": "a"})
+    assert status_line(both) == "Exporting: 0/2 formats; export:markdown: a (also failing: export:pdf)"
+    done = job(files={"pdf": {"location": "/out/a.pdf", "bytes": 3, "sha256": "c" * 64}}, retrying={"x": "y"})
+    assert JobRecord.from_hash("j1", done.to_hash()) == done
+    assert JobRecord.from_hash("j1", {"state": "RUNNING"}).files == {}  # a record written before files existed
+    assert done.as_dict()["files"] == {"pdf": {"location": "/out/a.pdf", "bytes": 3, "sha256": "c" * 64}}

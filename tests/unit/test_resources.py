@@ -138,6 +138,7 @@ def test_default_spec_children_and_names() -> None:
         "Service/bq-redis-headless",
         "NetworkPolicy/bq-redis",
         "StatefulSet/bq-redis",
+        "PersistentVolumeClaim/bq-exports",
         "Deployment/bq-worker-content",
         "PodDisruptionBudget/bq-worker-content",
         "Deployment/bq-worker-validation",
@@ -164,7 +165,7 @@ def test_every_child_has_the_standard_labels_and_namespace() -> None:
         assert labels["app.kubernetes.io/instance"] == "bq"
         assert labels["app.kubernetes.io/part-of"] == "bookgen"
         assert labels["app.kubernetes.io/managed-by"] == "bookgen-operator"
-        assert labels["app.kubernetes.io/component"] in ("redis", "worker", "beat", "flower", "metrics")
+        assert labels["app.kubernetes.io/component"] in ("redis", "worker", "beat", "flower", "metrics", "exports")
 
 
 def test_selectors_match_their_pod_templates() -> None:

@@ -215,6 +215,13 @@ spec_strategy = st.fixed_dictionaries(
                 "passwordSecretRef": st.fixed_dictionaries({}, optional={"name": st.sampled_from(["", "creds"])}),
             },
         ),
+        "exports": st.sampled_from([
+            {}, {"volumeClaim": {}}, {"volumeClaim": {"accessMode": "ReadWriteMany", "size": "2Gi"}},
+            {"volume": {"emptyDir": {}}}, {"volume": {}}, {"volume": {"emptyDir": {}, "subPath": "a/.."}},
+            {"volume": {"persistentVolumeClaim": {"claimName": "x"}, "subPath": "a/..b"}},
+            {"s3": {"bucket": "books"}}, {"s3": {"bucket": "bo"}}, {"volumeClaim": {}, "s3": {"bucket": "books"}},
+            {"s3": {"bucket": "books", "endpoint": "ftp://x"}}, {"s3": {"bucket": "books", "prefix": "/x"}},
+        ]),
         "autoscaling": st.fixed_dictionaries(
             {},
             optional={

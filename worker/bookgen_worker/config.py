@@ -12,7 +12,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from .storage.target import ExportTarget
 
 #: One Redis list per transport priority kombu knows (0..9), so every public level but the lowest two
 #: is its own list (see queues.transport_priority). kombu's own default, 0,3,6,9, folded the public
@@ -72,6 +76,8 @@ class Settings:
     # Per task type ("generation", "validation", "export", "monitoring", or a task name).
     retry_overrides: Mapping[str, RetryPolicy] = field(default_factory=dict)
     output_dir: Path = Path("output")
+    #: Where finished files go (storage/target.py): the output folder itself, or a bucket.
+    exports: ExportTarget = field(default_factory=lambda: _local_target())
     generator: str = "offline"
     # Seconds each offline text takes, to stand in for an LLM's latency (the demo uses it so the
     # pools have work to scale for); 0 in production, where the offline generator is a fallback.
@@ -125,6 +131,12 @@ class Settings:
         return options
 
 
+def _local_target() -> ExportTarget:
+    from .storage.target import ExportTarget
+
+    return ExportTarget()
+
+
 #: Seconds a broker socket read or connect may take (see transport_options).
 BROKER_SOCKET_TIMEOUT = 30.0
 BROKER_CONNECT_TIMEOUT = 5.0
@@ -163,6 +175,8 @@ def redact(url: str) -> str:
 
 
 def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
+    from .storage.target import target_from_env  # imports ConfigError from here
+
     env = os.environ if env is None else env
     retry = RetryPolicy(
         max_retries=_int(env, "BOOKGEN_MAX_RETRIES", 3),
@@ -199,6 +213,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         retry=retry,
         retry_overrides=overrides,
         output_dir=Path(env.get("BOOKGEN_OUTPUT_DIR", "output")),
+        exports=target_from_env(env),
         generator=env.get("BOOKGEN_GENERATOR", "offline"),
         offline_seconds=_float(env, "BOOKGEN_OFFLINE_SECONDS", 0.0),
         llm_base_url=env.get("BOOKGEN_LLM_BASE_URL", ""),

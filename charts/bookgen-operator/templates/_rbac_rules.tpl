@@ -35,6 +35,11 @@ No wildcards, no list/watch on Secrets (the operator only reads the Secrets it c
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch, delete]
+# The exports claim (spec.exports.volumeClaim): read by name, created once, its labels repaired; never
+# deleted (it outlives the queue, like the Redis data claims), never listed or watched.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, create, patch]
 # Worker pods: listed to find busy ones, annotated with pod-deletion-cost before scale-in.
 - apiGroups: [""]
   resources: [pods]

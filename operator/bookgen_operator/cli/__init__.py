@@ -1,8 +1,9 @@
 """The `bookgen` command line.
 
 Each sub-command group lives in its own module exposing `register(subparsers)`: jobs and dead letters
-(jobs.py, dlq.py), the queues (status.py), the shell (shellenv.py), the system on this machine (up.py:
-up, demo) and the manifests for Kubernetes (render.py). Errors meant for the user (bad input, an
+(jobs.py, dlq.py), a job's books (files.py: files, fetch), the queues (status.py), the shell
+(shellenv.py), the system on this machine (up.py: up, demo) and the manifests for Kubernetes
+(render.py). Errors meant for the user (bad input, an
 unreachable Redis, a bad spec, a bad configuration variable) are printed as one line with exit
 status 2, never as a traceback. Nothing here builds the Celery app or reads the configuration at
 import: `bookgen --help` works whatever the environment holds. main() reads the environment once and
@@ -20,11 +21,11 @@ from typing import NoReturn
 from bookgen_worker.config import ConfigError
 from bookgen_worker.errors import BookGenError
 
-from bookgen_operator.cli import dlq, jobs, render, shellenv, status, up
+from bookgen_operator.cli import dlq, files, jobs, render, shellenv, status, up
 from bookgen_operator.cli.connect import REDIS_SHOWN, add_connection_options
 
 #: Modules that contribute sub-commands, in the order `bookgen --help` lists them.
-COMMAND_MODULES = (jobs, dlq, status, shellenv, up, render)
+COMMAND_MODULES = (jobs, files, dlq, status, shellenv, up, render)
 #: Sub-commands that talk to no running system, or bring their own (`up` starts its Redis).
 OFFLINE_COMMANDS = ("render", "up", "demo")
 DEBUG_ENV = "BOOKGEN_DEBUG"

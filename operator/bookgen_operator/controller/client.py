@@ -96,6 +96,7 @@ RESOURCES: Mapping[tuple[str, str], Resource] = MappingProxyType({
     ("v1", "ConfigMap"): Resource("", "v1", "configmaps"),
     ("v1", "ServiceAccount"): Resource("", "v1", "serviceaccounts"),
     ("v1", "Pod"): Resource("", "v1", "pods"),
+    ("v1", "PersistentVolumeClaim"): Resource("", "v1", "persistentvolumeclaims"),
     ("apps/v1", "Deployment"): Resource("apps", "v1", "deployments"),
     ("apps/v1", "StatefulSet"): Resource("apps", "v1", "statefulsets"),
     ("policy/v1", "PodDisruptionBudget"): Resource("policy", "v1", "poddisruptionbudgets"),

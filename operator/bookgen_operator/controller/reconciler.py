@@ -60,6 +60,10 @@ async def _ensure_secrets(ctx: OperatorContext, spec: QueueSpec, body: Body) -> 
     if spec.flower.enabled and not spec.flower_secret_generated:
         checks.append((spec.flower_secret_name, ("username", "password"),
                        "Flower's basic auth (spec.flower.authSecretRef)"))
+    bucket = spec.exports.s3
+    if bucket is not None and bucket.secret_name:
+        checks.append((bucket.secret_name, (bucket.access_key_id_key, bucket.secret_access_key_key),
+                       "the export bucket's credentials (spec.exports.s3.credentialsSecretRef)"))
     for name, keys, what in checks:
         found = await ctx.kube.get(RESOURCES[("v1", "Secret")], spec.namespace, name)
         if found is None:

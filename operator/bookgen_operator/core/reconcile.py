@@ -48,6 +48,8 @@ IMMUTABLE: Mapping[str, tuple[tuple[str, ...], ...]] = MappingProxyType({
     "StatefulSet": (("spec", "selector"), ("spec", "volumeClaimTemplates"), ("spec", "serviceName")),
     "PodDisruptionBudget": (),
     "Service": (("spec", "clusterIP"), ("spec", "clusterIPs")),
+    # Immutable but for growing, which not every class allows: made once, then left alone.
+    "PersistentVolumeClaim": (("spec",),),
 })
 
 
@@ -77,12 +79,19 @@ def owner_reference(owner: Body) -> JSON:
             "controller": True, "blockOwnerDeletion": True}
 
 
+#: A child made but never owned: no owner reference, so the garbage collector keeps it when the owner
+#: goes (the exports claim: resources/exports.py), and prune() never deletes it either.
+RETAIN_ANNOTATION = "bookgen.io/retain-on-delete"
+
+
 def adopt(obj: Body, owner: Body) -> JSON:
-    """A copy of `obj` in the owner's namespace with the owner as controller (GC on delete)."""
+    """A copy of `obj` in the owner's namespace with the owner as controller (GC on delete), unless it is
+    marked to be retained."""
     adopted = copy.deepcopy(dict(obj))
     meta = adopted.setdefault("metadata", {})
     meta["namespace"] = owner["metadata"]["namespace"]
-    meta["ownerReferences"] = [owner_reference(owner)]
+    if (meta.get("annotations") or {}).get(RETAIN_ANNOTATION) != "true":
+        meta["ownerReferences"] = [owner_reference(owner)]
     return adopted
 
 

@@ -31,6 +31,7 @@ from bookgen_worker.metrics.workers import read_workers
 from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
 from bookgen_operator.core.autoscaler.source import MetricsSource
 from bookgen_operator.core.resources.common import app_env
+from bookgen_operator.core.resources.exports import bucket_env
 from bookgen_operator.core.resources.workers import initial_replicas, metrics_pool, worker_command
 from bookgen_operator.core.spec import PoolSpec, QueueSpec
 from bookgen_operator.local.platform import LocalPlatform
@@ -81,7 +82,11 @@ class Endpoints:
 
 
 def spec_env(spec: QueueSpec) -> dict[str, str]:
-    return {e["name"]: str(e["value"]) for e in app_env(spec) if "value" in e and e["name"] in _SPEC_VARIABLES}
+    """The spec's settings as variables; a bucket of spec.exports.s3 too (its credentials come from this
+    command's own environment: BOOKGEN_S3_CREDENTIALS_DIR, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY),
+    while a claim or a volume means the output folder here."""
+    env = {e["name"]: str(e["value"]) for e in app_env(spec) if "value" in e and e["name"] in _SPEC_VARIABLES}
+    return {**env, **{e["name"]: str(e["value"]) for e in bucket_env(spec)}}
 
 
 class LocalRuntime:
@@ -152,6 +157,11 @@ class LocalRuntime:
         output = output.resolve()
         output.mkdir(parents=True, exist_ok=True)
         self.endpoints.output_dir = str(output)
+        bucket = self.spec.exports.s3
+        if bucket is not None:
+            self.endpoints.notes.append(
+                f"books go to s3://{bucket.bucket}/{bucket.prefix} at {bucket.endpoint or 'AWS S3'} (the folder "
+                "above is scratch; keys from BOOKGEN_S3_CREDENTIALS_DIR or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)")
         base = {k: v for k, v in self.options.environ.items() if k not in _DROPPED}
         self._env = {**base, **spec_env(self.spec), "REDIS_URL": self.redis_url, "BOOKGEN_OUTPUT_DIR": str(output)}
         self.settings = settings_from_env(self._env)

@@ -83,7 +83,8 @@ async def test_settles_with_zero_writes_and_repairs_a_hand_edit_with_one(cluster
     await cluster.kube.create(BGQ, ns, queue(cluster))  # the default spec
     secret = RESOURCES[("v1", "Secret")]
     for name, data in (("bookgen-full-redis-password", {"redis-password": "first"}),
-                       ("bookgen-full-flower-login", {"username": "admin", "password": "x"})):
+                       ("bookgen-full-flower-login", {"username": "admin", "password": "x"}),
+                       ("bookgen-full-s3", {"access-key": "id", "secret-key": "key"})):
         await cluster.kube.create(secret, ns, {"apiVersion": "v1", "kind": "Secret",
                                                "metadata": {"name": name}, "stringData": data})
     await cluster.kube.create(BGQ, ns, full)  # every field set, the Secrets it names made by the user

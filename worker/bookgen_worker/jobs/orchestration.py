@@ -87,12 +87,13 @@ def advance(celery_app: Celery, settings: Settings, job_id: str) -> None:
     elif job.stage == STAGE_CHECKING and "validate" in results:
         biography, filename = plan.assemble(job, results), export_filename(job)
         # overwrite: the name is this job's own (its id), so a re-run of the step replaces its own file.
-        steps = {f"export:{fmt}": (FORMAT_TASKS[fmt], (biography, filename, True)) for fmt in job.formats}
+        # The job id lets a failing delivery say so in the job's record while it waits for a retry.
+        steps = {f"export:{fmt}": (FORMAT_TASKS[fmt], (biography, filename, True, job_id)) for fmt in job.formats}
         _enter(celery_app, settings, job_id, (STAGE_CHECKING, STAGE_EXPORTING), steps,
                f"Exporting: 0/{len(job.formats)} formats")
     elif job.stage == STAGE_EXPORTING and all(f"export:{fmt}" in results for fmt in job.formats):
         end = plan.outcome(job, results)
-        store.finish_job(settings, job_id, end.state, end.status, end.outputs, end.errors)
+        store.finish_job(settings, job_id, end.state, end.status, end.outputs, end.errors, files=end.files)
 
 
 def _advance_chapters(celery_app: Celery, settings: Settings, job_id: str) -> None:

@@ -26,7 +26,13 @@ def status_line(job: JobRecord) -> str:
         return "Validating the complete biography"
     if job.stage == STAGE_EXPORTING:
         exported = job.current - (job.total - len(job.formats))
-        return f"Exporting: {max(exported, 0)}/{len(job.formats)} formats"
+        line = f"Exporting: {max(exported, 0)}/{len(job.formats)} formats"
+        if not job.retrying:
+            return line
+        # One problem in full (formats failing together fail alike: a wrong key refuses them all).
+        (step, problem), *others = sorted(job.retrying.items())
+        also = f" (also failing: {', '.join(name for name, _ in others)})" if others else ""
+        return f"{line}; {step}: {problem}{also}"
     return job.status
 
 
@@ -74,24 +80,29 @@ class Outcome:
     status: str
     outputs: dict[str, str]
     errors: tuple[str, ...]
+    files: dict[str, dict[str, Any]] | None = None
 
 
 def outcome(job: JobRecord, results: Results) -> Outcome:
     """COMPLETED when every step succeeded, COMPLETED_WITH_ERRORS when some failed but files exist,
     FAILED when no file could be written. Failed steps are already in `job.errors`."""
-    outputs = {
-        fmt: str(entry["result"]["path"])
+    written = {
+        fmt: entry["result"]
         for fmt in job.formats
         if (entry := results.get(f"export:{fmt}")) and entry.get("ok") and isinstance(entry.get("result"), Mapping)
     }
+    outputs = {fmt: str(result["path"]) for fmt, result in written.items()}
+    files = {fmt: {"location": str(result["path"]), "bytes": result.get("bytes"), "sha256": result.get("sha256"),
+                   **({"endpoint": result["endpoint"]} if result.get("endpoint") is not None else {})}
+             for fmt, result in written.items()}
     extra: list[str] = []
     check = (results.get("validate") or {}).get("result")
     if isinstance(check, Mapping) and not check.get("valid", True):
         extra.extend(f"validation: {problem}" for problem in check.get("errors") or ["the biography is incomplete"])
     if not outputs:
-        return Outcome(JobState.FAILED, "Failed: no file could be exported", outputs, tuple(extra))
+        return Outcome(JobState.FAILED, "Failed: no file could be exported", outputs, tuple(extra), files)
     if job.errors or extra:
         problems = len(job.errors) + len(extra)
         status = f"Completed with {problems} problem(s): {len(outputs)}/{len(job.formats)} files written"
-        return Outcome(JobState.COMPLETED_WITH_ERRORS, status, outputs, tuple(extra))
-    return Outcome(JobState.COMPLETED, f"Completed: {len(outputs)} file(s) written", outputs, ())
+        return Outcome(JobState.COMPLETED_WITH_ERRORS, status, outputs, tuple(extra), files)
+    return Outcome(JobState.COMPLETED, f"Completed: {len(outputs)} file(s) written", outputs, (), files)

@@ -150,6 +150,10 @@ class JobRecord:
     paused_from: str = ""
     held: tuple[int, ...] = ()  # chapters a pause stopped at their start; sent again first on resume
     outputs: Mapping[str, str] = field(default_factory=dict)
+    #: format -> {location, bytes, sha256} of each file written (outputs keeps format -> location).
+    files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: step -> what went wrong with it, while it waits for a retry (a bucket refusing a credential).
+    retrying: Mapping[str, str] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     created_at: float = 0.0
     updated_at: float = 0.0
@@ -197,6 +201,8 @@ class JobRecord:
             paused_from=data.get("paused_from", ""),
             held=tuple(json.loads(data.get("held") or "[]")),
             outputs=json.loads(data.get("outputs") or "{}"),
+            files=json.loads(data.get("files") or "{}"),
+            retrying=json.loads(data.get("retrying") or "{}"),
             errors=tuple(json.loads(data.get("errors") or "[]")),
             created_at=number("created_at"),
             updated_at=number("updated_at"),
@@ -222,6 +228,8 @@ class JobRecord:
             "paused_from": self.paused_from,
             "held": json.dumps(list(self.held)),
             "outputs": json.dumps(dict(self.outputs)),
+            "files": json.dumps({fmt: dict(info) for fmt, info in self.files.items()}),
+            "retrying": json.dumps(dict(self.retrying)),
             "errors": json.dumps(list(self.errors)),
             "error": self.error,
             "created_at": repr(self.created_at),
@@ -235,7 +243,8 @@ class JobRecord:
             "status": self.status, "subject": self.subject, "chapters": self.chapters,
             "target_words": self.target_words, "formats": list(self.formats), "priority": self.priority,
             "chapters_done": self.chapters_done, "chapters_failed": self.chapters_failed,
-            "outputs": dict(self.outputs), "error": self.error,
+            "outputs": dict(self.outputs), "files": {fmt: dict(info) for fmt, info in self.files.items()},
+            "retrying": dict(self.retrying), "error": self.error,
             "created_at": self.created_at, "updated_at": self.updated_at,
         }
 

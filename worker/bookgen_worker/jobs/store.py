@@ -366,6 +366,7 @@ def finish_step(settings: Settings, job_id: str, step: str, *, result: Any = Non
             chapters_done=record.chapters_done + (1 if is_chapter and error is None else 0),
             chapters_failed=record.chapters_failed + (1 if is_chapter and error is not None else 0),
             errors=record.errors if error is None else (*record.errors, f"{step}: {error}"),
+            retrying={k: v for k, v in record.retrying.items() if k != step},
         )
         if status is not None:
             updated = replace(updated, status=status(updated))
@@ -391,8 +392,24 @@ def update(settings: Settings, job_id: str, **fields: Any) -> JobRecord | None:
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
 
 
+def note_retry(settings: Settings, job_id: str, step: str, problem: str) -> JobRecord | None:
+    """Record what went wrong with a step that will be tried again (or that just ran out of tries), and
+    show it in the status line; counting the step (finish_step) clears it."""
+    from .plan import status_line  # plan imports records only; imported here to keep this module's top light
+
+    def decide(record: JobRecord, pipe: Pipeline) -> Change:
+        if is_terminal(record.state) or pipe.hexists(results_key(settings, job_id), step):
+            return Change()
+        noted = replace(record, retrying={**record.retrying, step: problem})
+        noted = replace(noted, status=status_line(noted))
+        return Change(noted, value=noted)
+
+    return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
+
+
 def finish_job(settings: Settings, job_id: str, state: JobState, status: str,
-               outputs: Mapping[str, str] | None = None, errors: Iterable[str] = ()) -> JobRecord | None:
+               outputs: Mapping[str, str] | None = None, errors: Iterable[str] = (), *,
+               files: Mapping[str, Mapping[str, Any]] | None = None) -> JobRecord | None:
     """End a RUNNING job in a terminal state (None if it is paused or already over)."""
 
     def decide(record: JobRecord, pipe: Pipeline) -> Change:
@@ -400,7 +417,8 @@ def finish_job(settings: Settings, job_id: str, state: JobState, status: str,
             return Change()
         check_transition(record.state, state)
         done = replace(record, state=state, status=status, stage="done", in_flight=0,
-                       outputs=dict(outputs or record.outputs), errors=(*record.errors, *errors))
+                       outputs=dict(outputs or record.outputs), files=dict(files or record.files), retrying={},
+                       errors=(*record.errors, *errors))
         return Change(done, [lambda p: p.delete(tasks_key(settings, job_id), outbox_key(settings, job_id))], done)
 
     return _mutate(settings, job_id, decide)  # type: ignore[no-any-return]
@@ -408,6 +426,6 @@ def finish_job(settings: Settings, job_id: str, state: JobState, status: str,
 
 __all__ = [
     "PAUSABLE", "InvalidTransition", "JobNotFound", "JobRecord", "JobState", "cancel_job", "claim_chapters",
-    "enter_stage", "finish_job", "finish_step", "get_job", "list_jobs", "pause_job", "resume_job",
+    "enter_stage", "finish_job", "finish_step", "get_job", "list_jobs", "note_retry", "pause_job", "resume_job",
     "step_results", "submit_job", "try_transition", "update",
 ]

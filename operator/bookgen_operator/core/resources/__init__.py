@@ -2,6 +2,8 @@
 
 `desired_objects(spec)` is every child the reconciler keeps in place, in a sensible creation order
 (Redis before the workers that need it). Not included, by design:
+- nothing is missing for the exports claim (resources.exports): it is here, made without an owner
+  reference so that it outlives the queue,
 - generated Secrets (random values; created once by the kopf layer: see resources.secrets),
 - ServiceMonitor/PrometheusRule (only when the Prometheus Operator CRDs exist: see
   resources.monitoring.monitoring_objects).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.beat import build_beat_deployment
+from bookgen_operator.core.resources.exports import build_exports_claim
 from bookgen_operator.core.resources.flower import build_flower_deployment, build_flower_service
 from bookgen_operator.core.resources.metrics import build_metrics_service
 from bookgen_operator.core.resources.monitoring import build_prometheus_rule, build_service_monitor, monitoring_objects
@@ -42,6 +45,9 @@ def desired_objects(spec: QueueSpec, operator_namespace: str | None = None) -> l
             build_redis_network_policy(spec, operator_namespace),
             build_redis_statefulset(spec),
         ]
+    claim = build_exports_claim(spec)
+    if claim is not None:  # before the pods that mount it
+        objects.append(claim)
     for pool in spec.pools:
         objects += [build_worker_deployment(spec, pool), build_worker_pdb(spec, pool)]
     objects.append(build_metrics_service(spec))
@@ -64,6 +70,7 @@ def pod_specs(objects: list[JSON]) -> list[tuple[str, JSON]]:
 __all__ = [
     "autoscaler_owns_replicas",
     "build_beat_deployment",
+    "build_exports_claim",
     "build_flower_deployment",
     "build_flower_secret",
     "build_flower_service",

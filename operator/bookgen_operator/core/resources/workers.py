@@ -26,6 +26,7 @@ from bookgen_operator.core.resources.common import (
     pod_security_context,
     tmp_volume,
 )
+from bookgen_operator.core.resources.exports import OUTPUT_DIR, output_mount, output_volume, s3_credentials, s3_env
 from bookgen_operator.core.resources.images import child_image, pull_secrets
 from bookgen_operator.core.resources.labels import (
     POOL_LABEL,
@@ -40,7 +41,6 @@ from bookgen_operator.core.spec import PoolSpec, QueueSpec
 COMPONENT = "worker"
 MONITORING_QUEUE = "monitoring"
 HEARTBEAT_FILE = "/tmp/heartbeat"
-OUTPUT_DIR = "/var/lib/bookgen/output"
 #: Seconds beyond the hard time limit for the warm shutdown to finish acknowledging and exit.
 SHUTDOWN_MARGIN = 30
 HEARTBEAT_MAX_AGE = 60
@@ -114,7 +114,9 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
         {"name": "BOOKGEN_POOL", "value": pool.name},
         {"name": "BOOKGEN_HEARTBEAT_FILE", "value": HEARTBEAT_FILE},
         {"name": "BOOKGEN_OUTPUT_DIR", "value": OUTPUT_DIR},
+        *s3_env(spec, pool),
     ]
+    credentials, credentials_mounts = s3_credentials(spec, pool)
     container: JSON = {
         "name": "worker",
         "image": child_image(spec, spec.image.ref),
@@ -127,7 +129,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
         "startupProbe": _heartbeat_probe(period=5, failures=60),
         "livenessProbe": _heartbeat_probe(period=20, failures=3),
         "readinessProbe": _heartbeat_probe(period=10, failures=2),
-        "volumeMounts": [dict(TMP_MOUNT), {"name": "output", "mountPath": OUTPUT_DIR}],
+        "volumeMounts": [dict(TMP_MOUNT), output_mount(spec, pool), *credentials_mounts],
     }
     if serves_metrics(pool):
         env.append({"name": "BOOKGEN_METRICS_PORT", "value": str(spec.metrics.port)})
@@ -167,7 +169,7 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
                         }
                     ],
                     "containers": [container],
-                    "volumes": [tmp_volume(), {"name": "output", "emptyDir": {"sizeLimit": "1Gi"}}],
+                    "volumes": [tmp_volume(), output_volume(spec, pool), *credentials],
                 },
             },
         },

@@ -5,6 +5,7 @@ CRD's defaults. Import from here; the modules are:
 - parse.py: parse_queue (body -> QueueSpec or SpecError, the CRD's schema and CEL rules in Python);
 - reader.py: typed field access with the field's path in every message;
 - defaults.py: the CRD's defaults that are more than a scalar;
+- environment.py, exports.py: spec.env/envFrom and spec.exports, each parsed in a module of its own;
 - operator_defaults.py: what the chart sets for every queue (registry, pull Secrets, monitor labels).
 """
 
@@ -16,6 +17,10 @@ from bookgen_operator.core.spec.model import (
     VERSION,
     AutoscalingSpec,
     BeatSpec,
+    ExportsClaim,
+    ExportsS3,
+    ExportsSpec,
+    ExportsVolume,
     FlowerSpec,
     ImageSpec,
     MetricsSpec,
@@ -38,6 +43,10 @@ __all__ = [
     "VERSION",
     "AutoscalingSpec",
     "BeatSpec",
+    "ExportsClaim",
+    "ExportsS3",
+    "ExportsSpec",
+    "ExportsVolume",
     "FlowerSpec",
     "ImageSpec",
     "MetricsSpec",

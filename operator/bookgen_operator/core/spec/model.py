@@ -135,6 +135,50 @@ class AutoscalingSpec:
 
 
 @dataclass(frozen=True)
+class ExportsClaim:
+    """spec.exports.volumeClaim: the claim the operator makes, `<queue>-exports` (spec/exports.py)."""
+
+    size: str = "1Gi"
+    storage_class: str = ""
+    access_mode: str = "ReadWriteOnce"
+
+
+@dataclass(frozen=True)
+class ExportsVolume:
+    """spec.exports.volume: a volume the user names (a claim of theirs, or an emptyDir)."""
+
+    claim_name: str = ""
+    #: emptyDir's sizeLimit; used when claim_name is empty.
+    empty_dir_size: str = ""
+    sub_path: str = ""
+
+
+@dataclass(frozen=True)
+class ExportsS3:
+    """spec.exports.s3: an S3-compatible bucket; the keys come from a Secret, never from the spec."""
+
+    bucket: str
+    endpoint: str = ""
+    prefix: str = ""
+    region: str = ""
+    addressing_style: str = "path"
+    insecure_skip_tls_verify: bool = False
+    #: Empty: no Secret; the pods' own identity (or nothing) signs the requests.
+    secret_name: str = ""
+    access_key_id_key: str = "accessKeyId"
+    secret_access_key_key: str = "secretAccessKey"
+
+
+@dataclass(frozen=True)
+class ExportsSpec:
+    """spec.exports: where finished books go. Unset = a claim the operator makes (volumeClaim)."""
+
+    claim: ExportsClaim | None = field(default_factory=ExportsClaim)
+    volume: ExportsVolume | None = None
+    s3: ExportsS3 | None = None
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     name: str
     queues: tuple[str, ...]
@@ -169,6 +213,8 @@ class QueueSpec:
     image_registry: str = ""
     #: env/envFrom of every BookGen process of the queue (spec.env, spec.envFrom).
     environment: Environment = field(default_factory=lambda: Environment())
+    #: Where finished books go (spec.exports).
+    exports: ExportsSpec = field(default_factory=lambda: ExportsSpec())
 
     @property
     def redis_secret_name(self) -> str:

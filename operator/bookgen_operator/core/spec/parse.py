@@ -25,6 +25,7 @@ from bookgen_operator.core.spec.defaults import (
     REDIS_REQUESTS,
 )
 from bookgen_operator.core.spec.environment import read_environment
+from bookgen_operator.core.spec.exports import read_exports
 from bookgen_operator.core.spec.model import (
     API_VERSION,
     KIND,
@@ -295,7 +296,7 @@ def parse_queue(body: Body) -> QueueSpec:
         body.get("spec"),
         "spec",
         ("image", "imagePullSecrets", "queues", "pools", "redis", "beat", "flower", "worker", "metrics",
-         "autoscaling", "env", "envFrom"),
+         "autoscaling", "env", "envFrom", "exports"),
     )
 
     img = spec.obj("image", ("repository", "tag", "pullPolicy", "digest"))
@@ -369,6 +370,7 @@ def parse_queue(body: Body) -> QueueSpec:
         generation=generation,
         image_pull_secrets=pull_secrets,
         environment=read_environment(spec),
+        exports=read_exports(spec),
     )
 
 
