@@ -253,3 +253,28 @@ def test_the_api_server_unreachable(cluster: FakeApiServer, capsys: pytest.Captu
     code, out, err = bookgen(capsys, "jobs")
     assert_one_line_error(["jobs"], code, out, err)
     assert f"cannot reach the API server at {cluster.url} (context fake)" in err
+
+
+def test_the_cluster_queue_comes_after_the_per_command_flags_and_before_the_environment(tmp_path: Path) -> None:
+    from bookgen_operator.cli.target import resolve
+    from bookgen_worker.config import ConfigError
+
+    ref = QueueRef(NAME, NS)
+    shell = {"REDIS_URL": "redis://from-the-environment:6379/0", STATE_DIR_ENV: str(tmp_path)}
+    found = resolve(None, None, shell, tmp_path, cluster=ref)
+    assert (found.cluster, found.redis_url, found.source) == (ref, None, f"--queue {NAME}")
+    for redis_url, state_dir in (("redis://x:1/0", None), (None, tmp_path)):
+        with pytest.raises(ConfigError, match="names a queue on a cluster and"):
+            resolve(redis_url, state_dir, shell, tmp_path, cluster=ref)
+
+
+def test_the_url_carries_the_password_quoted_and_keeps_the_database() -> None:
+    from bookgen_operator.cli.cluster import forwarded_url, with_password
+    from bookgen_worker.config import redact
+
+    url = with_password("rediss://redis.example.com:6380/2", "p@ss:/word")
+    assert url == "rediss://:p%40ss%3A%2Fword@redis.example.com:6380/2" and "p%40ss" not in redact(url)
+    external = queue_redis(queue_body({"mode": "external", "url": "redis://shared.infra.svc:6390/3",
+                                       "passwordSecretRef": {"name": "ext"}}))
+    assert forwarded_url(external, 40000) == "redis://127.0.0.1:40000/3"
+    assert forwarded_url(queue_redis(queue_body()), 40001) == "redis://127.0.0.1:40001/0"
