@@ -22,7 +22,8 @@ from bookgen_worker.config import ConfigError
 from bookgen_worker.errors import BookGenError
 
 from bookgen_operator.cli import dlq, files, jobs, render, shellenv, status, up
-from bookgen_operator.cli.connect import REDIS_SHOWN, add_connection_options
+from bookgen_operator.cli.cluster_args import given
+from bookgen_operator.cli.connect import REDIS_SHOWN, add_connection_options, closing
 
 #: Modules that contribute sub-commands, in the order `bookgen --help` lists them.
 COMMAND_MODULES = (jobs, files, dlq, status, shellenv, up, render)
@@ -90,7 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     environ = args.environ = os.environ  # the one read of the environment: commands take it from args
     try:
-        return int(args.handler(args) or 0)
+        with closing(args):  # a cluster queue's port-forward ends with the command
+            if args.command in OFFLINE_COMMANDS and given(args):
+                own = " (its own -n goes after it: bookgen render -n NS -f FILE)" if args.command == "render" else ""
+                raise ValueError(f"{', '.join(given(args))}: for a queue on a cluster, and `bookgen {args.command}` "
+                                 f"talks to none{own}")
+            return int(args.handler(args) or 0)
     except (BookGenError, ConfigError, ValueError) as exc:
         print(f"bookgen: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ must surface as the one-line ConfigError main() prints, not as a traceback while
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 from bookgen_worker.config import Settings, redact, settings_from_env
 from bookgen_worker.errors import RedisUnavailable
 
+from .cluster import open_queue
+from .cluster_args import add_cluster_options, queue_ref
 from .target import DEFAULT_SOURCE, REDIS_ENV, Target, hint, resolve
 
 if TYPE_CHECKING:
@@ -24,6 +27,10 @@ if TYPE_CHECKING:
 OUTPUT_FORMATS = ("table", "json", "yaml")
 #: Where connect() records the (redacted) Redis URL on the command's arguments, for errors raised later.
 REDIS_SHOWN = "redis_shown"
+#: Where main() keeps what a command opened and must close when it ends (a cluster queue's port-forward).
+CLOSING = "closing"
+#: Where target_settings() keeps the cluster queue it opened (cluster.QueueConnection), for later use.
+QUEUE_CONNECTION = "queue_connection"
 
 
 def add_connection_options(parser: argparse.ArgumentParser, *, top: bool = False, state_dir: bool = True) -> None:
@@ -37,6 +44,7 @@ def add_connection_options(parser: argparse.ArgumentParser, *, top: bool = False
         parser.add_argument("--state-dir", type=Path, default=default, metavar="DIR",
                             help="the state folder of a `bookgen up` (default: $REDIS_URL, else "
                                  "$BOOKGEN_STATE_DIR, else ./.bookgen, else redis://localhost:6379/0)")
+    add_cluster_options(parser, top=top)
 
 
 def add_output_option(parser: argparse.ArgumentParser, *, json_alias: bool = False) -> None:
@@ -46,10 +54,28 @@ def add_output_option(parser: argparse.ArgumentParser, *, json_alias: bool = Fal
         parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as -o json")
 
 
+def closing(args: argparse.Namespace) -> contextlib.ExitStack:
+    """What the command opened and main() closes when it ends (a handler called without main(): at exit)."""
+    stack = getattr(args, CLOSING, None)
+    if stack is None:
+        stack = contextlib.ExitStack()
+        setattr(args, CLOSING, stack)
+    return stack
+
+
 def target_settings(args: argparse.Namespace) -> tuple[Target, Settings]:
-    """The system this command means, and the settings to reach it (ConfigError: one line)."""
-    target = resolve(getattr(args, "redis_url", None), getattr(args, "state_dir", None), args.environ)
+    """The system this command means, and the settings to reach it (ConfigError: one line). A cluster
+    queue (--queue) is opened here: its port-forward lasts until the command ends."""
+    target = resolve(getattr(args, "redis_url", None), getattr(args, "state_dir", None), args.environ,
+                     cluster=queue_ref(args))
     env = dict(args.environ)
+    if target.cluster is not None:
+        queue = closing(args).enter_context(open_queue(target.cluster, args.environ))
+        setattr(args, QUEUE_CONNECTION, queue)
+        if queue.note:
+            print(f"bookgen: note: {queue.note}", file=sys.stderr)
+        env.update(queue.settings_env)  # the key prefix and priority lists the queue's workers use
+        target = Target(queue.redis_url, queue.shown, cluster=target.cluster)
     if target.redis_url is not None:
         for name in REDIS_ENV:  # the URL given or recorded carries its own password
             env.pop(name, None)
@@ -64,11 +90,15 @@ def connect(args: argparse.Namespace) -> tuple[Celery, Settings]:
     from bookgen_worker.redis_client import check_reachable
 
     target, settings = target_settings(args)
-    setattr(args, REDIS_SHOWN, redact(settings.redis_url))
+    setattr(args, REDIS_SHOWN, target.source if target.cluster else redact(settings.redis_url))
     configure_app(app, settings)
     try:
         check_reachable(settings)
     except RedisUnavailable as exc:
+        queue = getattr(args, QUEUE_CONNECTION, None)
+        if queue is not None:  # what the port-forward heard says more than a closed connection
+            problem = queue.forward_problem() or exc
+            raise RedisUnavailable(f"cannot reach the Redis of {queue.shown}: {problem}") from None
         raise RedisUnavailable(f"{exc} ({hint(target)})") from None
     if target.source == DEFAULT_SOURCE:
         # A Redis answers at the default address, but it may not be the one `bookgen up` runs.

@@ -12,6 +12,7 @@ import sys
 
 from bookgen_worker.errors import BookGenError
 
+from .cluster_args import queue_ref
 from .target import REDIS_ENV, STATE_DIR_ENV, resolve, up_running
 
 
@@ -34,6 +35,9 @@ def print_env(args: argparse.Namespace) -> int:
     if args.unset:
         print(f"unset {STATE_DIR_ENV} REDIS_URL")
         return 0
+    if queue_ref(args) is not None:
+        raise BookGenError("`bookgen env` points a shell at a `bookgen up`; a cluster queue's Redis is reached "
+                           "through a port-forward that lasts one command: give -n NS --queue NAME to each command")
     # The environment's REDIS_URL is what this would print; look for a state folder instead.
     env = {k: v for k, v in args.environ.items() if k not in REDIS_ENV}
     target = resolve(getattr(args, "redis_url", None), getattr(args, "state_dir", None), env)

@@ -73,7 +73,8 @@ def show_status(args: argparse.Namespace) -> int:
     queues = args.queues or list(QUEUES)
     unknown = [q for q in queues if q not in QUEUES]
     if unknown:
-        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)}")
+        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(QUEUES)} (after `status`, "
+                         "--queue filters these; a BookGenQueue is named before it: bookgen --queue NAME status)")
     _, settings = connect(args)
     client = get_redis(settings)
     snapshot = measure(client, settings, queues)

@@ -5,13 +5,17 @@ command can find it without the user copying a generated password around. The or
 
 1. `--redis-url`            (this command only)
 2. `--state-dir DIR`        (this command only)
-3. `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`/... in the environment (what workers and Kubernetes use)
-4. `BOOKGEN_STATE_DIR`      (what `eval "$(bookgen env)"` sets)
-5. `./.bookgen`             (the folder `bookgen up` uses by default), if it exists
-6. `redis://localhost:6379/0`
+3. `--queue NAME` (with `-n`, `--context`, `--kubeconfig`): a BookGenQueue on a cluster, its Redis
+   reached through the API server (cli/cluster.py); this command only
+4. `REDIS_URL` or `REDIS_HOST`/`REDIS_PORT`/... in the environment (what workers and Kubernetes use)
+5. `BOOKGEN_STATE_DIR`      (what `eval "$(bookgen env)"` sets)
+6. `./.bookgen`             (the folder `bookgen up` uses by default), if it exists
+7. `redis://localhost:6379/0`
 
 Explicit beats discovered: a flag beats the environment, the environment beats the current folder.
-The source is kept so that a command that reaches nothing can say which system it tried.
+Two flags that name different systems (`--queue` with `--redis-url` or `--state-dir`) are an error,
+not a silent choice. The source is kept so that a command that reaches nothing can say which system
+it tried.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 from bookgen_worker.config import ConfigError
 
 from bookgen_operator.local.state import CONNECTION_FILE, LOCK_FILE
+
+from .cluster import QueueRef
 
 STATE_DIR_ENV = "BOOKGEN_STATE_DIR"
 DEFAULT_STATE_DIR = Path(".bookgen")
@@ -42,6 +48,8 @@ class Target:
     redis_url: str | None
     source: str  # for messages: "--redis-url", "REDIS_URL", "state folder /x/.bookgen", "the default"
     state_dir: Path | None = None
+    #: A queue on a cluster (--queue): its Redis URL is known once a port-forward is open (connect.py).
+    cluster: QueueRef | None = None
 
 
 def read_connection(state_dir: Path) -> dict[str, str]:
@@ -85,12 +93,17 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
 
 
 def resolve(redis_url: str | None, state_dir: Path | None, env: Mapping[str, str],
-            cwd: Path | None = None) -> Target:
+            cwd: Path | None = None, cluster: QueueRef | None = None) -> Target:
     """The system a command should talk to (see the module docstring for the order)."""
+    if cluster is not None and (redis_url or state_dir is not None):
+        other = "--redis-url" if redis_url else "--state-dir"
+        raise ConfigError(f"--queue {cluster.name} names a queue on a cluster and {other} another system; give one")
     if redis_url:
         return Target(redis_url, "--redis-url")
     if state_dir is not None:
         return _from_state(state_dir, "--state-dir")
+    if cluster is not None:
+        return Target(None, f"--queue {cluster.name}", cluster=cluster)
     if any(env.get(name, "").strip() for name in REDIS_ENV):
         name = "REDIS_URL" if env.get("REDIS_URL", "").strip() else "REDIS_HOST/REDIS_PORT"
         return Target(None, name)
@@ -110,6 +123,8 @@ def _from_state(state_dir: Path, how: str) -> Target:
 
 def hint(target: Target) -> str:
     """What to say after "cannot reach Redis at ...": where the URL came from and what to do."""
+    if target.cluster is not None:
+        return f"{target.source}: the queue's Redis pod may have gone; see kubectl get bookgenqueues"
     if target.source == DEFAULT_SOURCE:
         return f"the default, as nothing named a system: start `bookgen up` here, or {POINT_ELSEWHERE}"
     if target.state_dir is not None and not up_running(target.state_dir):

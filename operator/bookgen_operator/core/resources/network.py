@@ -1,8 +1,10 @@
-"""Only this BookGenQueue's own pods, and the operator, may talk to its Redis (plus the password,
-defence in depth)."""
+"""Only this BookGenQueue's own pods, the operator, and the clients the user names in
+`spec.redis.allowedClients` (the application that submits books) may talk to its Redis (plus the
+password, defence in depth)."""
 
 from __future__ import annotations
 
+import copy
 from types import MappingProxyType
 
 from bookgen_operator.core.objects import JSON
@@ -32,7 +34,8 @@ def build_redis_network_policy(spec: QueueSpec, operator_namespace: str | None =
             "ingress": [
                 {
                     "from": [{"podSelector": {"matchLabels": instance_selector(spec)}},
-                             operator_peer(operator_namespace)],
+                             operator_peer(operator_namespace),
+                             *copy.deepcopy(spec.redis.allowed_clients)],
                     "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
                 }
             ],

@@ -75,6 +75,9 @@ class RedisSpec:
     resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {"requests": dict(REDIS_REQUESTS), "limits": dict(REDIS_LIMITS)}
     )
+    #: NetworkPolicyPeers (pod and namespace selectors) admitted to Redis beside the queue's own pods and
+    #: the operator: the user's producers (spec.redis.allowedClients, checked by spec/clients.py).
+    allowed_clients: tuple[JSON, ...] = ()
 
     @property
     def managed(self) -> bool:

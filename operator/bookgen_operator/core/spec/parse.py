@@ -16,6 +16,7 @@ from typing import TypedDict
 
 from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.objects import Body
+from bookgen_operator.core.spec.clients import read_allowed_clients
 from bookgen_operator.core.spec.defaults import (
     DEFAULT_POOLS,
     DEFAULT_QUEUES,
@@ -161,7 +162,7 @@ def _pool(raw: object, path: str, scaling: AutoscalingSpec) -> PoolSpec:
 
 
 def _redis(spec: Reader) -> RedisSpec:
-    r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources"))
+    r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources", "allowedClients"))
     mode: RedisMode = r.choice("mode", "managed", ("managed", "external"))
     url = r.string("url", "", max_len=512)
     if url and not url_like(url, ("redis://", "rediss://")):
@@ -193,7 +194,8 @@ def _redis(spec: Reader) -> RedisSpec:
             "spec.redis: redis.url must not contain credentials; "
             "put the password in the Secret named by redis.passwordSecretRef"
         )
-    return RedisSpec(mode, url, secret, key, image, persistence, resources)
+    return RedisSpec(mode, url, secret, key, image, persistence, resources,
+                     read_allowed_clients(r, managed=mode == "managed"))
 
 
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
