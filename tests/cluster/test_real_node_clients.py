@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,42 +40,10 @@ BOOKGEN = str(Path(sys.executable).with_name("bookgen"))
 APP_LABELS = {"app": "biographer"}
 
 
-def wait_until_owner_references_map(cluster: Cluster, chart: operator_pods.ChartInstall) -> None:
-    """docs/known-limits.md: right after the CRD is (re)installed, the API server's
-    OwnerReferencesPermissionEnforcement admission cannot map BookGenQueue for some 20 s and refuses
-    the operator's first children (403, "cannot find RESTMapping"). The operator retries and gets
-    there, but logs the 403, which stop_and_check counts as an RBAC refusal; this module's first queue
-    comes early in a session, so it waits for the mapping first: a Secret with a blocking owner
-    reference, created as the operator's ServiceAccount (an admin skips the lookup altogether)."""
-    from kubernetes import config
-
-    api = config.new_client_from_config(str(cluster.kubeconfig))
-    api.set_default_header("Impersonate-User", chart.username)
-    probe = {"metadata": {"generateName": "owner-probe-", "ownerReferences": [{
-        "apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "name": "probe", "uid": str(uuid.uuid4()),
-        "blockOwnerDeletion": True}]}}
-
-    def mapped() -> bool:
-        try:
-            made = client.CoreV1Api(api).create_namespaced_secret(chart.namespace, probe)
-        except client.ApiException as exc:
-            if exc.status == 403 and "RESTMapping" in str(exc.body):
-                return False
-            raise
-        cluster.core.delete_namespaced_secret(made.metadata.name, chart.namespace)
-        return True
-
-    try:
-        wait_for(mapped, timeout=120, interval=1, what="the API server's admission to map BookGenQueue")
-    finally:
-        api.close()
-
-
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster) -> Iterator[operator_pods.OperatorPods]:
     system = restricted_namespace(cluster, "bookgen-system")
     chart = operator_pods.install(cluster, system, system.replace("-system", ""))
-    wait_until_owner_references_map(cluster, chart)
     op = operator_pods.start(cluster, chart, replicas=1)
     try:
         yield op

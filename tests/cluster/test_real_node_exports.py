@@ -41,40 +41,10 @@ PATIENT_EXPORT = [{"name": "BOOKGEN_RETRY_OVERRIDES",
                                                    "jitter": False}})}]
 
 
-def wait_until_owners_can_be_mapped(cluster: Cluster, chart: operator_pods.ChartInstall) -> None:
-    """Right after the chart installs the CRD, the API server's OwnerReferencesPermissionEnforcement cannot
-    map the new kind for a while and refuses children that name a BookGenQueue as owner (a known limit,
-    docs/known-limits.md). The operator retries and gets there, but logs a 403 that stop_and_check counts
-    as RBAC refusing it. So wait until the kind maps: a dry-run create of such a child as the operator's
-    ServiceAccount (an admin skips the mapping). Run alone, this module is the first to use the fresh CRD."""
-    from kubernetes import client, config
-
-    api = config.new_client_from_config(str(cluster.kubeconfig))
-    api.set_default_header("Impersonate-User", chart.username)
-    owner = {"apiVersion": "bookgen.io/v1alpha1", "kind": "BookGenQueue", "name": "probe",
-             "uid": "00000000-0000-0000-0000-000000000000", "controller": True, "blockOwnerDeletion": True}
-
-    def mapped() -> bool:
-        try:
-            client.CoreV1Api(api).create_namespaced_secret(
-                chart.namespace, {"metadata": {"name": "owner-probe", "ownerReferences": [owner]}}, dry_run="All")
-        except client.ApiException as exc:
-            if "RESTMapping" in str(exc.body):
-                return False
-            raise
-        return True
-
-    try:
-        wait_for(mapped, timeout=120, interval=2, what="the API server to map BookGenQueue for owner checks")
-    finally:
-        api.close()
-
-
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster) -> Iterator[operator_pods.OperatorPods]:
     system = restricted_namespace(cluster, "bookgen-system")
     chart = operator_pods.install(cluster, system, system.replace("-system", ""))
-    wait_until_owners_can_be_mapped(cluster, chart)
     op = operator_pods.start(cluster, chart, replicas=1)
     try:
         yield op
