@@ -25,6 +25,8 @@ from typing import Any
 
 from bookgen_worker.errors import BookGenError
 
+from .cluster import QueueRef
+from .cluster_args import queue_ref
 from .connect import add_output_option, console, dump
 
 FETCH_MODULE = ("python", "-m", "bookgen_worker.storage.fetch")
@@ -35,19 +37,10 @@ Files = list[dict[str, Any]]
 Reader = Callable[[dict[str, Any]], Iterator[bytes]]
 
 
-def _cluster_options(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: never overwrite the same options given before the sub-command (`bookgen -n ns --queue q ...`).
-    parser.add_argument("--queue", default=argparse.SUPPRESS, metavar="NAME",
-                        help="a BookGenQueue on a cluster: read through a pod of its export pool")
-    parser.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="the queue's namespace")
-    parser.add_argument("--context", default=argparse.SUPPRESS, help="the kubeconfig context (default: current)")
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     files = subparsers.add_parser("files", help="a job's files: where each is, its size and SHA-256")
     files.add_argument("job_id")
     add_output_option(files)
-    _cluster_options(files)
     files.set_defaults(handler=list_files)
 
     fetch = subparsers.add_parser("fetch", help="download a job's files (checked against their SHA-256)")
@@ -55,25 +48,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fetch.add_argument("-o", "--output-dir", type=Path, default=Path("."), metavar="DIR",
                        help="where to put them (default: this folder)")
     fetch.add_argument("--format", default="", help="only these formats, comma-separated: md, docx, pdf")
-    _cluster_options(fetch)
     fetch.set_defaults(handler=fetch_files)
 
 
 def _source(args: argparse.Namespace) -> tuple[Files, Reader]:
-    queue, namespace = getattr(args, "queue", None), getattr(args, "namespace", None)
-    if namespace and not queue:
-        raise ValueError("-n/--namespace names where a cluster queue is: give --queue NAME too")
-    if queue:
-        return _cluster_source(args, queue, namespace or "default")
-    return _local_source(args)
+    # The cluster options (--queue, -n, --context, --kubeconfig) are every command's: cluster_args.py.
+    queue = queue_ref(args)
+    return _cluster_source(args, queue) if queue else _local_source(args)
 
 
-def _cluster_source(args: argparse.Namespace, queue: str, namespace: str) -> tuple[Files, Reader]:
+def _cluster_source(args: argparse.Namespace, queue: QueueRef) -> tuple[Files, Reader]:
     import json
 
     from .pod_exec import export_pod
 
-    pod = export_pod(getattr(args, "context", None), namespace, queue, args.environ)
+    pod = export_pod(queue, args.environ)
     files: Files = json.loads(pod.output([*FETCH_MODULE, "files", args.job_id]))
     return files, lambda entry: pod.stream([*FETCH_MODULE, "cat", str(entry["location"])])
 

@@ -1,6 +1,6 @@
 """Running a command in a pod of a queue on a cluster, through the API server (`kubectl exec`).
 
-The seam of `bookgen files|fetch` for a queue on a cluster: `export_pod(context, namespace, queue)` finds
+The seam of `bookgen files|fetch` for a queue on a cluster: `export_pod(queue_ref, environ)` finds
 a running pod of a pool that consumes the `export` queue (the pods that mount the export volume or hold
 the bucket's credentials) and returns a `PodExec` that runs `python -m ...` in its worker container.
 Only the API server is reached, as `kubectl cp` does, so a volume or an in-cluster S3 endpoint needs no
@@ -23,6 +23,8 @@ from pathlib import Path
 
 from bookgen_worker.errors import BookGenError
 
+from .cluster import QueueRef
+
 EXPORT_QUEUE = "export"
 CONTAINER = "worker"
 CHUNK = 1 << 20
@@ -44,11 +46,15 @@ def kubectl_binary(environ: Mapping[str, str]) -> str:
 class Kubectl:
     binary: str
     context: str | None = None
+    kubeconfig: str | None = None
 
-    def argv(self, namespace: str, *args: str) -> list[str]:
-        return [self.binary, *(["--context", self.context] if self.context else []), "-n", namespace, *args]
+    def argv(self, namespace: str | None, *args: str) -> list[str]:
+        """None: kubectl's own default, the context's namespace (else default), as `bookgen --queue` means."""
+        return [self.binary, *(["--kubeconfig", self.kubeconfig] if self.kubeconfig else []),
+                *(["--context", self.context] if self.context else []),
+                *(["-n", namespace] if namespace else []), *args]
 
-    def json(self, namespace: str, *args: str) -> dict[str, object]:
+    def json(self, namespace: str | None, *args: str) -> dict[str, object]:
         done = subprocess.run(self.argv(namespace, *args, "-o", "json"), capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ClusterError(_first_line(done.stderr) or f"kubectl {' '.join(args)} failed")
@@ -90,28 +96,32 @@ class PodExec:
             raise ClusterError(f"in pod {self.namespace}/{self.pod}: {_first_line(errors)}")
 
 
-def export_pod(context: str | None, namespace: str, queue: str, environ: Mapping[str, str]) -> PodExec:
+def export_pod(ref: QueueRef, environ: Mapping[str, str]) -> PodExec:
     """A PodExec on a running, ready pod of one of the queue's pools that consume the export queue
     (`environ`: the command's environment, where BOOKGEN_KUBECTL may name the client)."""
     from bookgen_operator.core.spec import SpecError, parse_queue
 
-    kubectl = Kubectl(kubectl_binary(environ), context)
+    kubectl = Kubectl(kubectl_binary(environ), ref.context, ref.kubeconfig)
+    namespace, queue = ref.namespace, ref.name
     body = kubectl.json(namespace, "get", "bookgenqueues.bookgen.io", queue)
+    # The namespace kubectl chose when none was given: messages name the queue as the cluster knows it.
+    metadata = body.get("metadata")
+    where = str(metadata.get("namespace") or namespace) if isinstance(metadata, dict) else str(namespace)
     try:
         spec = parse_queue(body)
     except SpecError as exc:
-        raise ClusterError(f"BookGenQueue {namespace}/{queue} is invalid: {exc}") from None
+        raise ClusterError(f"BookGenQueue {where}/{queue} is invalid: {exc}") from None
     pools = [pool.name for pool in spec.pools if EXPORT_QUEUE in pool.queues]
     if not pools:
-        raise ClusterError(f"no pool of BookGenQueue {namespace}/{queue} consumes the export queue")
+        raise ClusterError(f"no pool of BookGenQueue {where}/{queue} consumes the export queue")
     selector = (f"app.kubernetes.io/instance={queue},app.kubernetes.io/component=worker,"
                 f"bookgen.io/pool in ({','.join(pools)})")
-    listed = kubectl.json(namespace, "get", "pods", "-l", selector)
+    listed = kubectl.json(where, "get", "pods", "-l", selector)
     items = listed.get("items")
     for pod in items if isinstance(items, list) else []:
         if _ready(pod):
-            return PodExec(kubectl, namespace, str(pod["metadata"]["name"]))
-    raise ClusterError(f"no running pod of pool {', '.join(pools)} of {namespace}/{queue} to read the files through "
+            return PodExec(kubectl, where, str(pod["metadata"]["name"]))
+    raise ClusterError(f"no running pod of pool {', '.join(pools)} of {where}/{queue} to read the files through "
                        "(a pool scaled to zero: scale it up, e.g. submit any job, and try again)")
 
 
