@@ -17,6 +17,7 @@ from bookgen_operator.controller.child_cache import ChildCache
 from bookgen_operator.controller.client import Kube, KubeError, resource_for
 from bookgen_operator.core.objects import JSON, Body
 from bookgen_operator.core.reconcile import Action, Learned, ObjectKey, key_of, plan
+from bookgen_operator.core.removals import without_nulls
 from bookgen_operator.core.spec import QueueSpec
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ async def _write_one(kube: Kube, spec: QueueSpec, action: Action, learned: dict[
         enforced = comparable(action.body, existing=True, autoscaler_owns_replicas=owns_replicas)
     else:
         stored = await kube.patch(res, spec.namespace, action.name, action.body)
-        enforced = action.body
+        enforced = without_nulls(action.body)  # a removal's nulls are not fields we enforce
     learned[key] = learn(enforced, stored)
     return stored
 

@@ -63,6 +63,8 @@ class QueueState:
     retry_at: float = 0.0
     autoscaling: Condition | None = None
     warned_generation: int | None = None
+    #: The generation whose child the API server refused (an Event once per generation, not per retry).
+    rejected_generation: int | None = None
     #: The stored form of children we wrote (reconcile.learn): compare the way the server stores them.
     learned: dict[ObjectKey, Learned] = dataclasses.field(default_factory=dict)
     #: (generation, when) the queue's Secrets were last found complete: a timer reconcile re-reads them

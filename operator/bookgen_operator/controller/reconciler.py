@@ -7,21 +7,25 @@ trigger during a run marks the queue dirty and the run repeats once with a fresh
 Failure policy (never a hot loop, never a crash):
 - invalid spec -> Ready=False/InvalidSpec with the parser's message; no retry until the spec changes;
 - a referenced Secret is missing -> Ready=False/SecretNotFound; retried with backoff (>= 30 s);
-- API errors -> kopf retries the handler with its own backoff; the timer tries again later
+- the API server refuses a child as invalid (400/422: e.g. an affinity it cannot accept) ->
+  Ready=False/ChildRejected with the server's own message; retried with the Secrets' backoff;
+- other API errors -> kopf retries the handler with its own backoff; the timer tries again later
   (429/503 with Retry-After are waited out inside client.py first, never reported in status).
 """
 
 from __future__ import annotations
 
 import time
+from typing import NoReturn
 
 import kopf
 
 from bookgen_operator.controller import events, opmetrics
 from bookgen_operator.controller.child_cache import RESYNC_SECONDS
 from bookgen_operator.controller.children import MONITORING_GROUP, apply_children
-from bookgen_operator.controller.client import RESOURCES, decoded, ensure_secret
+from bookgen_operator.controller.client import RESOURCES, KubeError, decoded, ensure_secret
 from bookgen_operator.controller.context import OperatorContext, QueueState, plain
+from bookgen_operator.controller.pod_reasons import read_problems
 from bookgen_operator.core.objects import JSON, Body
 from bookgen_operator.core.reconcile import adopt
 from bookgen_operator.core.resources import desired_objects, generated_secrets, monitoring_objects
@@ -117,6 +121,25 @@ async def _report_problem(ctx: OperatorContext, body: Body, reason: str, message
     await _write_status(ctx, body, status)
 
 
+#: What the API server answers a write it refuses as invalid (its message says which field and why).
+REJECTED = (400, 422)
+
+
+async def _child_rejected(ctx: OperatorContext, body: Body, state: QueueState, exc: KubeError) -> NoReturn:
+    """Report in status what the API server refused, then retry with backoff: a fix of the spec
+    reconciles at once, and the timer stays quiet meanwhile (in_backoff)."""
+    opmetrics.count_error("ChildRejected")
+    message = f"the API server refused a child: {exc.message}"
+    generation = body["metadata"].get("generation")
+    if state.rejected_generation != generation:
+        events.warning(body, "ChildRejected", message)
+    state.rejected_generation = generation
+    delay = state.retry_delay
+    state.retry_at, state.retry_delay = time.monotonic() + delay, min(delay * 2, 600.0)
+    await _report_problem(ctx, body, "ChildRejected", f"{message} (retrying in {delay:.0f}s)")
+    raise kopf.TemporaryError(message, delay=delay) from None
+
+
 async def reconcile_once(ctx: OperatorContext, body: Body, trigger: str) -> None:
     meta = body["metadata"]
     state = ctx.state(meta["uid"])
@@ -162,14 +185,21 @@ async def reconcile_once(ctx: OperatorContext, body: Body, trigger: str) -> None
                            f"{MONITORING_GROUP} CRDs are not installed (install the Prometheus Operator)")
         # Drift repair (timer) and child events read the children from the watch cache; a change of
         # the spec (create, update, resume, a repeat after one) acts on LISTs, as before the cache.
-        actual = await apply_children(ctx.kube, body, spec, desired, groups, state.learned, ctx.children,
-                                      relist=trigger in SPEC_TRIGGERS)
+        try:
+            actual = await apply_children(ctx.kube, body, spec, desired, groups, state.learned, ctx.children,
+                                          relist=trigger in SPEC_TRIGGERS)
+        except KubeError as exc:
+            if exc.code not in REJECTED:
+                raise
+            outcome["result"] = "waiting"
+            await _child_rejected(ctx, body, state, exc)
         by_name = {k[2]: v for k, v in actual.items() if k[1] in ("Deployment", "StatefulSet")}
         pools = [deployment_state(p.name, by_name.get(f"{spec.name}-worker-{p.name}")) for p in spec.pools]
         conditions = component_conditions(
             redis_external=spec.redis.mode == "external", redis=by_name.get(f"{spec.name}-redis"), pools=pools,
             flower_enabled=spec.flower.enabled, flower=by_name.get(f"{spec.name}-flower"),
-            autoscaling=_autoscaling_condition(spec, state))
+            autoscaling=_autoscaling_condition(spec, state),
+            problems=await read_problems(ctx.kube, spec, by_name, pools))
         new_status = desired_status(body.get("status") or {}, generation=meta.get("generation"),
                                     conditions=conditions, pools=pools, now=now_iso())
         await _write_status(ctx, body, new_status)

@@ -38,6 +38,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from bookgen_operator.core.objects import JSON, Body
+from bookgen_operator.core.removals import merged, removals
 
 ObjectKey = tuple[str, str, str]  # (apiVersion, kind, name)
 
@@ -254,6 +255,10 @@ def plan(
         known = (learned or {}).get(key)
         if known is not None and known[0] == fingerprint(enforced):
             pattern = known[1]
-        if not contains(have, pattern):
-            actions.append(Action("patch", key[0], key[1], key[2], enforced, "drifted"))
+        # Something we set once and no longer do (an envFrom, a template field): containment cannot see
+        # it, core/removals.py can.
+        gone = removals(want, have)
+        if gone or not contains(have, pattern):
+            actions.append(Action("patch", key[0], key[1], key[2], merged(enforced, gone) if gone else enforced,
+                                  "drifted"))
     return actions

@@ -66,23 +66,35 @@ def component_conditions(
     flower_enabled: bool,
     flower: Body | None,
     autoscaling: Condition,
+    problems: Mapping[str, str] | None = None,
 ) -> list[Condition]:
-    """RedisReady, WorkersReady, FlowerReady, Autoscaling and the Ready summary."""
+    """RedisReady, WorkersReady, FlowerReady, Autoscaling and the Ready summary. `problems`: why pods
+    do not run, by owner (`worker/<pool>`, `redis`, `flower`; core/pod_problems.py), said where they
+    belong."""
+    why = problems or {}
+
+    def waiting(what: str, owner: str) -> str:
+        return f"waiting for the {what} pod to become ready" + (f": {why[owner]}" if owner in why else "")
+
+    def pool(p: PoolState) -> str:
+        problem = why.get(f"worker/{p.name}")
+        return f"{p.name} {p.ready}/{p.requested}" + (f" ({problem})" if problem and p.ready < p.requested else "")
+
     if redis_external:
         redis_cond = Condition("RedisReady", True, "External", "external Redis is used (not probed by the operator)")
     elif ready_count(redis) >= 1:
         redis_cond = Condition("RedisReady", True, "RedisReady", "the Redis pod is ready")
     else:
-        redis_cond = Condition("RedisReady", False, "RedisNotReady", "waiting for the Redis pod to become ready")
+        redis_cond = Condition("RedisReady", False, "RedisNotReady", waiting("Redis", "redis"))
 
     starving = [p for p in pools if p.requested > 0 and p.ready < 1]
     if not pools:
         workers_cond = Condition("WorkersReady", False, "NoPools", "no worker pools are declared")
     elif starving:
-        listed = ", ".join(f"{p.name} {p.ready}/{p.requested}" for p in starving)
+        listed = ", ".join(pool(p) for p in starving)
         workers_cond = Condition("WorkersReady", False, "PoolsNotReady", f"pools without a ready worker: {listed}")
     else:
-        summary = ", ".join(f"{p.name} {p.ready}/{p.requested}" for p in pools)
+        summary = ", ".join(pool(p) for p in pools)
         workers_cond = Condition("WorkersReady", True, "PoolsServing", f"ready workers per pool: {summary}")
 
     if not flower_enabled:
@@ -90,7 +102,7 @@ def component_conditions(
     elif ready_count(flower) >= 1:
         flower_cond = Condition("FlowerReady", True, "FlowerReady", "the Flower pod is ready")
     else:
-        flower_cond = Condition("FlowerReady", False, "FlowerNotReady", "waiting for the Flower pod to become ready")
+        flower_cond = Condition("FlowerReady", False, "FlowerNotReady", waiting("Flower", "flower"))
 
     failing = [c for c in (redis_cond, workers_cond, flower_cond) if c.status is not True]
     if failing:

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,10 @@ async def _more(op: Operator, runs: float) -> bool:
 def full_example_for_this_cluster(cluster: Cluster) -> dict[str, Any]:
     """The full example, adapted as a user adapts it to a cluster: the image from where this cluster
     has it (with its real digest, IfNotPresent: there is no registry to ask), the storage class it has,
-    and CPU requests a two-core node can schedule beside the other queue (as written they ask for
-    1.35 cores, and the scheduler leaves the content pool Pending: "Insufficient cpu")."""
+    CPU requests a two-core node can schedule beside the other queue (as written they ask for
+    1.35 cores, and the scheduler leaves the content pool Pending: "Insufficient cpu"), and a spread
+    over zones a one-node cluster without zones can satisfy (as written: DoNotSchedule over at least
+    two zones, and every pod stays Pending)."""
     full = yaml.safe_load(FULL_EXAMPLE.read_text())
     full["metadata"]["namespace"] = cluster.namespace
     ref = "ghcr.io/bookgen/bookgen-queue:0.1.0"
@@ -73,9 +76,38 @@ def full_example_for_this_cluster(cluster: Cluster) -> dict[str, Any]:
         requests = (owner.get("resources") or {}).get("requests") or {}
         if "cpu" in requests:
             requests["cpu"] = "10m"
+    for spread in full["spec"]["podTemplate"]["spec"]["topologySpreadConstraints"]:
+        spread.pop("minDomains", None)
+        spread["whenUnsatisfiable"] = "ScheduleAnyway"
     return full
 
 
+#: What the full example names and a user creates first, beside the Secrets: its PriorityClasses (cluster
+#: scoped), the ServiceAccount of its pods and the Secret of the content pool's model key.
+PRIORITY_CLASSES = ("bookgen-standard", "bookgen-interactive")
+
+
+@pytest.fixture
+async def full_example_prerequisites(cluster: Cluster) -> AsyncIterator[None]:
+    classes = cluster.res("scheduling.k8s.io", "v1", "priorityclasses", namespaced=False)
+    for name in PRIORITY_CLASSES:
+        try:
+            await cluster.kube.create(classes, None, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                                                      "metadata": {"name": name}, "value": 100})
+        except Exception as exc:  # left by an earlier run on a reused cluster
+            if getattr(exc, "code", None) != 409:
+                raise
+    ns = cluster.namespace
+    await cluster.kube.create(RESOURCES[("v1", "ServiceAccount")], ns, {
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "bookgen-full"}})
+    await cluster.kube.create(RESOURCES[("v1", "Secret")], ns, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bookgen-llm"}, "stringData": {"api-key": "sk-x"}})
+    yield
+    for name in PRIORITY_CLASSES:
+        await cluster.kube.delete(classes, None, name)
+
+
+@pytest.mark.usefixtures("full_example_prerequisites")
 async def test_settles_with_zero_writes_and_repairs_a_hand_edit_with_one(cluster: Cluster) -> None:
     op = await cluster.start_operator()
     ns = cluster.namespace

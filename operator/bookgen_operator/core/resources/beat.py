@@ -14,6 +14,7 @@ from bookgen_operator.core.resources.common import (
 )
 from bookgen_operator.core.resources.images import child_image
 from bookgen_operator.core.resources.labels import beat_name
+from bookgen_operator.core.resources.pod_template import add_user_volumes, apply_pod_template
 from bookgen_operator.core.spec import QueueSpec
 
 COMPONENT = "beat"
@@ -32,11 +33,13 @@ def build_beat_deployment(spec: QueueSpec) -> JSON:
         "imagePullPolicy": spec.image.pull_policy,
         "command": beat_command(),
         "env": [*app_env(spec), *pod_env()],
-        "resources": {"requests": {"cpu": "10m", "memory": "96Mi"}, "limits": {"memory": "256Mi"}},
+        "resources": {k: dict(v) for k, v in spec.beat.resources.items() if v},
         "securityContext": container_security_context(),
         "volumeMounts": [dict(TMP_MOUNT)],
     }
     add_user_environment(container, spec.environment)
     # Recreate and 30 s: see the module docstring; beat has nothing to finish.
-    return single_pod_deployment(spec, beat_name(spec), COMPONENT, container, strategy={"type": "Recreate"},
-                                 terminationGracePeriodSeconds=30)
+    deployment = single_pod_deployment(spec, beat_name(spec), COMPONENT, container, strategy={"type": "Recreate"},
+                                       terminationGracePeriodSeconds=30)
+    add_user_volumes(deployment, container, spec.volumes)
+    return apply_pod_template(deployment, spec.pod_template + spec.beat.pod_template)

@@ -14,6 +14,7 @@ from bookgen_operator.core.resources.common import (
 )
 from bookgen_operator.core.resources.images import child_image
 from bookgen_operator.core.resources.labels import FLOWER_PORT, flower_name, metadata, selector
+from bookgen_operator.core.resources.pod_template import add_user_volumes, apply_pod_template
 from bookgen_operator.core.spec import QueueSpec
 
 COMPONENT = "flower"
@@ -52,12 +53,14 @@ def build_flower_deployment(spec: QueueSpec) -> JSON:
         "ports": [{"name": "http", "containerPort": FLOWER_PORT, "protocol": "TCP"}],
         "readinessProbe": {**probe, "initialDelaySeconds": 5},
         "livenessProbe": {**probe, "initialDelaySeconds": 30},
-        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "resources": {k: dict(v) for k, v in spec.flower.resources.items() if v},
         "securityContext": container_security_context(),
         "volumeMounts": [dict(TMP_MOUNT)],
     }
     add_user_environment(container, spec.environment)
-    return single_pod_deployment(spec, flower_name(spec), COMPONENT, container)
+    deployment = single_pod_deployment(spec, flower_name(spec), COMPONENT, container)
+    add_user_volumes(deployment, container, spec.volumes)
+    return apply_pod_template(deployment, spec.pod_template + spec.flower.pod_template)
 
 
 def build_flower_service(spec: QueueSpec) -> JSON:

@@ -26,6 +26,7 @@ from bookgen_operator.core.resources.labels import (
     redis_name,
     selector,
 )
+from bookgen_operator.core.resources.pod_template import apply_pod_template
 from bookgen_operator.core.spec import QueueSpec
 
 COMPONENT = "redis"
@@ -113,12 +114,14 @@ def build_redis_statefulset(spec: QueueSpec) -> JSON:
         sts_spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain", "whenScaled": "Retain"}
     else:
         volumes.append({"name": "data", "emptyDir": {}})
-    return {
+    statefulset = {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
         "metadata": metadata(spec, redis_name(spec), COMPONENT),
         "spec": sts_spec,
     }
+    # Only Redis's own template: spec.podTemplate is for BookGen's pods (identity, volumes, placement).
+    return apply_pod_template(statefulset, r.pod_template)
 
 
 def build_redis_service(spec: QueueSpec) -> JSON:

@@ -27,6 +27,7 @@ from bookgen_operator.core.resources.common import (
     tmp_volume,
 )
 from bookgen_operator.core.resources.exports import OUTPUT_DIR, output_mount, output_volume, s3_credentials, s3_env
+from bookgen_operator.core.resources.generator import generator_env
 from bookgen_operator.core.resources.images import child_image, pull_secrets
 from bookgen_operator.core.resources.labels import (
     POOL_LABEL,
@@ -36,6 +37,7 @@ from bookgen_operator.core.resources.labels import (
     selector,
     worker_name,
 )
+from bookgen_operator.core.resources.pod_template import add_user_volumes, apply_pod_template
 from bookgen_operator.core.spec import PoolSpec, QueueSpec
 
 COMPONENT = "worker"
@@ -136,11 +138,13 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
         container["ports"] = [{"name": "metrics", "containerPort": spec.metrics.port, "protocol": "TCP"}]
     else:
         env.append({"name": "BOOKGEN_METRICS_PORT", "value": "off"})
+    # The pool's generator replaces the queue's; both are the operator's variables (spec/generator.py).
+    env += generator_env(pool.generator if pool.generator is not None else spec.generator)
     # The queue's environment, then the pool's: a change of the pool's rolls only this Deployment.
     add_user_environment(container, spec.environment + pool.environment)
     meta = metadata(spec, worker_name(spec, pool), COMPONENT, pool)
     meta["annotations"] = {REPLICAS_OWNER_ANNOTATION: "autoscaler" if autoscaler_owns_replicas(spec) else "reconcile"}
-    return {
+    deployment: JSON = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta,
@@ -174,6 +178,9 @@ def build_worker_deployment(spec: QueueSpec, pool: PoolSpec) -> JSON:
             },
         },
     }
+    # The queue's volumes and template, then the pool's: a change of the pool's rolls only this Deployment.
+    add_user_volumes(deployment, container, spec.volumes + pool.volumes)
+    return apply_pod_template(deployment, spec.pod_template + pool.pod_template)
 
 
 def build_worker_pdb(spec: QueueSpec, pool: PoolSpec) -> JSON:

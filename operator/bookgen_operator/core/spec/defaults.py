@@ -25,3 +25,7 @@ POOL_REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "100m", "memory": "2
 POOL_LIMITS: Mapping[str, str] = MappingProxyType({"memory": "1Gi"})
 REDIS_REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "50m", "memory": "64Mi"})
 REDIS_LIMITS: Mapping[str, str] = MappingProxyType({"memory": "256Mi"})
+BEAT_REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "10m", "memory": "96Mi"})
+BEAT_LIMITS: Mapping[str, str] = MappingProxyType({"memory": "256Mi"})
+FLOWER_REQUESTS: Mapping[str, str] = MappingProxyType({"cpu": "50m", "memory": "128Mi"})
+FLOWER_LIMITS: Mapping[str, str] = MappingProxyType({"memory": "512Mi"})

@@ -9,7 +9,15 @@ from typing import Literal
 
 from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.objects import JSON
-from bookgen_operator.core.spec.defaults import REDIS_LIMITS, REDIS_REQUESTS
+from bookgen_operator.core.spec.defaults import (
+    BEAT_LIMITS,
+    BEAT_REQUESTS,
+    FLOWER_LIMITS,
+    FLOWER_REQUESTS,
+    REDIS_LIMITS,
+    REDIS_REQUESTS,
+)
+from bookgen_operator.core.spec.pod_model import Generator, PodTemplate, Volumes
 
 GROUP = "bookgen.io"
 VERSION = "v1alpha1"
@@ -78,6 +86,8 @@ class RedisSpec:
     #: NetworkPolicyPeers (pod and namespace selectors) admitted to Redis beside the queue's own pods and
     #: the operator: the user's producers (spec.redis.allowedClients, checked by spec/clients.py).
     allowed_clients: tuple[JSON, ...] = ()
+    #: spec.redis.podTemplate (the queue-wide spec.podTemplate is for BookGen's pods, not Redis).
+    pod_template: PodTemplate = field(default_factory=PodTemplate)
 
     @property
     def managed(self) -> bool:
@@ -87,6 +97,11 @@ class RedisSpec:
 @dataclass(frozen=True)
 class BeatSpec:
     enabled: bool = True
+    resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: {"requests": dict(BEAT_REQUESTS), "limits": dict(BEAT_LIMITS)}
+    )
+    #: spec.beat.podTemplate, over spec.podTemplate.
+    pod_template: PodTemplate = field(default_factory=PodTemplate)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,11 @@ class FlowerSpec:
     #: Empty = the operator generates `<cr>-flower-auth` (keys username, password).
     auth_secret_name: str = ""
     max_tasks: int = 10000
+    resources: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: {"requests": dict(FLOWER_REQUESTS), "limits": dict(FLOWER_LIMITS)}
+    )
+    #: spec.flower.podTemplate, over spec.podTemplate.
+    pod_template: PodTemplate = field(default_factory=PodTemplate)
 
 
 @dataclass(frozen=True)
@@ -193,6 +213,12 @@ class PoolSpec:
     policy: Policy
     #: This pool's own env/envFrom (spec.pools[].env), after the queue's.
     environment: Environment = field(default_factory=lambda: Environment())
+    #: This pool's own volumes and mounts (spec.pools[].volumes), after the queue's.
+    volumes: Volumes = field(default_factory=Volumes)
+    #: spec.pools[].podTemplate, over spec.podTemplate.
+    pod_template: PodTemplate = field(default_factory=PodTemplate)
+    #: spec.pools[].generator: replaces spec.generator for this pool's workers when given.
+    generator: Generator | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +244,12 @@ class QueueSpec:
     environment: Environment = field(default_factory=lambda: Environment())
     #: Where finished books go (spec.exports).
     exports: ExportsSpec = field(default_factory=lambda: ExportsSpec())
+    #: Volumes and mounts of every BookGen process of the queue (spec.volumes, spec.volumeMounts).
+    volumes: Volumes = field(default_factory=Volumes)
+    #: spec.podTemplate: every BookGen pod (workers, beat, Flower); components' templates go over it.
+    pod_template: PodTemplate = field(default_factory=PodTemplate)
+    #: spec.generator: the text generator of every worker (None: the worker's own default, offline).
+    generator: Generator | None = None
 
     @property
     def redis_secret_name(self) -> str:

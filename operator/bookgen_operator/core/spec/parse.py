@@ -18,8 +18,12 @@ from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.objects import Body
 from bookgen_operator.core.spec.clients import read_allowed_clients
 from bookgen_operator.core.spec.defaults import (
+    BEAT_LIMITS,
+    BEAT_REQUESTS,
     DEFAULT_POOLS,
     DEFAULT_QUEUES,
+    FLOWER_LIMITS,
+    FLOWER_REQUESTS,
     POOL_LIMITS,
     POOL_REQUESTS,
     REDIS_LIMITS,
@@ -27,6 +31,7 @@ from bookgen_operator.core.spec.defaults import (
 )
 from bookgen_operator.core.spec.environment import read_environment
 from bookgen_operator.core.spec.exports import read_exports
+from bookgen_operator.core.spec.generator import check_generator_environment, read_generator
 from bookgen_operator.core.spec.model import (
     API_VERSION,
     KIND,
@@ -45,7 +50,10 @@ from bookgen_operator.core.spec.model import (
     Toggle,
     WorkerSpec,
 )
+from bookgen_operator.core.spec.pod_model import Volumes
+from bookgen_operator.core.spec.pod_template import read_pod_template
 from bookgen_operator.core.spec.reader import Reader, is_dns_label, quantity, read_resources, show, url_like
+from bookgen_operator.core.spec.volumes import read_volumes
 
 _NAME_MAX = 40
 _POOL_NAME_MAX = 20
@@ -120,12 +128,12 @@ def _autoscaling(spec: Reader) -> AutoscalingSpec:
     return result
 
 
-def _pool(raw: object, path: str, scaling: AutoscalingSpec) -> PoolSpec:
+def _pool(raw: object, path: str, scaling: AutoscalingSpec, queue_volumes: Volumes) -> PoolSpec:
     r = Reader(
         raw,
         path,
         ("name", "queues", "concurrency", "poolType", "resources", "minReplicas", "maxReplicas", "autoscaling",
-         "env", "envFrom"),
+         "env", "envFrom", "volumes", "volumeMounts", "podTemplate", "generator"),
     )
     for required in ("name", "queues"):
         if not r.has(required):
@@ -158,11 +166,12 @@ def _pool(raw: object, path: str, scaling: AutoscalingSpec) -> PoolSpec:
         )
     policy = Policy(min_replicas=min_replicas, max_replicas=max_replicas, **knobs)
     return PoolSpec(name, queues, concurrency, pool_type, resources, min_replicas, max_replicas, policy,
-                    read_environment(r))
+                    read_environment(r), read_volumes(r, queue_volumes), read_pod_template(r), read_generator(r))
 
 
 def _redis(spec: Reader) -> RedisSpec:
-    r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources", "allowedClients"))
+    r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources", "allowedClients",
+                           "podTemplate"))
     mode: RedisMode = r.choice("mode", "managed", ("managed", "external"))
     url = r.string("url", "", max_len=512)
     if url and not url_like(url, ("redis://", "rediss://")):
@@ -195,7 +204,7 @@ def _redis(spec: Reader) -> RedisSpec:
             "put the password in the Secret named by redis.passwordSecretRef"
         )
     return RedisSpec(mode, url, secret, key, image, persistence, resources,
-                     read_allowed_clients(r, managed=mode == "managed"))
+                     read_allowed_clients(r, managed=mode == "managed"), read_pod_template(r))
 
 
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
@@ -298,7 +307,7 @@ def parse_queue(body: Body) -> QueueSpec:
         body.get("spec"),
         "spec",
         ("image", "imagePullSecrets", "queues", "pools", "redis", "beat", "flower", "worker", "metrics",
-         "autoscaling", "env", "envFrom", "exports"),
+         "autoscaling", "env", "envFrom", "exports", "volumes", "volumeMounts", "podTemplate", "generator"),
     )
 
     img = spec.obj("image", ("repository", "tag", "pullPolicy", "digest"))
@@ -323,7 +332,8 @@ def parse_queue(body: Body) -> QueueSpec:
     raw_pools = spec.value.get("pools", DEFAULT_POOLS)
     if not isinstance(raw_pools, list | tuple) or not 1 <= len(raw_pools) <= 16:
         raise SpecError(f"spec.pools must be a list of 1 to 16 pools (got {show(raw_pools)})")
-    pools = tuple(_pool(raw, f"spec.pools[{i}]", scaling) for i, raw in enumerate(raw_pools))
+    volumes = read_volumes(spec)
+    pools = tuple(_pool(raw, f"spec.pools[{i}]", scaling, volumes) for i, raw in enumerate(raw_pools))
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
         raise SpecError(f"spec.pools: pool names must be unique (got {', '.join(names)})")
@@ -342,8 +352,11 @@ def parse_queue(body: Body) -> QueueSpec:
     if not scaling.enabled and any(p.min_replicas < 1 for p in pools):
         raise SpecError("spec: with autoscaling disabled every pool needs minReplicas >= 1, or it never gets a worker")
 
-    b = spec.obj("beat", ("enabled",))
-    f = spec.obj("flower", ("enabled", "authSecretRef", "maxTasks"))
+    b = spec.obj("beat", ("enabled", "resources", "podTemplate"))
+    f = spec.obj("flower", ("enabled", "authSecretRef", "maxTasks", "resources", "podTemplate"))
+    environment, generator = read_environment(spec), read_generator(spec)
+    check_generator_environment(environment, generator,
+                                [(f"spec.pools[{i}]", p.environment, p.generator) for i, p in enumerate(pools)])
     m = spec.obj("metrics", ("port", "serviceMonitor", "prometheusRule", "monitorLabels"))
     toggles: tuple[Toggle, ...] = ("auto", "always", "never")
     metrics = MetricsSpec(
@@ -360,19 +373,25 @@ def parse_queue(body: Body) -> QueueSpec:
         queues=queues,
         pools=pools,
         redis=_redis(spec),
-        beat=BeatSpec(b.boolean("enabled", True)),
+        beat=BeatSpec(b.boolean("enabled", True), read_resources(b, "resources", BEAT_REQUESTS, BEAT_LIMITS),
+                      read_pod_template(b)),
         flower=FlowerSpec(
             enabled=f.boolean("enabled", True),
             auth_secret_name=f.obj("authSecretRef", ("name",)).string("name", ""),
             max_tasks=f.integer("maxTasks", 10000, 100, 1000000),
+            resources=read_resources(f, "resources", FLOWER_REQUESTS, FLOWER_LIMITS),
+            pod_template=read_pod_template(f),
         ),
         worker=_worker(spec),
         metrics=metrics,
         autoscaling=scaling,
         generation=generation,
         image_pull_secrets=pull_secrets,
-        environment=read_environment(spec),
+        environment=environment,
         exports=read_exports(spec),
+        volumes=volumes,
+        pod_template=read_pod_template(spec),
+        generator=generator,
     )
 
 
