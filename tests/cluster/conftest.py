@@ -115,25 +115,27 @@ def cluster() -> Iterator[Cluster]:
             controlplane.up(*binaries())
         except (RuntimeError, subprocess.CalledProcessError) as e:
             pytest.fail(f"the cluster did not start: {e}", pytrace=False)
-    state = controlplane.State.load(d)
-    assert state is not None
-    kubeconfig = controlplane.kubeconfig_path(d)
-    api = config.new_client_from_config(str(kubeconfig))
-    version = client.VersionApi(api).get_code().git_version
-    found = Cluster(d, kubeconfig, api, AuditLog(d / "audit.log"), version, state)
-    # This checkout's CRD, whatever a reused control plane served before (a stale one prunes new fields).
-    kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl(found, "wait", "--for=condition=Established", "crd/bookgenqueues.bookgen.io", "--timeout=60s")
-    # The prometheus-operator's own CRDs, as kube-prometheus-stack installs them: every operator in the
-    # suite then makes (and must settle) its ServiceMonitor and PrometheusRule, validated by their schemas.
-    for crd in monitoring_crds.crd_files():
-        kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    kubectl(found, "wait", "--for=condition=Established", "--timeout=60s",
-            *[f"crd/{kind}.monitoring.coreos.com" for kind in monitoring_crds.KINDS])
+    # From here on a cluster this run started is stopped whatever fails, set-up included.
+    api: client.ApiClient | None = None
     try:
+        state = controlplane.State.load(d)
+        assert state is not None
+        kubeconfig = controlplane.kubeconfig_path(d)
+        api = config.new_client_from_config(str(kubeconfig))
+        version = client.VersionApi(api).get_code().git_version
+        found = Cluster(d, kubeconfig, api, AuditLog(d / "audit.log"), version, state)
+        # This checkout's CRD, whatever a reused control plane served before (a stale one prunes new fields).
+        kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+        wait_established(found, "bookgenqueues.bookgen.io")
+        # The prometheus-operator's own CRDs, as kube-prometheus-stack installs them: every operator in the
+        # suite then makes (and must settle) its ServiceMonitor and PrometheusRule, validated by their schemas.
+        for crd in monitoring_crds.crd_files():
+            kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        wait_established(found, *[f"{kind}.monitoring.coreos.com" for kind in monitoring_crds.KINDS])
         yield found
     finally:
-        api.close()
+        if api is not None:
+            api.close()
         if not reuse:
             controlplane.down()
 
@@ -167,6 +169,20 @@ def _has_default_sa(cluster: Cluster, ns: str) -> bool:
         if e.status == 404:
             return False
         raise
+
+
+def wait_established(cluster: Cluster, *crds: str, timeout: float = 60) -> None:
+    """Wait until each CRD is Established. Not `kubectl wait --for=condition=Established`: on a CRD
+    created a moment before, whose status has no conditions yet, kubectl 1.31 fails at once
+    ("<nil> is of the type <nil>, expected []interface{}") instead of waiting."""
+    ext = client.ApiextensionsV1Api(cluster.api)
+
+    def established(name: str) -> bool:
+        conditions = ext.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    for name in crds:
+        wait_for(lambda name=name: established(name), timeout=timeout, interval=0.2, what=f"CRD {name} Established")
 
 
 def kubectl(cluster: Cluster, *args: str, input: str | None = None,

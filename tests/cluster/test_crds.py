@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cluster.conftest import RESTRICTED, Cluster, kubectl
+from tests.cluster.conftest import RESTRICTED, Cluster, kubectl, wait_established
 from tests.cluster.operator_run import CHART, helm, helm_binary
 from tests.support.waiting import wait_for
 from tests.unit.test_crd_schema import FULL_STATUS, INVALID, invalid_case
@@ -25,7 +25,7 @@ GROUP, VERSION, PLURAL = "bookgen.io", "v1alpha1", "bookgenqueues"
 @pytest.fixture(scope="module")
 def crd(cluster: Cluster) -> None:
     kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl(cluster, "wait", "--for=condition=Established", "crd/bookgenqueues.bookgen.io", "--timeout=60s")
+    wait_established(cluster, "bookgenqueues.bookgen.io")
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
