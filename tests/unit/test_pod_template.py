@@ -278,8 +278,10 @@ def test_every_field_of_issue_23_is_described_for_kubectl_explain() -> None:
 
     spec = openapi_schema()["properties"]["spec"]["properties"]
     pool = spec["pools"]["items"]["properties"]
-    roots = {**{f"spec.{k}": spec[k] for k in ("generator", "volumes", "volumeMounts", "podTemplate")},
-             **{f"spec.pools[].{k}": pool[k] for k in ("generator", "volumes", "volumeMounts", "podTemplate")},
+    fields = ("env", "envFrom", "generator", "volumes", "volumeMounts", "podTemplate")
+    roots = {**{f"spec.{k}": spec[k] for k in (*fields, "exports")},
+             **{f"spec.pools[].{k}": pool[k] for k in fields},
+             "spec.redis.allowedClients": spec["redis"]["properties"]["allowedClients"],
              **{f"spec.{c}.{k}": spec[c]["properties"][k] for c in ("beat", "flower") for k in ("resources",
                                                                                                 "podTemplate")},
              "spec.redis.podTemplate": spec["redis"]["properties"]["podTemplate"]}
