@@ -88,6 +88,7 @@ def test_printer_columns_point_at_declared_fields() -> None:
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Age"] == ".metadata.creationTimestamp"
+    assert columns["Autoscaling"] == '.status.conditions[?(@.type=="Autoscaling")].reason'  # Paused shows here
     status = openapi_schema()["properties"]["status"]["properties"]
     for name, field in (("Pending", "pending"), ("In flight", "inFlight"), ("Workers", "workers")):
         assert columns[name] == f".status.{field}"

@@ -272,26 +272,3 @@ def test_what_is_learned_after_a_removal_is_what_we_enforce() -> None:
     assert without_nulls(body) == {"metadata": {"labels": {"a": "b"}},
                                    "spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}}
 
-
-def test_every_field_of_issue_23_is_described_for_kubectl_explain() -> None:
-    from tests.support.crd_validation import openapi_schema
-
-    spec = openapi_schema()["properties"]["spec"]["properties"]
-    pool = spec["pools"]["items"]["properties"]
-    fields = ("env", "envFrom", "generator", "volumes", "volumeMounts", "podTemplate")
-    roots = {**{f"spec.{k}": spec[k] for k in (*fields, "exports")},
-             **{f"spec.pools[].{k}": pool[k] for k in fields},
-             "spec.redis.allowedClients": spec["redis"]["properties"]["allowedClients"],
-             **{f"spec.{c}.{k}": spec[c]["properties"][k] for c in ("beat", "flower") for k in ("resources",
-                                                                                                "podTemplate")},
-             "spec.redis.podTemplate": spec["redis"]["properties"]["podTemplate"]}
-
-    def undescribed(node: dict[str, Any], path: str) -> list[str]:
-        missing = [] if "description" in node or path.endswith("[]") else [path]
-        for key, sub in node.get("properties", {}).items():
-            missing += undescribed(sub, f"{path}.{key}")
-        if isinstance(node.get("items"), dict):
-            missing += undescribed(node["items"], f"{path}[]")
-        return missing
-
-    assert [p for path, node in roots.items() for p in undescribed(node, path)] == []
