@@ -44,6 +44,11 @@ class Queue:
         self.cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name,
                                                            {"spec": spec})
 
+    def annotate(self, annotations: dict[str, str | None]) -> None:
+        """Set (None: remove) annotations of the queue, as `kubectl annotate` does."""
+        self.cluster.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name,
+                                                           {"metadata": {"annotations": annotations}})
+
     def body(self) -> dict[str, Any]:
         return self.cluster.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
 

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from bookgen_operator.core.autoscaler.pause import PAUSED
 from bookgen_operator.core.spec.defaults import DEFAULT_POOLS
 
 from tests.cluster import operator_pods
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import Cluster, kubectl
 from tests.cluster.product import Queue, delete_queue_and_namespace, ready, restricted_namespace
 from tests.support.waiting import wait_for
 
@@ -126,6 +127,61 @@ def test_the_default_source_scales_out_on_a_backlog_and_scale_in_spares_the_busy
               and float(t.get("started") or 0) < killed[pod] < float(t.get("succeeded") or 0)]
     if caught:
         print("finished in a warm shutdown after the kubelet's SIGTERM:", [(t["name"], t["worker"]) for t in caught])
+
+
+#: How long a paused queue under a backlog is watched for a scale write (issue 24, acceptance 3).
+PAUSE_WINDOW = 60.0
+
+
+def pool_status(queue: Queue, pool: str) -> dict[str, Any]:
+    return dict(((queue.body().get("status") or {}).get("pools") or {}).get(pool) or {})
+
+
+def test_a_paused_queue_is_not_scaled_under_a_backlog_and_resumes_at_the_next_poll(
+    cluster: Cluster, queue: Queue, operator: operator_pods.OperatorPods
+) -> None:
+    """Issue 24, acceptance 3: with `bookgen.io/paused` set, a backlog that would scale the content pool
+    out makes no scale write for 60 s (audit log) and the status and `kubectl get` say paused; removing
+    the annotation scales it out at the next poll, and the job completes with every chapter run once."""
+    queue.create({"pools": slow_pools(20, minReplicas=1, maxReplicas=3,
+                                      autoscaling={"targetPerSlot": 1, "targetWaitSeconds": 0})})
+    queue.wait_ready()
+    queue.annotate({PAUSED: "true"})
+    wait_for(lambda: queue.condition("Autoscaling").get("reason") == "Paused", timeout=30, interval=0.2,
+             what="the Autoscaling condition to say Paused")
+    listed = kubectl(cluster, "get", "bookgenqueue", queue.name, "-n", queue.namespace).stdout
+    assert "Paused" in listed.splitlines()[1], listed
+    deployment = f"{queue.name}-worker-content"
+    before = queue.counted("succeeded", CHAPTER)
+    mark = cluster.audit.mark()
+    with queue.redis_port() as port:
+        job = queue.submit(port, "Ada Lovelace", "--chapters", "6", "--parallel", "6", "--formats", "md")
+        wait_for(lambda: (pool_status(queue, "content").get("pending") or 0) >= 2, timeout=90, interval=0.5,
+                 what="a backlog of chapters in the content pool's status")
+        watched_until = time.monotonic() + PAUSE_WINDOW
+        while time.monotonic() < watched_until:  # the window is the assertion: the count must not move
+            assert queue.replicas("content") == 1, "a paused pool was scaled"
+            time.sleep(1)
+        status = pool_status(queue, "content")
+        assert (status.get("pending") or 0) >= 1, f"the backlog was gone before the window ended: {status}"
+        assert "paused at the current replicas" in str(status.get("reason")), status
+        writes = [w for w in cluster.audit.writes(operator.chart.username, since=mark)
+                  if w.resource == "deployments" and w.name == deployment]
+        assert writes == [], f"scale writes while paused: {writes}"
+        resumed_at = time.time()
+        queue.annotate({PAUSED: None})
+        scaled = wait_for(lambda: [w for w in cluster.audit.writes(operator.chart.username, since=mark)
+                                   if w.resource == "deployments" and w.name == deployment],
+                          timeout=30, interval=0.1, what="a scale write after the pause was lifted")
+        after = _time(scaled[0].time) - resumed_at
+        print(f"first scale write {after:.2f} s after the annotation was removed (poll interval 1 s)")
+        assert after < 3.0, f"scaling resumed {after:.1f} s after the pause was lifted"
+        assert queue.replicas("content") > 1
+        wait_for(lambda: queue.condition("Autoscaling").get("reason") == "Active", timeout=30, interval=0.2,
+                 what="the Autoscaling condition back to Active")
+        final = queue.wait_job(port, job, timeout=240)
+        assert final["state"] == "COMPLETED", final
+    counted_exactly(queue, before, 6)
 
 
 def test_a_scale_in_that_takes_busy_workers_lets_them_finish_their_tasks(

@@ -266,6 +266,43 @@ async def test_the_autoscaler_daemon_scales_a_pool_from_real_queue_depth(
     assert pools["content"]["desiredReplicas"] == 3
 
 
+@pytest.mark.autoscaler
+async def test_a_paused_queue_holds_its_pools_and_resumes_when_the_annotation_goes(
+    kopf_operator: RunningOperator, redis_server: Any, redis_client: Any,
+) -> None:
+    """bookgen.io/paused: the daemon's autoscaler observes (status shows the backlog) but never scales,
+    the Autoscaling condition says Paused; removing the annotation scales at the next polls."""
+    emu = kopf_operator.emulator
+    password = base64.b64encode(redis_server.password.encode()).decode()
+    await emu.create_object("v1/secrets", {"metadata": {"name": "redis-pass", "namespace": NS},
+                                           "data": {"password": password}})
+    redis_client.lpush("content_generation", *[f"task-{i}" for i in range(12)])
+    spec = {
+        "redis": {"mode": "external", "url": f"redis://127.0.0.1:{redis_server.port}/0",
+                  "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
+        "autoscaling": {"source": "redis", "pollIntervalSeconds": 0.2, "targetPerSlot": 2},
+        "pools": [{**POOLS[0], "maxReplicas": 4}, POOLS[1]],
+    }
+    body = queue(spec=spec)
+    body["metadata"]["annotations"] = {"bookgen.io/paused": "true"}
+    await emu.create_object(BGQ, body)
+    name = "demo-worker-content"
+    await eventually(lambda: conditions(kopf_operator).get("Autoscaling", {}).get("reason") == "Paused",
+                     what="Autoscaling=Paused")
+    await eventually(lambda: "paused at the current replicas" in str(
+        emu.get_object(BGQ, NS, "demo")["status"].get("pools", {}).get("content", {}).get("reason")),
+        what="the content pool's status saying it is paused")
+    # Ten polls with a backlog that asks for 3 replicas: the count must stay where it was.
+    for _ in range(10):
+        assert emu.get_object(DEPLOY, NS, name)["spec"]["replicas"] == 1
+        await asyncio.sleep(0.2)
+    await emu.patch_object(BGQ, NS, "demo", {"metadata": {"annotations": {"bookgen.io/paused": None}}})
+    await eventually(lambda: (emu.get_object(DEPLOY, NS, name) or {}).get("spec", {}).get("replicas") == 3,
+                     what="content scaled to 3 once the pause was lifted")
+    await eventually(lambda: conditions(kopf_operator).get("Autoscaling", {}).get("reason") == "Active",
+                     what="Autoscaling=Active again")
+
+
 async def test_monitoring_always_without_the_prometheus_operator_warns_once(kopf_operator: RunningOperator) -> None:
     emu = kopf_operator.emulator
     created = await emu.create_object(BGQ, queue(spec={"metrics": {"serviceMonitor": {"enabled": "always"}}}))

@@ -18,7 +18,7 @@ from bookgen_operator.controller.client import Kube
 from bookgen_operator.controller.redis_access import AccessRedisSource, RedisAccess
 from bookgen_operator.controller.scheduler import Scheduler, SchedulerThread
 from bookgen_operator.controller.status_reporter import StatusReporter, status_reporter
-from bookgen_operator.core.autoscaler.loop import Autoscaler
+from bookgen_operator.core.autoscaler.loop import Autoscaler, PauseCheck
 from bookgen_operator.core.objects import JSON
 from bookgen_operator.core.resources.labels import metrics_name
 from bookgen_operator.core.resources.monitoring import prometheus_scope
@@ -36,25 +36,28 @@ def source_options(spec: QueueSpec) -> JSON:
     }
 
 
-def build(spec: QueueSpec, kube: Kube, access: RedisAccess, replicas: ReplicaCache) -> Autoscaler:
+def build(spec: QueueSpec, kube: Kube, access: RedisAccess, replicas: ReplicaCache,
+          paused: PauseCheck | None = None) -> Autoscaler:
     """The Autoscaler of one BookGenQueue: its source (an asyncio Redis client on the scheduler's loop), the
     Kubernetes platform behind the watch cache, and the status reporter."""
     source = make_source(spec.autoscaling.source, **source_options(spec),
                          redis=lambda: AccessRedisSource(access, asynchronous=True))
     inner = KubernetesPlatform(kube, spec.namespace, spec.name, access.registry)
     platform = WatchedPlatform(inner, replicas, spec.namespace, inner.deployment)
-    return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube))
+    return Autoscaler(spec.pools, source, platform, on_decision=status_reporter(spec, kube), paused=paused)
 
 
 async def run_scheduled(spec: QueueSpec, kube: Kube, stopped: asyncio.Event, scheduler: Scheduler | SchedulerThread,
-                        replicas: ReplicaCache, executor: Executor | None = None) -> None:
+                        replicas: ReplicaCache, executor: Executor | None = None,
+                        paused: PauseCheck | None = None) -> None:
     """Schedule this BookGenQueue's autoscaler on the shared scheduler until `stopped` is set.
 
     A plain Scheduler runs in the caller's loop (tests, benches); a SchedulerThread in its own, so
     the lane and everything it created (the status reporter's write) are added and ended there.
-    `executor`: where the blocking worker-registry reads run (None: the loop's default executor)."""
+    `executor`: where the blocking worker-registry reads run (None: the loop's default executor);
+    `paused`: asked every round whether the queue is paused (daemon.py reads its annotations)."""
     access = RedisAccess(spec, kube, executor)
-    autoscaler = build(spec, kube, access, replicas)
+    autoscaler = build(spec, kube, access, replicas, paused)
     key = f"{spec.namespace}/{spec.name}"
     if isinstance(scheduler, SchedulerThread):
         await scheduler.add(key, autoscaler)

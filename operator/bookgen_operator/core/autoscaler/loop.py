@@ -28,6 +28,7 @@ from typing import Protocol
 from bookgen_operator.core.autoscaler.decide import decide
 from bookgen_operator.core.autoscaler.history import History
 from bookgen_operator.core.autoscaler.observation import Decision, Observation
+from bookgen_operator.core.autoscaler.pause import Pause, hold
 from bookgen_operator.core.autoscaler.platform import BusyUnknown, Platform, PlatformError
 from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.autoscaler.rates import RateWindow
@@ -84,6 +85,8 @@ class PoolStatus:
 
 
 OnDecision = Callable[[PoolStatus], Awaitable[None] | None]
+#: Asked every round: the queue's pause (pause.py), or None while it scales.
+PauseCheck = Callable[[], Pause | None]
 
 
 def busy_floor(busy_pods: Sequence[str], metrics: PoolMetrics | None, concurrency: int) -> int:
@@ -92,10 +95,20 @@ def busy_floor(busy_pods: Sequence[str], metrics: PoolMetrics | None, concurrenc
     return max(len(busy_pods), from_slots)
 
 
+def paused_decision(pool: str, pause: Pause, current: int, busy: int) -> Decision:
+    """A paused pool's decision: hold (pause.hold), with no recommendation for the history, so the
+    stabilisation windows after the pause see only what was observed while scaling."""
+    desired = hold(pause, current, busy)
+    kept = f" ({busy} busy workers kept)" if pause.replicas is not None and busy > pause.replicas else ""
+    return Decision(desired, f"{pool}: {pause.describe()}: {desired} replicas{kept}", desired != current)
+
+
 class Autoscaler:
     def __init__(self, spec_pools: Sequence[ScaledPool], source: MetricsSource, platform: Platform,
-                 clock: Callable[[], float] = time.time, on_decision: OnDecision | None = None) -> None:
+                 clock: Callable[[], float] = time.time, on_decision: OnDecision | None = None,
+                 paused: PauseCheck | None = None) -> None:
         self.pools = tuple(spec_pools)
+        self.paused = paused
         self.source = source
         self.platform = platform
         self.clock = clock
@@ -143,7 +156,8 @@ class Autoscaler:
         obs = Observation(pool.name, metrics.pending if metrics else None, metrics.in_flight if metrics else None,
                           metrics.oldest_age if metrics else None, current, busy, pool.concurrency,
                           metrics.observed_at if metrics else now, rates.service_time(), rates.arrival_rate())
-        decision = decide(obs, pool.policy, history, now)
+        pause = self.paused() if self.paused is not None else None
+        decision = paused_decision(pool.name, pause, current, busy) if pause else decide(obs, pool.policy, history, now)
         if decision.recommendation is not None:
             horizon = max(pool.policy.scale_up_window, pool.policy.scale_down_window) + pool.policy.poll_interval
             history.record(now, decision.recommendation, horizon)
