@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from bookgen_worker.flower import build_parser, flower_command, main
 
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
+from tests.support.workers import start_worker, stop_process
 
 
 def _args(*argv: str):  # type: ignore[no-untyped-def]
@@ -93,3 +96,90 @@ def test_real_flower_demands_the_password(flower: str) -> None:
     assert httpx.get(flower + "/api/workers", timeout=10).status_code == 401
     assert httpx.get(flower + "/api/workers", auth=("admin", "wrong"), timeout=10).status_code == 401
     assert httpx.get(flower + "/api/workers", auth=("admin", "s3cret"), timeout=10).status_code == 200
+
+
+def test_purge_and_url_prefix_reach_flower() -> None:
+    command, _ = flower_command(_args("--purge-offline-workers", "30", "--url-prefix", "bookgen/flower"),
+                                {"FLOWER_BASIC_AUTH": "a:b"})
+    assert command[1:3] == ["-m", "bookgen_worker.flower_purge"]
+    assert "--purge_offline_workers=30" in command and "--url_prefix=bookgen/flower" in command
+    plain, _ = flower_command(_args(), {"FLOWER_BASIC_AUTH": "a:b"})
+    assert plain[1:3] == ["-m", "celery"] and not any("purge" in arg for arg in plain)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--purge-offline-workers", "0"), "--purge-offline-workers must be from 1 to 604800 seconds (got 0)"),
+    (("--url-prefix", "/flower/"), "--url-prefix must be a path such as flower or bookgen/flower (got '/flower/')"),
+])
+def test_purge_and_prefix_are_checked(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        flower_command(_args(*argv), {"FLOWER_BASIC_AUTH": "a:b"})
+
+
+PURGE_SECONDS = 3
+
+
+@pytest.fixture
+def purging_flower(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """A real Flower under a URL prefix that forgets workers 3 s after they went offline."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "FLOWER_BASIC_AUTH": "admin:s3cret"}
+    log = tmp_path / "flower.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bookgen_worker.flower", "--port", str(port), "--address", "127.0.0.1",
+             "--purge-offline-workers", str(PURGE_SECONDS), "--url-prefix", "bookgen/flower"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/bookgen/flower"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"flower exited {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            return httpx.get(url + "/healthcheck", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, timeout=60, what="flower to answer under its prefix")
+        yield url
+    finally:
+        stop_process(process, timeout=10)
+
+
+def test_flower_lists_only_the_live_workers_after_a_pool_scales_4_to_1(
+        purging_flower: str, redis_url: str, tmp_path: Path) -> None:
+    """Issue 24, acceptance 6, with real workers: 1 -> 4 -> 1; within the purge period every API of
+    Flower (the worker list, its status and the dashboard's JSON) lists only the one that is left."""
+    auth = ("admin", "s3cret")
+
+    def api(path: str) -> Any:
+        answer = httpx.get(purging_flower + path, auth=auth, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    workers = [start_worker(redis_url=redis_url, queues=["default"], name=f"w{i}", workdir=tmp_path)
+               for i in range(1, 5)]
+    try:
+        names = {f"w{i}@test" for i in range(1, 5)}
+        wait_for(lambda: set(api("/api/workers?refresh=1")) == names, timeout=60, interval=0.5,
+                 what="Flower to list the four workers")
+        wait_for(lambda: set(api("/api/workers?status=1")) == names, timeout=30, interval=0.5,
+                 what="Flower's events to know the four workers")
+        for worker in workers[1:]:
+            worker.stop()
+        stopped = time.monotonic()
+
+        def only_the_live_one() -> bool:
+            return (set(api("/api/workers")) == {"w1@test"} and set(api("/api/workers?status=1")) == {"w1@test"}
+                    and {w["hostname"] for w in api("/workers?json=1")["data"]} == {"w1@test"})
+
+        wait_for(only_the_live_one, timeout=PURGE_SECONDS * 1.25 + 10, interval=0.5,
+                 what="Flower to forget the three stopped workers")
+        print(f"the stopped workers were gone from Flower {time.monotonic() - stopped:.1f} s after they stopped "
+              f"(purge period {PURGE_SECONDS} s)")
+        assert api("/api/workers?status=1") == {"w1@test": True}
+    finally:
+        for worker in workers:
+            worker.stop()

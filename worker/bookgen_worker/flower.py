@@ -3,19 +3,26 @@
 Credentials come from FLOWER_BASIC_AUTH="user:pass" or FLOWER_USER/FLOWER_PASSWORD (a Kubernetes
 Secret); without them Flower refuses to start unless --no-auth is given. They reach Flower through
 its own FLOWER_BASIC_AUTH environment variable, never the command line (visible in `ps`).
-Flower keeps every task it has seen in memory, so max_tasks is bounded (default 10 000).
+Flower keeps every task it has seen in memory, so max_tasks is bounded (default 10 000); and every
+worker name it has seen, so with --purge-offline-workers N it runs under bookgen_worker.flower_purge,
+which forgets a worker N seconds after it went offline, in every view (autoscaled pools keep naming
+new workers).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 
 from .config import ConfigError
 
 DEFAULT_MAX_TASKS = 10_000
+MAX_PURGE_SECONDS = 7 * 86400
+#: Path segments without the slashes around them (Flower adds its own).
+URL_PREFIX = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*")
 MAX_MAX_TASKS = 1_000_000
 #: Our own variables: Flower would choke on them (it maps every FLOWER_* variable to an option).
 OWN_VARIABLES = ("FLOWER_USER", "FLOWER_PASSWORD")
@@ -52,11 +59,19 @@ def flower_command(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[li
             "Flower needs credentials: set FLOWER_BASIC_AUTH=user:password or FLOWER_USER and FLOWER_PASSWORD "
             "(or pass --no-auth to run it open, e.g. on a laptop)"
         )
+    if args.purge_offline_workers is not None and not 1 <= args.purge_offline_workers <= MAX_PURGE_SECONDS:
+        raise ConfigError(f"--purge-offline-workers must be from 1 to {MAX_PURGE_SECONDS} seconds "
+                          f"(got {args.purge_offline_workers})")
+    if args.url_prefix and not URL_PREFIX.fullmatch(args.url_prefix):
+        raise ConfigError(f"--url-prefix must be a path such as flower or bookgen/flower (got {args.url_prefix!r})")
+    runner = ["celery"] if args.purge_offline_workers is None else ["bookgen_worker.flower_purge"]
     command = [
-        sys.executable, "-m", "celery", "-A", "bookgen_worker.app", "flower",
+        sys.executable, "-m", *runner, "-A", "bookgen_worker.app", "flower",
         f"--port={args.port}", f"--address={args.address}", f"--max_tasks={args.max_tasks}",
         "--persistent=False",
     ]
+    if args.purge_offline_workers is not None:
+        command.append(f"--purge_offline_workers={args.purge_offline_workers}")
     if args.url_prefix:
         command.append(f"--url_prefix={args.url_prefix}")
     return command, child_env
@@ -67,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5555)
     parser.add_argument("--address", default="0.0.0.0")
     parser.add_argument("--max-tasks", type=int, default=DEFAULT_MAX_TASKS, help="tasks kept in memory")
-    parser.add_argument("--url-prefix", default="", help="when served under a path")
+    parser.add_argument("--url-prefix", default="", help="when served under a path, e.g. bookgen/flower")
+    parser.add_argument("--purge-offline-workers", type=int, default=None, metavar="SECONDS",
+                        help="forget a worker this long after it went offline (default: never)")
     parser.add_argument("--no-auth", action="store_true", help="run without authentication (not for clusters)")
     return parser
 

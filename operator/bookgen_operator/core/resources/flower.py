@@ -26,7 +26,8 @@ def _secret_env(name: str, secret: str, key: str) -> JSON:
 
 def flower_command(spec: QueueSpec) -> list[str]:
     """bookgen_worker.flower reads the credentials from FLOWER_USER/FLOWER_PASSWORD (set from the
-    Secret) and hands them to Flower through its environment, never its command line."""
+    Secret) and hands them to Flower through its environment, never its command line. Offline workers
+    are forgotten after purgeOfflineWorkersSeconds (every scale-out names new ones)."""
     return [
         "python",
         "-m",
@@ -35,6 +36,9 @@ def flower_command(spec: QueueSpec) -> list[str]:
         str(FLOWER_PORT),
         "--max-tasks",
         str(spec.flower.max_tasks),
+        *(["--purge-offline-workers", str(spec.flower.purge_offline_workers_seconds)]
+          if spec.flower.purge_offline_workers_seconds else []),
+        *(["--url-prefix", spec.flower.url_prefix] if spec.flower.url_prefix else []),
     ]
 
 

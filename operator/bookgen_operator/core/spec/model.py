@@ -115,6 +115,10 @@ class FlowerSpec:
     )
     #: spec.flower.podTemplate, over spec.podTemplate.
     pod_template: PodTemplate = field(default_factory=PodTemplate)
+    #: Forget a worker this long after it went offline (0: never); autoscaled pools keep naming new ones.
+    purge_offline_workers_seconds: int = 300
+    #: Served under this path (no slashes around it), e.g. behind an Ingress; empty: at the root.
+    url_prefix: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from bookgen_operator.core.spec.defaults import (
 )
 from bookgen_operator.core.spec.environment import read_environment
 from bookgen_operator.core.spec.exports import read_exports
+from bookgen_operator.core.spec.flower import read_url_prefix
 from bookgen_operator.core.spec.generator import check_generator_environment, read_generator
 from bookgen_operator.core.spec.model import (
     API_VERSION,
@@ -353,7 +354,8 @@ def parse_queue(body: Body) -> QueueSpec:
         raise SpecError("spec: with autoscaling disabled every pool needs minReplicas >= 1, or it never gets a worker")
 
     b = spec.obj("beat", ("enabled", "resources", "podTemplate"))
-    f = spec.obj("flower", ("enabled", "authSecretRef", "maxTasks", "resources", "podTemplate"))
+    f = spec.obj("flower", ("enabled", "authSecretRef", "maxTasks", "resources", "podTemplate",
+                            "purgeOfflineWorkersSeconds", "urlPrefix"))
     environment, generator = read_environment(spec), read_generator(spec)
     check_generator_environment(environment, generator,
                                 [(f"spec.pools[{i}]", p.environment, p.generator) for i, p in enumerate(pools)])
@@ -381,6 +383,8 @@ def parse_queue(body: Body) -> QueueSpec:
             max_tasks=f.integer("maxTasks", 10000, 100, 1000000),
             resources=read_resources(f, "resources", FLOWER_REQUESTS, FLOWER_LIMITS),
             pod_template=read_pod_template(f),
+            purge_offline_workers_seconds=f.integer("purgeOfflineWorkersSeconds", 300, 0, 604800),
+            url_prefix=read_url_prefix(f),
         ),
         worker=_worker(spec),
         metrics=metrics,
