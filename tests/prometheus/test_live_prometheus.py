@@ -40,6 +40,7 @@ from kombu import Connection
 from prometheus_client import start_http_server
 
 from tests.support import grafana_eval
+from tests.support.alert_rules import operator_groups, queue_groups
 from tests.support.grafana_eval import Result, Window
 from tests.support.metrics_scrape import scrape, value
 from tests.support.prometheus import PrometheusAPI, Target, start_prometheus
@@ -192,8 +193,8 @@ def live_results(celery_app: Celery, redis_client: redis.Redis, workdir: Path) -
         wait_for(lambda: api.targets_up().get("bookgen-operator") == "down", timeout=20, what="operator target down")
         wait_for(lambda: bool(api.instant("bookgen_operator_reconcile_duration_seconds_count")) is False,
                  timeout=20, what="the operator's series to go stale")
-        operator_down = next(r for g in yaml.safe_load((ASSETS / "operator-alerts.yaml").read_text())["groups"]
-                             for r in g["rules"] if r["alert"] == "BookGenOperatorDown")["expr"]
+        operator_down = next(r for g in operator_groups() for r in g["rules"]
+                             if r["alert"] == "BookGenOperatorDown")["expr"]
         ends: list[float] = []
 
         def operator_seen_gone() -> bool:  # on the 1 s grid the range queries use, not only at "now"
@@ -215,10 +216,8 @@ def _answers(url: str) -> bool:
 
 def evaluate(api: PrometheusAPI, window: Window) -> dict[str, list[Result]]:
     dashboard = json.loads((ASSETS / "dashboard.json").read_text())
-    queue_rules = [r for g in yaml.safe_load((ASSETS / "alerts.yaml").read_text())["spec"]["groups"]
-                   for r in g["rules"]]
-    operator_rules = [r for g in yaml.safe_load((ASSETS / "operator-alerts.yaml").read_text())["groups"]
-                      for r in g["rules"]]
+    queue_rules = [r for g in queue_groups() for r in g["rules"]]  # thresholds at their defaults
+    operator_rules = [r for g in operator_groups() for r in g["rules"]]
     for rule in queue_rules:
         if rule["alert"] == "BookGenMetricsAbsent":
             # As the operator deploys it: scoped to one BookGenQueue, here one whose endpoint is not scraped.

@@ -9,9 +9,9 @@ bookgen_worker.config.Settings is the one place for the worker's settings.
 Parsing keeps the operator's historical rules: numbers are read with float()/int() (a bad number stops
 the process at start, as it always did), BOOKGEN_AUTOSCALER is off only for off/0/false/no, and
 BOOKGEN_LEADER_ELECT is on only for 1/true/yes/on. The chart's defaults for every queue
-(BOOKGEN_IMAGE_REGISTRY, ..._PULL_SECRETS, BOOKGEN_MONITOR_LABELS) are checked here once; a malformed
-value is kept as `defaults_problem` and reported on every queue as InvalidSpec, as when they were read
-at each reconcile.
+(BOOKGEN_IMAGE_REGISTRY, ..._PULL_SECRETS, BOOKGEN_MONITOR_LABELS, BOOKGEN_ALERTS) are checked here once; a
+malformed value is kept as `defaults_problem` and reported on every queue as InvalidSpec, as when they were
+read at each reconcile.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ class OperatorConfig:
         "seconds between a standby's reads of the Lease", env="BOOKGEN_LEASE_STANDBY_POLL"))
     defaults: OperatorDefaults = dataclasses.field(default=OperatorDefaults(), metadata=_doc(
         "the chart's defaults for every queue: the registry of every child image, pull Secrets added to every "
-        "child pod (comma-separated), monitor labels (`k=v,k2=v2`) where the spec sets none",
-        env="BOOKGEN_IMAGE_REGISTRY, BOOKGEN_IMAGE_PULL_SECRETS, BOOKGEN_MONITOR_LABELS", shown="none"))
+        "child pod (comma-separated), monitor labels (`k=v,k2=v2`) where the spec sets none, the alert tuning "
+        "(the chart's `alerts` as JSON) under each queue's spec.metrics.alerts",
+        env="BOOKGEN_IMAGE_REGISTRY, BOOKGEN_IMAGE_PULL_SECRETS, BOOKGEN_MONITOR_LABELS, BOOKGEN_ALERTS", shown="none"))
     #: Why the chart's defaults are unusable (reported on every queue), None when they are fine.
     defaults_problem: str | None = dataclasses.field(default=None, metadata={"internal": "yes"})
 

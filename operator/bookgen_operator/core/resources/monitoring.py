@@ -1,19 +1,25 @@
 """Prometheus Operator objects (monitoring.coreos.com/v1): a ServiceMonitor for the metrics Service and
 a PrometheusRule with the BookGen alerts. Built here; the kopf layer decides whether to create them
-(`monitoring_objects(spec, crds_present)` applies spec.metrics.*.enabled: auto | always | never)."""
+(`monitoring_objects(spec, crds_present)` applies spec.metrics.*.enabled: auto | always | never).
+
+The alerts are tuned by spec.metrics.alerts, already merged over the chart's `alerts` by
+OperatorDefaults.apply: disabled rules are left out, thresholds fill the rule file's placeholders
+(alert_templates.py), extra labels go on every rule and runbook links may point at the user's docs."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
+from collections.abc import Mapping
 from importlib import resources
 
 import yaml
 
 from bookgen_operator.core.objects import JSON
+from bookgen_operator.core.resources.alert_templates import fill_rule
 from bookgen_operator.core.resources.labels import metadata, metrics_name, selector
 from bookgen_operator.core.spec import QueueSpec, Toggle
+from bookgen_operator.core.spec.alert_model import AlertSettings
 
 COMPONENT = "metrics"
 API_VERSION = "monitoring.coreos.com/v1"
@@ -54,9 +60,10 @@ def scope_expr(expr: str, matchers: str) -> str:
     return _SELECTOR.sub(scoped, expr)
 
 
-def canonical_alert_rules() -> list[JSON]:
-    """The alert rules of the product's one PrometheusRule file (also shipped by the Helm chart)."""
-    return copy.deepcopy(_parsed_alert_rules())
+def canonical_alert_rules(thresholds: Mapping[str, str] | None = None) -> list[JSON]:
+    """The queue alert rules of the product's PrometheusRule file, with `thresholds` (name -> PromQL
+    text) filled in and the file's defaults for the others. Fresh copies: callers may change them."""
+    return [fill_rule(rule, thresholds or {}) for rule in _parsed_alert_rules()]
 
 
 @functools.cache
@@ -75,19 +82,35 @@ def prometheus_scope(spec: QueueSpec) -> dict[str, str]:
     return {"namespace": spec.namespace, "service": metrics_name(spec)}
 
 
+def tuned(rule: JSON, settings: AlertSettings) -> JSON:
+    """A rule with the extra labels (the parser refuses the names rules and series set, so none is lost)
+    and, with a runbook base URL, its runbook link at `<base>/<AlertName>`."""
+    out = {**rule, "labels": {**settings.labels, **rule.get("labels", {})}}
+    if settings.runbook_base_url:
+        out["annotations"] = {**rule.get("annotations", {}),
+                              "runbook_url": f"{settings.runbook_base_url}/{rule['alert']}"}
+    return out
+
+
 def alert_rules(spec: QueueSpec) -> list[JSON]:
-    """The canonical alerts, scoped to this BookGenQueue (prometheus_scope), so two queues in a
-    cluster never fire each other's alerts."""
+    """The canonical alerts as spec.metrics.alerts tunes them, scoped to this BookGenQueue
+    (prometheus_scope), so two queues in a cluster never fire each other's alerts."""
+    settings = spec.metrics.alerts
     scope = ",".join(f'{k}="{v}"' for k, v in prometheus_scope(spec).items())
-    return [{**rule, "expr": scope_expr(str(rule["expr"]), scope)} for rule in canonical_alert_rules()]
+    disabled = set(settings.disabled or ())
+    return [tuned({**rule, "expr": scope_expr(str(rule["expr"]), scope)}, settings)
+            for rule in canonical_alert_rules(settings.thresholds) if rule["alert"] not in disabled]
 
 
 def build_prometheus_rule(spec: QueueSpec) -> JSON:
+    rules = alert_rules(spec)
+    # Every alert disabled: no group at all (the object stays, so turning one back on is an update).
+    groups = [{"name": f"bookgen.{spec.namespace}.{spec.name}", "rules": rules}] if rules else []
     return {
         "apiVersion": API_VERSION,
         "kind": "PrometheusRule",
         "metadata": monitor_metadata(spec),
-        "spec": {"groups": [{"name": f"bookgen.{spec.namespace}.{spec.name}", "rules": alert_rules(spec)}]},
+        "spec": {"groups": groups},
     }
 
 

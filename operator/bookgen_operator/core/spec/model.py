@@ -9,6 +9,7 @@ from typing import Literal
 
 from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.objects import JSON
+from bookgen_operator.core.spec.alert_model import AlertSettings
 from bookgen_operator.core.spec.defaults import (
     BEAT_LIMITS,
     BEAT_REQUESTS,
@@ -137,6 +138,8 @@ class MetricsSpec:
     prometheus_rule: Toggle = "auto"
     #: Extra labels of the ServiceMonitor/PrometheusRule (e.g. release: kps); the operator's default if empty.
     monitor_labels: Mapping[str, str] = field(default_factory=dict)
+    #: spec.metrics.alerts: which alerts, their thresholds, labels and runbook links (over the chart's).
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@
   added to every child pod, after the queue's own `spec.imagePullSecrets`; each must exist in the
   queue's namespace;
 - BOOKGEN_MONITOR_LABELS (chart `monitoring.labels`, `k=v,k2=v2`): labels of the per-queue
-  ServiceMonitor and PrometheusRule when the spec sets none (`spec.metrics.monitorLabels` wins).
+  ServiceMonitor and PrometheusRule when the spec sets none (`spec.metrics.monitorLabels` wins);
+- BOOKGEN_ALERTS (chart `alerts`, JSON): the alert tuning of every queue's PrometheusRule, under the
+  queue's own `spec.metrics.alerts` field by field (AlertSettings.over).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import dataclasses
 from collections.abc import Mapping
 
 from bookgen_operator.core.spec import SpecError, label_map
+from bookgen_operator.core.spec.alert_model import AlertSettings
+from bookgen_operator.core.spec.alerts import alerts_from_env
 from bookgen_operator.core.spec.model import QueueSpec
 
 
@@ -23,6 +27,7 @@ class OperatorDefaults:
     image_registry: str = ""
     image_pull_secrets: tuple[str, ...] = ()
     monitor_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    alerts: AlertSettings = dataclasses.field(default_factory=AlertSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OperatorDefaults:
@@ -32,12 +37,13 @@ class OperatorDefaults:
             raise SpecError(f"BOOKGEN_MONITOR_LABELS must be k=v pairs separated by commas (got {pairs})")
         labels = label_map(dict(p.strip().split("=", 1) for p in pairs), "BOOKGEN_MONITOR_LABELS")
         secrets = tuple(n.strip() for n in env.get("BOOKGEN_IMAGE_PULL_SECRETS", "").split(",") if n.strip())
-        return cls(env.get("BOOKGEN_IMAGE_REGISTRY", "").strip().rstrip("/"), secrets, labels)
+        return cls(env.get("BOOKGEN_IMAGE_REGISTRY", "").strip().rstrip("/"), secrets, labels, alerts_from_env(env))
 
     def apply(self, spec: QueueSpec) -> QueueSpec:
         secrets = tuple(dict.fromkeys((*spec.image_pull_secrets, *self.image_pull_secrets)))
         metrics = spec.metrics
         if not metrics.monitor_labels and self.monitor_labels:
             metrics = dataclasses.replace(metrics, monitor_labels=dict(self.monitor_labels))
+        metrics = dataclasses.replace(metrics, alerts=metrics.alerts.over(self.alerts))
         return dataclasses.replace(spec, image_registry=self.image_registry, image_pull_secrets=secrets,
                                    metrics=metrics)

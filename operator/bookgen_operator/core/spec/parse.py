@@ -16,6 +16,7 @@ from typing import TypedDict
 
 from bookgen_operator.core.autoscaler.policy import Policy
 from bookgen_operator.core.objects import Body
+from bookgen_operator.core.spec.alerts import read_queue_alerts
 from bookgen_operator.core.spec.clients import read_allowed_clients
 from bookgen_operator.core.spec.defaults import (
     BEAT_LIMITS,
@@ -359,13 +360,14 @@ def parse_queue(body: Body) -> QueueSpec:
     environment, generator = read_environment(spec), read_generator(spec)
     check_generator_environment(environment, generator,
                                 [(f"spec.pools[{i}]", p.environment, p.generator) for i, p in enumerate(pools)])
-    m = spec.obj("metrics", ("port", "serviceMonitor", "prometheusRule", "monitorLabels"))
+    m = spec.obj("metrics", ("port", "serviceMonitor", "prometheusRule", "monitorLabels", "alerts"))
     toggles: tuple[Toggle, ...] = ("auto", "always", "never")
     metrics = MetricsSpec(
         port=m.integer("port", 9808, 1024, 65535),
         service_monitor=m.obj("serviceMonitor", ("enabled",)).choice("enabled", "auto", toggles),
         prometheus_rule=m.obj("prometheusRule", ("enabled",)).choice("enabled", "auto", toggles),
         monitor_labels=label_map(m.value.get("monitorLabels"), "spec.metrics.monitorLabels"),
+        alerts=read_queue_alerts(m),
     )
     return QueueSpec(
         name=name,
