@@ -66,7 +66,10 @@ class ThrottlingProxy:
                                      status=429, headers={"Retry-After": self.retry_after})
         _, auth = self.kube._session()
         client = self._upstream()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS} | auth
+        # identity: the body is relayed raw, without its Content-Encoding, so it must not be compressed (the
+        # API server gzips a response over 128 KiB when asked, and httpx asks by default).
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS} | auth | {
+            "Accept-Encoding": "identity"}
         body = await request.read()
         upstream = client.build_request(request.method, request.path_qs, content=body or None, headers=headers,
                                         timeout=httpx.Timeout(30, read=None))
