@@ -69,3 +69,16 @@ def test_helm_test_pulls_with_the_global_and_the_charts_pull_secrets(render: Ren
     (test_pod,) = by_kind(objects, "Pod")
     assert test_pod["spec"]["imagePullSecrets"] == [{"name": "corp"}, {"name": "team"}]
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_the_operator_gets_its_own_image_for_the_queues_that_do_not_pin_one(render: Render) -> None:
+    """Without global.imageRegistry in it: the operator applies the registry to every child itself."""
+    from tests.chart.test_chart_alerts import operator_env
+
+    env = operator_env(render(sets=["image.repository=registry.example/team/bookgen", "image.tag=1.3.0",
+                                    "global.imageRegistry=mirror.local"]))
+    assert env["BOOKGEN_DEFAULT_IMAGE"] == "registry.example/team/bookgen:1.3.0"
+    assert env["BOOKGEN_IMAGE_REGISTRY"] == "mirror.local"
+    digest = "sha256:" + "ef" * 32
+    env = operator_env(render(sets=[f"image.digest={digest}"]))
+    assert env["BOOKGEN_DEFAULT_IMAGE"] == f"ghcr.io/bookgen/bookgen-queue:0.1.0@{digest}"  # appVersion

@@ -59,6 +59,9 @@ class ImageSpec:
     pull_policy: str = "IfNotPresent"
     #: sha256:<hex>; when set the kubelet pulls by content and the tag is informative only.
     digest: str = ""
+    #: The spec names repository, tag or digest. Unpinned, the queue runs the operator's own image
+    #: (OperatorDefaults.image), so `helm upgrade` to a new operator image rolls it too.
+    pinned: bool = False
 
     @property
     def ref(self) -> str:

@@ -318,6 +318,7 @@ def parse_queue(body: Body) -> QueueSpec:
         tag=img.string("tag", ImageSpec.tag, min_len=1, max_len=128),
         pull_policy=img.choice("pullPolicy", "IfNotPresent", ("Always", "IfNotPresent", "Never")),
         digest=img.string("digest", "", max_len=71),
+        pinned=any(key in img.value for key in ("repository", "tag", "digest")),
     )
     if image.digest and not _DIGEST.match(image.digest):
         raise SpecError(f"spec.image.digest must be sha256: and 64 lower-case hex digits (got {show(image.digest)})")
