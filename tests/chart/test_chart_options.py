@@ -79,6 +79,9 @@ def test_the_operator_gets_its_own_image_for_the_queues_that_do_not_pin_one(rend
                                     "global.imageRegistry=mirror.local"]))
     assert env["BOOKGEN_DEFAULT_IMAGE"] == "registry.example/team/bookgen:1.3.0"
     assert env["BOOKGEN_IMAGE_REGISTRY"] == "mirror.local"
+    assert "BOOKGEN_REDIS_IMAGE_REGISTRY" not in env  # Redis moves only when asked
+    env = operator_env(render(sets=["redis.imageRegistry=hub-mirror.local"]))
+    assert env["BOOKGEN_REDIS_IMAGE_REGISTRY"] == "hub-mirror.local"
     digest = "sha256:" + "ef" * 32
     env = operator_env(render(sets=[f"image.digest={digest}"]))
     assert env["BOOKGEN_DEFAULT_IMAGE"] == f"ghcr.io/bookgen/bookgen-queue:0.1.0@{digest}"  # appVersion

@@ -225,13 +225,13 @@ def test_one_registry_pull_secrets_and_digest_reach_the_operator_and_every_child
     digest = "sha256:" + "ab" * 32
     objects = render(sets=["global.imageRegistry=mirror.local:5000", "global.imagePullSecrets[0].name=corp",
                            "imagePullSecrets[0].name=regcred", f"image.digest={digest}",
-                           "monitoring.labels.release=kps"])
+                           "monitoring.labels.release=kps", "redis.imageRegistry=mirror.local:5000"])
     pod = operator_deployment(objects)["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == f"mirror.local:5000/bookgen/bookgen-queue:0.1.0@{digest}"
     assert pod["imagePullSecrets"] == [{"name": "corp"}, {"name": "regcred"}]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["BOOKGEN_IMAGE_REGISTRY"] == "mirror.local:5000"
+    assert env["BOOKGEN_IMAGE_REGISTRY"] == env["BOOKGEN_REDIS_IMAGE_REGISTRY"] == "mirror.local:5000"
     assert env["BOOKGEN_IMAGE_PULL_SECRETS"] == "corp"
     assert env["BOOKGEN_MONITOR_LABELS"] == "release=kps"
     from bookgen_operator.core.resources import desired_objects, monitoring_objects, pod_specs

@@ -23,16 +23,21 @@ def queue(spec: dict | None = None) -> dict:
 def test_registry_and_pull_secrets_reach_every_pod_spec_and_digests_pin_the_image() -> None:
     spec = parse_queue(queue({"image": {"digest": DIGEST}, "imagePullSecrets": [{"name": "mine"}]}))
     spec = OperatorDefaults.from_env({"BOOKGEN_IMAGE_REGISTRY": "mirror.local:5000/",
+                                      "BOOKGEN_REDIS_IMAGE_REGISTRY": "hub-mirror.local",
                                       "BOOKGEN_IMAGE_PULL_SECRETS": "corp, mine"}).apply(spec)
     pods = pod_specs(desired_objects(spec))
     assert {name.split("/")[0] for name, _ in pods} == {"Deployment", "StatefulSet"}
     for name, pod in pods:
         assert pod["imagePullSecrets"] == [{"name": "mine"}, {"name": "corp"}], name
-        for container in pod["containers"]:
-            assert container["image"].startswith("mirror.local:5000/"), (name, container["image"])
     images = {c["image"] for _, pod in pods for c in pod["containers"]}
     assert images == {f"mirror.local:5000/bookgen/bookgen-queue:0.1.0@{DIGEST}",
-                      "mirror.local:5000/library/redis:7.2.5-alpine"}
+                      "hub-mirror.local/library/redis:7.2.5-alpine"}
+
+
+def test_our_registry_does_not_move_redis_unless_asked() -> None:
+    spec = OperatorDefaults.from_env({"BOOKGEN_IMAGE_REGISTRY": "mirror.local:5000"}).apply(parse_queue(queue()))
+    images = {c["image"] for _, pod in pod_specs(desired_objects(spec)) for c in pod["containers"]}
+    assert images == {"mirror.local:5000/bookgen/bookgen-queue:0.1.0", "redis:7.2.5-alpine"}
 
 
 def test_without_settings_images_and_pods_are_as_written() -> None:

@@ -1,8 +1,9 @@
 """Where every child pulls its images from: one registry setting and pull Secrets for all of them.
 
 Air-gapped and private clusters mirror images under their own registry: the operator-wide
-`image_registry` (the chart's `global.imageRegistry`) replaces the registry of every child image,
-keeping the path (`ghcr.io/bookgen/bookgen-queue:0.1.0` -> `mirror.local/bookgen/bookgen-queue:0.1.0`;
+`image_registry` (the chart's `global.imageRegistry`) replaces the registry of the BookGen image of every
+child, and `redis_image_registry` (the chart's `redis.imageRegistry`, only when set) that of the managed
+Redis, keeping the path (`ghcr.io/bookgen/bookgen-queue:0.1.0` -> `mirror.local/bookgen/bookgen-queue:0.1.0`;
 Docker Hub's short names get their full path: `redis:7` -> `mirror.local/library/redis:7`), and tags
 and digests are kept. `image_pull_secrets` reach the pod spec of every workload.
 """
@@ -22,10 +23,18 @@ def split_registry(ref: str) -> tuple[str, str]:
     return "docker.io", ref if rest else f"library/{ref}"
 
 
+def moved(ref: str, registry: str) -> str:
+    """`ref` pulled from `registry` instead, its path kept ("" = as written)."""
+    return f"{registry.rstrip('/')}/{split_registry(ref)[1]}" if registry else ref
+
+
 def child_image(spec: QueueSpec, ref: str) -> str:
-    if not spec.image_registry:
-        return ref
-    return f"{spec.image_registry.rstrip('/')}/{split_registry(ref)[1]}"
+    """The BookGen image (workers, beat, Flower) as this operator pulls it."""
+    return moved(ref, spec.image_registry)
+
+
+def redis_image(spec: QueueSpec) -> str:
+    return moved(spec.redis.image, spec.redis_image_registry)
 
 
 def pull_secrets(spec: QueueSpec) -> JSON:

@@ -16,7 +16,7 @@ from bookgen_operator.core.resources.common import (
     pod_security_context,
     tmp_volume,
 )
-from bookgen_operator.core.resources.images import child_image, pull_secrets
+from bookgen_operator.core.resources.images import pull_secrets, redis_image
 from bookgen_operator.core.resources.labels import (
     REDIS_PORT,
     REDIS_UID,
@@ -37,7 +37,7 @@ def build_redis_statefulset(spec: QueueSpec) -> JSON:
     r = spec.redis
     container: JSON = {
         "name": "redis",
-        "image": child_image(spec, r.image),
+        "image": redis_image(spec),
         "imagePullPolicy": "IfNotPresent",
         "command": ["redis-server"],
         "args": [

@@ -248,8 +248,11 @@ class QueueSpec:
     generation: int = 0
     #: Pull Secrets of every child pod (spec.imagePullSecrets, plus the operator's defaults).
     image_pull_secrets: tuple[str, ...] = ()
-    #: The operator-wide registry (chart global.imageRegistry) every child image is pulled from; "" = as written.
+    #: The operator-wide registry (chart global.imageRegistry) the BookGen image is pulled from; "" = as written.
     image_registry: str = ""
+    #: The registry of the managed Redis's image (chart redis.imageRegistry): only when asked, since a
+    #: mirror of our image need not mirror Docker Hub's redis; "" = as written.
+    redis_image_registry: str = ""
     #: env/envFrom of every BookGen process of the queue (spec.env, spec.envFrom).
     environment: Environment = field(default_factory=lambda: Environment())
     #: Where finished books go (spec.exports).

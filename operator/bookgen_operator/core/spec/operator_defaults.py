@@ -1,7 +1,9 @@
 """Operator-wide defaults for every BookGenQueue, set once by the Helm chart (environment variables).
 
-- BOOKGEN_IMAGE_REGISTRY (chart `global.imageRegistry`): the registry every child image is pulled
-  from (resources.images);
+- BOOKGEN_IMAGE_REGISTRY (chart `global.imageRegistry`): the registry the BookGen image of every child
+  (workers, beat, Flower) is pulled from (resources.images);
+- BOOKGEN_REDIS_IMAGE_REGISTRY (chart `redis.imageRegistry`): the registry of the managed Redis's image,
+  set on its own: mirroring our image does not move Redis unless asked;
 - BOOKGEN_IMAGE_PULL_SECRETS (chart `global.imagePullSecrets`, comma-separated names): pull Secrets
   added to every child pod, after the queue's own `spec.imagePullSecrets`; each must exist in the
   queue's namespace;
@@ -28,6 +30,7 @@ from bookgen_operator.core.spec.model import QueueSpec
 @dataclasses.dataclass(frozen=True)
 class OperatorDefaults:
     image_registry: str = ""
+    redis_image_registry: str = ""
     image_pull_secrets: tuple[str, ...] = ()
     monitor_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     alerts: AlertSettings = dataclasses.field(default_factory=AlertSettings)
@@ -42,8 +45,9 @@ class OperatorDefaults:
             raise SpecError(f"BOOKGEN_MONITOR_LABELS must be k=v pairs separated by commas (got {pairs})")
         labels = label_map(dict(p.strip().split("=", 1) for p in pairs), "BOOKGEN_MONITOR_LABELS")
         secrets = tuple(n.strip() for n in env.get("BOOKGEN_IMAGE_PULL_SECRETS", "").split(",") if n.strip())
-        return cls(env.get("BOOKGEN_IMAGE_REGISTRY", "").strip().rstrip("/"), secrets, labels, alerts_from_env(env),
-                   image_parts(env.get("BOOKGEN_DEFAULT_IMAGE", "").strip()))
+        return cls(env.get("BOOKGEN_IMAGE_REGISTRY", "").strip().rstrip("/"),
+                   env.get("BOOKGEN_REDIS_IMAGE_REGISTRY", "").strip().rstrip("/"), secrets, labels,
+                   alerts_from_env(env), image_parts(env.get("BOOKGEN_DEFAULT_IMAGE", "").strip()))
 
     def apply(self, spec: QueueSpec) -> QueueSpec:
         secrets = tuple(dict.fromkeys((*spec.image_pull_secrets, *self.image_pull_secrets)))
@@ -56,6 +60,7 @@ class OperatorDefaults:
             repository, tag, digest = self.image
             image = dataclasses.replace(image, repository=repository, tag=tag, digest=digest)
         return dataclasses.replace(spec, image=image, image_registry=self.image_registry,
+                                   redis_image_registry=self.redis_image_registry,
                                    image_pull_secrets=secrets, metrics=metrics)
 
 
