@@ -346,6 +346,7 @@ async def test_pull_secrets_registry_and_digest_reach_every_child(cluster: Clust
     and the real controllers make pods from them."""
     ns = cluster.namespace
     await cluster.start_operator(env={"BOOKGEN_IMAGE_REGISTRY": "registry.internal:5000",
+                                      "BOOKGEN_REDIS_IMAGE_REGISTRY": "registry.internal:5000",
                                       "BOOKGEN_IMAGE_PULL_SECRETS": "corp", "BOOKGEN_MONITOR_LABELS": "release=kps"})
     digest = "sha256:" + "0" * 64
     await cluster.kube.create(BGQ, ns, queue(cluster, spec={"image": {"digest": digest},
