@@ -126,12 +126,16 @@ class Queue:
         finally:
             control.close()
 
-    def flower_tasks(self) -> list[dict[str, Any]]:
+    def flower(self, path: str) -> Any:
+        """GET `path` of the queue's Flower through its Service, with its login; the decoded JSON."""
         auth = (self.secret("flower-auth", "username"), self.secret("flower-auth", "password"))
         answer = service_get(self.cluster.sandbox.netns_path, f"{self.name}-flower", self.namespace, 5555,
-                             "/api/tasks?limit=5000", auth=auth)
+                             path, auth=auth)
         assert answer.status == 200, answer
-        return list(json.loads(answer.body).values())
+        return json.loads(answer.body)
+
+    def flower_tasks(self) -> list[dict[str, Any]]:
+        return list(self.flower("/api/tasks?limit=5000").values())
 
     def metrics(self) -> str:
         answer = service_get(self.cluster.sandbox.netns_path, f"{self.name}-metrics", self.namespace, 9808,

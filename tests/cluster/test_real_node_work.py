@@ -184,6 +184,46 @@ def test_a_paused_queue_is_not_scaled_under_a_backlog_and_resumes_at_the_next_po
     counted_exactly(queue, before, 6)
 
 
+def test_flower_lists_only_the_live_workers_after_a_pool_scales_1_4_1(
+    cluster: Cluster, queue: Queue, operator: operator_pods.OperatorPods
+) -> None:
+    """Issue 24, acceptance 6: the content pool scales 1 -> 4 -> 1 (autoscaling off: the reconciler sets
+    the replicas from minReplicas); within the purge period Flower's worker list, its status API and
+    the dashboard's JSON name only the live content worker (mher/flower #612, #1128 kept them)."""
+    purge = 15
+    queue.create({"autoscaling": {"enabled": False}, "flower": {"purgeOfflineWorkersSeconds": purge},
+                  "pools": slow_pools(1, minReplicas=1, maxReplicas=4)})
+    queue.wait_ready()
+
+    def content_workers(path: str) -> set[str]:
+        answer = queue.flower(path)
+        dashboard = isinstance(answer, dict) and "data" in answer  # /workers?json=1: {"data": [...]}
+        names = {w["hostname"] for w in answer["data"]} if dashboard else set(answer)
+        return {n for n in names if n.startswith("content@")}
+
+    def live_content() -> set[str]:
+        return {f"content@{p.metadata.name}" for p in queue.pods("content")
+                if ready(p) and p.metadata.deletion_timestamp is None}
+
+    queue.patch({"pools": slow_pools(1, minReplicas=4, maxReplicas=4)})
+    wait_for(lambda: len(live_content()) == 4, timeout=120, interval=1, what="four ready content workers")
+    wait_for(lambda: content_workers("/api/workers?refresh=1") == live_content(), timeout=60, interval=1,
+             what="Flower to list the four content workers")
+    queue.patch({"pools": slow_pools(1, minReplicas=1, maxReplicas=4)})
+    wait_for(lambda: len(queue.pods("content")) == 1, timeout=120, interval=1, what="three content pods gone")
+    gone_at = time.monotonic()
+
+    def only_the_live_one() -> bool:
+        live = live_content()
+        return len(live) == 1 and all(content_workers(path) == live for path in
+                                      ("/api/workers", "/api/workers?status=1", "/workers?json=1"))
+
+    wait_for(only_the_live_one, timeout=purge * 1.25 + 30, interval=1,
+             what="Flower to forget the three stopped content workers")
+    print(f"Flower forgot the stopped workers {time.monotonic() - gone_at:.1f} s after their pods were gone "
+          f"(purge period {purge} s)")
+
+
 def test_a_scale_in_that_takes_busy_workers_lets_them_finish_their_tasks(
     cluster: Cluster, queue: Queue, operator: operator_pods.OperatorPods
 ) -> None:
