@@ -238,22 +238,28 @@ async def test_monitoring_objects_appear_only_with_the_prometheus_operator(kopf_
                                  == "bookgen" for key in monitoring), what="monitoring objects repaired")
 
 
+async def backlog_on_external_redis(op: RunningOperator, redis_server: Any, redis_client: Any) -> dict[str, Any]:
+    """12 content tasks waiting in a real Redis, and the spec of a queue that uses it (external mode, the
+    redis source polled every 0.2 s, 2 tasks per slot: the content pool wants 3 replicas)."""
+    password = base64.b64encode(redis_server.password.encode()).decode()
+    await op.emulator.create_object("v1/secrets", {"metadata": {"name": "redis-pass", "namespace": NS},
+                                                   "data": {"password": password}})
+    redis_client.lpush("content_generation", *[f"task-{i}" for i in range(12)])
+    return {
+        "redis": {"mode": "external", "url": f"redis://127.0.0.1:{redis_server.port}/0",
+                  "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
+        "autoscaling": {"source": "redis", "pollIntervalSeconds": 0.2, "targetPerSlot": 2},
+        "pools": [{**POOLS[0], "maxReplicas": 4}, POOLS[1]],
+    }
+
+
 @pytest.mark.autoscaler
 async def test_the_autoscaler_daemon_scales_a_pool_from_real_queue_depth(
     kopf_operator: RunningOperator, redis_server: Any, redis_client: Any,
 ) -> None:
     """The daemon runs the autoscaler per queue: real Redis (external mode), Deployments in the emulator."""
     emu = kopf_operator.emulator
-    password = base64.b64encode(redis_server.password.encode()).decode()
-    await emu.create_object("v1/secrets", {"metadata": {"name": "redis-pass", "namespace": NS},
-                                           "data": {"password": password}})
-    redis_client.lpush("content_generation", *[f"task-{i}" for i in range(12)])
-    spec = {
-        "redis": {"mode": "external", "url": f"redis://127.0.0.1:{redis_server.port}/0",
-                  "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
-        "autoscaling": {"source": "redis", "pollIntervalSeconds": 0.2, "targetPerSlot": 2},
-        "pools": [{**POOLS[0], "maxReplicas": 4}, POOLS[1]],
-    }
+    spec = await backlog_on_external_redis(kopf_operator, redis_server, redis_client)
     await emu.create_object(BGQ, queue(spec=spec))
     name = "demo-worker-content"
     await eventually(lambda: (emu.get_object(DEPLOY, NS, name) or {}).get("spec", {}).get("replicas") == 3,
@@ -273,16 +279,7 @@ async def test_a_paused_queue_holds_its_pools_and_resumes_when_the_annotation_go
     """bookgen.io/paused: the daemon's autoscaler observes (status shows the backlog) but never scales,
     the Autoscaling condition says Paused; removing the annotation scales at the next polls."""
     emu = kopf_operator.emulator
-    password = base64.b64encode(redis_server.password.encode()).decode()
-    await emu.create_object("v1/secrets", {"metadata": {"name": "redis-pass", "namespace": NS},
-                                           "data": {"password": password}})
-    redis_client.lpush("content_generation", *[f"task-{i}" for i in range(12)])
-    spec = {
-        "redis": {"mode": "external", "url": f"redis://127.0.0.1:{redis_server.port}/0",
-                  "passwordSecretRef": {"name": "redis-pass", "key": "password"}},
-        "autoscaling": {"source": "redis", "pollIntervalSeconds": 0.2, "targetPerSlot": 2},
-        "pools": [{**POOLS[0], "maxReplicas": 4}, POOLS[1]],
-    }
+    spec = await backlog_on_external_redis(kopf_operator, redis_server, redis_client)
     body = queue(spec=spec)
     body["metadata"]["annotations"] = {"bookgen.io/paused": "true"}
     await emu.create_object(BGQ, body)
