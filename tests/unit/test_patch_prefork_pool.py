@@ -87,8 +87,11 @@ def test_the_start_up_heap_is_frozen_once_before_the_first_fork(monkeypatch) -> 
         pool_patch.freeze_startup_heap()
         frozen = gc.get_freeze_count()
         assert frozen > 0  # Celery's gc.collect() before each fork no longer scans these
-        keep = [[] for _ in range(10)]  # new tracked objects, alive at the next call
+        later = [[] for _ in range(10)]  # new tracked objects, alive at the next call
         pool_patch.freeze_startup_heap()  # later forks: nothing more is frozen
-        assert gc.get_freeze_count() == frozen and keep
+        # The frozen count itself may drop (a frozen object can still die by refcount), so the
+        # proof is that objects made after the first call are still in the collector's generations.
+        still_collected = {id(obj) for obj in gc.get_objects()}
+        assert all(id(obj) in still_collected for obj in later)
     finally:
         gc.unfreeze()
