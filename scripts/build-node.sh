@@ -49,7 +49,23 @@ is_built() {
   out=$("$BIN/coredns" -version 2>/dev/null) && [[ "$out" == *"CoreDNS-${DNS_V#v}"* ]] || return 1
 }
 
-if is_built; then echo "$BIN"; exit 0; fi
+# The image registry the release tests push to, run inside the cluster's namespace: Debian's
+# docker-registry (the CNCF distribution registry). Only its binary, taken from the .deb: installing the
+# package would start a registry service on this machine.
+fetch_registry() {
+  [ -x "$BIN/docker-registry" ] && return 0
+  local tmp; tmp=$(mktemp -d)
+  log "fetching Debian's docker-registry"
+  if ! (cd "$tmp" && apt-get -o APT::Sandbox::User=root download -qq docker-registry >/dev/null 2>&1); then
+    need_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    (cd "$tmp" && apt-get -o APT::Sandbox::User=root download -qq docker-registry >/dev/null)
+  fi
+  dpkg-deb --fsys-tarfile "$tmp"/docker-registry_*.deb | tar -x -C "$tmp" ./usr/bin/docker-registry
+  mkdir -p "$BIN" && mv "$tmp/usr/bin/docker-registry" "$BIN/docker-registry.tmp"
+  mv "$BIN/docker-registry.tmp" "$BIN/docker-registry" && rm -rf "$tmp"
+}
+
+if is_built; then fetch_registry; echo "$BIN"; exit 0; fi
 
 mkdir -p "$BIN"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
@@ -82,6 +98,7 @@ gcc -Os -Wall -Werror -static -DVERSION="$K8S_V-bookgen" -o "$TMP/pause" "$PAUSE
 strip "$TMP/pause"
 
 mv "$TMP"/* "$BIN/" && rmdir "$TMP"
+fetch_registry
 is_built || { log "the built binaries do not report the pinned versions"; exit 5; }
 log "built in $(( $(date +%s) - start )) s"
 echo "$BIN"

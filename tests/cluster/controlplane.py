@@ -8,7 +8,8 @@ and a volume provisioner as pods), all inside a network namespace with no defaul
 
 The way in from this machine is a loopback port forwarded (socat, over a unix socket) to the
 apiserver in the namespace; the admin kubeconfig points at it, and `kubectl logs/exec/port-forward`
-work through it. `--node fake` replaces the kubelet by node_agent.py (pods marked Running, nothing
+work through it. A real node also has a container registry (registry.py, Debian's docker-registry), at
+`localhost:PORT` both here and inside, for `scripts/release` and `helm install oci://`. `--node fake` replaces the kubelet by node_agent.py (pods marked Running, nothing
 runs): only bench.operator_scale uses it, for more pods than two cores can run.
 
 State (PKI, etcd data, containerd's store, logs, kubeconfigs, the audit log) lives in `.cluster/` at
@@ -31,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.cluster import addons, node
+from tests.cluster import addons, node, registry
 from tests.cluster.netcheck import dns_answers, netns_http_ok
 from tests.cluster.sandbox import NODE_IP, SERVICE_CIDR, Sandbox, _alive, run
 
@@ -191,6 +192,8 @@ def up(bin_dir: Path, node_bin: Path | None = None, images: Path | None = None, 
     if old and healthy(d, old) and old.node == node_kind:
         if node_kind == "real" and images:
             refresh_images(d, old, images)
+        if node_kind == "real" and "registry" not in old.pids:  # a cluster started before it had one
+            _start_registry(d, old, old.sandbox(d))
         log(f"already up at {old.api_url}")
         return old
     if old or (d / "state.json").exists():
@@ -237,6 +240,29 @@ def _spawn(d: Path, st: State, sb: Sandbox, name: str, argv: list[str], **kw: ob
     return pid
 
 
+def _forward(d: Path, st: State, sb: Sandbox, name: str, inside: int, outside: int) -> None:
+    """The loopback way in: outside, a TCP listener on 127.0.0.1:`outside`; inside, the other end of a
+    unix socket connecting to 127.0.0.1:`inside` in the namespace. No address but loopback is involved."""
+    prefix = f"{name}-" if name else ""
+    sock = sb.run_dir / f"{name or 'api'}.sock"
+    _spawn(d, st, sb, f"{prefix}forward-in", ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early,mode=600",
+                                              f"TCP:127.0.0.1:{inside}"])
+    wait_for("the forwarder's socket", sock.exists, timeout=10)
+    _spawn(d, st, sb, f"{prefix}forward-out", ["socat", f"TCP-LISTEN:{outside},bind=127.0.0.1,fork,reuseaddr",
+                                               f"UNIX-CONNECT:{sock}"], host=True)
+
+
+def _start_registry(d: Path, st: State, sb: Sandbox) -> None:
+    """The cluster's container registry (registry.py), on the same port number inside and outside."""
+    port = st.ports.setdefault("registry", free_port())
+    config = d / "registry.json"
+    config.write_text(registry.config_text(d / "registry", port))
+    pid = _spawn(d, st, sb, "registry", [str(Path(st.node_bin) / registry.BINARY), "serve", str(config)])
+    _forward(d, st, sb, "registry", port, port)
+    wait_for("the image registry", lambda: registry.answers(port), timeout=30, pid=pid,
+             logfile=d / "logs" / "registry.log")
+
+
 def _start_control_plane(d: Path, st: State, sb: Sandbox) -> None:
     b, pki, logs = Path(st.bin_dir), d / "pki", d / "logs"
     pid = _spawn(d, st, sb, "etcd", [
@@ -248,13 +274,7 @@ def _start_control_plane(d: Path, st: State, sb: Sandbox) -> None:
     wait_for("etcd", lambda: netns_http_ok(sb.netns_path, "http://127.0.0.1:2379/health"), pid=pid,
              logfile=logs / "etcd.log")
     pid = _spawn(d, st, sb, "apiserver", [str(b / "kube-apiserver"), *apiserver_args(d)])
-    # The loopback way in: outside, a TCP listener on 127.0.0.1; inside, the other end of a unix socket.
-    sock = sb.run_dir / "api.sock"
-    _spawn(d, st, sb, "forward-in", ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early,mode=600",
-                                     f"TCP:127.0.0.1:{API_PORT}"])
-    wait_for("the forwarder's socket", sock.exists, timeout=10)
-    _spawn(d, st, sb, "forward-out", ["socat", f"TCP-LISTEN:{st.ports['api']},bind=127.0.0.1,fork,reuseaddr",
-                                      f"UNIX-CONNECT:{sock}"], host=True)
+    _forward(d, st, sb, "", API_PORT, st.ports["api"])
     wait_for("kube-apiserver /readyz", lambda: _readyz(d, st), pid=pid, logfile=logs / "apiserver.log")
     inside = f"https://127.0.0.1:{API_PORT}"
     write_kubeconfig(d, st.api_url, "admin")
@@ -310,6 +330,7 @@ def _start_node(d: Path, st: State, sb: Sandbox) -> None:
     t = time.monotonic()
     node.import_images(sb, nb, Path(st.images))
     st.timings["image_import"] = round(time.monotonic() - t, 1)
+    _start_registry(d, st, sb)
     _spawn(d, st, sb, "kubelet", node.kubelet_argv(sb, nb, configs["kubelet"], kubeconfig_path(d, "kubelet")),
            mount=True, env=env)
     _spawn(d, st, sb, "kube-proxy", node.kube_proxy_argv(nb, configs["kube-proxy"]), mount=True, env=env)
