@@ -9,8 +9,9 @@ and a volume provisioner as pods), all inside a network namespace with no defaul
 The way in from this machine is a loopback port forwarded (socat, over a unix socket) to the
 apiserver in the namespace; the admin kubeconfig points at it, and `kubectl logs/exec/port-forward`
 work through it. A real node also has a container registry (registry.py, Debian's docker-registry), at
-`localhost:PORT` both here and inside, for `scripts/release` and `helm install oci://`. `--node fake` replaces the kubelet by node_agent.py (pods marked Running, nothing
-runs): only bench.operator_scale uses it, for more pods than two cores can run.
+`localhost:PORT` both here and inside, for `scripts/release` and `helm install oci://`.
+`--node fake` replaces the kubelet by node_agent.py (pods marked Running, nothing runs): only
+bench.operator_scale uses it, for more pods than two cores can run.
 
 State (PKI, etcd data, containerd's store, logs, kubeconfigs, the audit log) lives in `.cluster/` at
 the repository root unless BOOKGEN_CLUSTER_DIR says otherwise. Processes outlive `up`; `down` stops
