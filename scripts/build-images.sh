@@ -10,6 +10,7 @@
 #   redis         Debian's redis-server by mmdebstrap, under the name a BookGenQueue's default expects
 #   coredns, local-path-provisioner, busybox   the node's add-ons, from the binaries of build-node.sh
 #   versitygw     a real S3-compatible server for the export tests (scripts/build-versitygw.sh), from scratch
+#   prometheus-operator, prometheus-config-reloader, prometheus   scripts/build-prometheus.sh, from scratch
 # Usage: scripts/build-images.sh NODE_BIN_DIR
 # buildah runs only with `--isolation chroot` (its default network would add a bridge and firewall
 # rules to this machine's namespace) and with its storage under the cache, not in /var/lib/containers.
@@ -103,6 +104,23 @@ if ! fresh versitygw "$(sha256sum "$VGW_BIN/versitygw" | cut -c1-16)"; then
     "$stage/vgw" '["/versitygw"]'
 fi
 
+# The Prometheus Operator, its config reloader and the Prometheus it runs (scripts/build-prometheus.sh),
+# each from scratch with its binary in /bin as upstream's images have it (the operator runs the
+# reloader as /bin/prometheus-config-reloader). Tagged with their versions, never `latest`, which the
+# kubelet would try to pull.
+PROM_BIN=$(set -o pipefail; bash "$ROOT/scripts/build-prometheus.sh" | tail -1)
+for c in operator prometheus-config-reloader prometheus; do
+  version=$("$PROM_BIN/$c" --version 2>&1 | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p' | head -1)
+  name=prometheus-${c#prometheus-}; name=${name%-prometheus}  # prometheus-operator, -config-reloader, prometheus
+  key="$(sha256sum "$PROM_BIN/$c" | cut -c1-16)|v$version"
+  if ! fresh "$name" "$key"; then
+    mkdir -p "$stage/$name/bin" && cp "$PROM_BIN/$c" "$stage/$name/bin/$c"
+    [ "$c" = prometheus ] && mkdir -p -m 0777 "$stage/$name/prometheus"
+    from_scratch "$name" "bookgen.local/$name:v$version" "$key" "$stage/$name" "[\"/bin/$c\"]"
+  fi
+  printf -v "REF_${name//-/_}" '%s' "bookgen.local/$name:v$version"
+done
+
 # ---- the Python base our Dockerfile's FROM names, made from Debian's python3
 PY_KEY=$(printf '%s|%s|%s' "$DEBIAN_SOURCES" "$PY_BASE_PKGS" 1 | sha)
 if ! fresh python-base "$PY_KEY"; then
@@ -152,6 +170,9 @@ bookgen.local/coredns:latest coredns.tar
 bookgen.local/local-path-provisioner:latest local-path.tar
 bookgen.local/busybox:latest busybox.tar
 bookgen.local/versitygw:latest versitygw.tar
+$REF_prometheus_operator prometheus-operator.tar
+$REF_prometheus_config_reloader prometheus-config-reloader.tar
+$REF_prometheus prometheus.tar
 $REDIS_REF redis.tar
 $APP_REF bookgen-queue.tar ghcr.io/bookgen/bookgen-queue:$APP_VERSION
 EOF

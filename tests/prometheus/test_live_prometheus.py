@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 import redis
-import yaml
 from bookgen_operator.controller import opmetrics
 from bookgen_operator.core.resources.monitoring import scope_expr
 from bookgen_worker.config import Settings
@@ -39,7 +38,7 @@ from celery import Celery
 from kombu import Connection
 from prometheus_client import start_http_server
 
-from tests.support import grafana_eval
+from tests.support import celery_mixin, grafana_eval
 from tests.support.alert_rules import operator_groups, queue_groups
 from tests.support.grafana_eval import Result, Window
 from tests.support.metrics_scrape import scrape, value
@@ -49,15 +48,9 @@ from tests.support.waiting import wait_for
 from tests.support.workers import REPO_ROOT, WorkerProcess, start_worker
 
 ASSETS = Path(collector.__file__).parent / "assets"
-MIXIN = Path(__file__).parents[1] / "data" / "celery_mixin"
 NAMESPACE, SERVICE = "books", "celery-metrics"
 BACKLOG_PER_PHASE = 45  # three phases: 135 waiting in `export`, over the mixin's 100 and our 50
-#: celery-mixin expressions that cannot return data against any single-cluster Prometheus, with why.
-MIXIN_EXPLAINED = {
-    "$cluster": "label_values(celery_worker_up{}, cluster): no series has a `cluster` label unless the "
-                "Prometheus setup adds one (multi-cluster); the variable is hidden and cluster=\"\" then "
-                "matches every series, so the panels still work",
-}
+MIXIN_EXPLAINED = celery_mixin.EXPLAINED
 
 
 @contextmanager
@@ -224,16 +217,7 @@ def evaluate(api: PrometheusAPI, window: Window) -> dict[str, list[Result]]:
             rule["expr"] = scope_expr(rule["expr"], f'namespace="{NAMESPACE}",service="gone-metrics"')
     ours = grafana_eval.evaluate_dashboard(api, "bookgen-queues", dashboard, window)
     ours += grafana_eval.evaluate_alerts(api, queue_rules + operator_rules, window)
-    mixin_doc = json.loads((MIXIN / "dashboards.json").read_text())
-    mixin: list[Result] = []
-    for board in mixin_doc["dashboards"]:
-        fake = {"templating": {"list": [{"type": "query", "name": v["name"], "query": v["query"]}
-                                        for v in board["variables"]]},
-                "panels": [{"title": t["panel"], "targets": [{"expr": t["expr"], "instant": t["instant"]}]}
-                           for t in board["targets"]]}
-        mixin += grafana_eval.evaluate_dashboard(api, board["uid"], fake, window)
-    mixin_rules = yaml.safe_load((MIXIN / "prometheus_alerts.yaml").read_text())["groups"][0]["rules"]
-    mixin += grafana_eval.evaluate_alerts(api, mixin_rules, window, source="celery-mixin alerts")
+    mixin = celery_mixin.evaluate(api, window)
     # The evaluation can fail: a metric nobody exports returns nothing, and a syntax error is reported.
     controls = grafana_eval.evaluate_alerts(api, [{"alert": "unknown metric", "expr": "celery_task_lost_total > 0"},
                                                   {"alert": "syntax error", "expr": "sum(rate(x[5m])"}], window)
