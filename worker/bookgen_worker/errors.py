@@ -33,6 +33,6 @@ class RedisFull(BookGenError):
 
     def __init__(self, refused: str = "the write") -> None:
         super().__init__(
-            f"the queue's Redis is full (maxmemory reached): it refused {refused}; nothing already queued is "
-            "lost. Try again when jobs drain, or raise the Redis memory limit (spec.redis.resources.limits.memory)"
+            f"the queue's Redis is full (maxmemory reached): it refused {refused} (nothing already queued is "
+            "lost); try again when jobs drain, or raise the Redis memory limit (spec.redis.resources.limits.memory)"
         )

@@ -14,13 +14,15 @@ MULTI/EXEC transactions:
    the visibility timeout, and the error again escapes the event loop.
 3. `QoS.restore_by_tag` (a reject with requeue, a restore at shutdown or after the visibility
    timeout) is refused: the message stays in `unacked` until a later restore gets through.
+4. A worker starting at a full Redis exits: declaring its queues counts them (`Channel._size`, LLENs
+   inside MULTI) and binds them (`Channel._queue_bind`, SADDs of members producers already added).
 
-None of these writes adds data: append re-records a message BRPOP has just removed, ack deletes,
-restore moves a message from `unacked` back to its list. So when Redis answers OOM, the patch does
-the same writes, atomically still, in a Lua script flagged `allow-oom` (Redis >= 7.0: "the script can
-call any Redis command, including commands that aren't usually allowed in this state"). Without the
-OOM the upstream code runs unchanged. On a Redis older than 7.0 the script cannot run: the OOM error
-is raised as before, with a log line saying why.
+None of these writes adds data (the reads of 4 need no MULTI at all): append re-records a message
+BRPOP has just removed, ack deletes, restore moves a message from `unacked` back to its list. So when
+Redis answers OOM, the patch does the same writes, atomically still, in a Lua script flagged
+`allow-oom` (Redis >= 7.0: "the script can call any Redis command, including commands that aren't
+usually allowed in this state"). Without the OOM the upstream code runs unchanged. On a Redis older than
+7.0 the script cannot run: the OOM error is raised as before, with a log line saying why.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ UPSTREAM = MappingProxyType({
     "kombu.transport.redis:QoS.restore_by_tag": "bd61cd6c1dd3a543daec30c70399f70aa18e4b6dbf72cd2062ca974e41657323",
     "kombu.transport.redis:Channel._do_restore_message":
         "18ea135a1cd1bd42df78cd57748f3ca623489daa5ce882260252866801ed6e62",
+    "kombu.transport.redis:Channel._size": "f2b9c57a7dd65853c2af2bc79ecff856f665ec1935a2aa04a0689ea6a49b30bc",
+    "kombu.transport.redis:Channel._queue_bind":
+        "7cd473485dea3adff56379a7b5d5ea32d20056b0a7ef5e54adfd1910e445652f",
     "kombu.transport.redis:QoS.restore_visible": "bb1fc4c56b7af71ffc8e635b40e5e1a40a00725cb2833c944ac1f7874f458e67",
 })
 
@@ -52,6 +57,8 @@ logger = logging.getLogger(__name__)
 #: The fallback is logged at most this often per kind of write: a full Redis may last for thousands of tasks.
 LOG_EVERY_SECONDS = 60.0
 _last_warned: dict[str, float] = {}
+#: A producer binds too (`bookgen submit`): its one-line error must stay the only line it prints.
+BIND_LOG_LEVEL = logging.INFO
 _APPLIED = "_bookgen_full_patched"
 
 #: KEYS: unacked_index, unacked. ARGV: tag, score, payload. What QoS.append writes.
@@ -75,14 +82,23 @@ for i = 3, #KEYS do redis.call(push, KEYS[i], ARGV[i]) end
 return 1
 """
 
+#: KEYS: the exchange's binding table, its permanent copy. ARGV: the binding. What Channel._queue_bind
+#: writes for a queue without expiry: a member that is nearly always there already (producers bind too).
+BIND = """#!lua flags=allow-oom
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('SADD', KEYS[2], ARGV[1])
+"""
 
-def run_allowing_oom(client: Any, script: str, keys: list[str], args: list[Any]) -> Any:
-    """EVAL `script` with kombu's global key prefix on `keys` (kombu prefixes no EVAL itself)."""
+
+def run_allowing_oom(client: Any, script: str, keys: list[str], args: list[Any], numkeys: int | None = None) -> Any:
+    """EVAL `script` with kombu's global key prefix on `keys` (kombu prefixes no EVAL itself); `numkeys`
+    when some of `args` are keys already prefixed."""
     prefix = getattr(client, "global_keyprefix", "") or ""
-    return client.execute_command("EVAL", script, len(keys), *(prefix + k for k in keys), *args)
+    count = len(keys) if numkeys is None else numkeys
+    return client.execute_command("EVAL", script, count, *(prefix + k for k in keys), *args)
 
 
-def _fallback(what: str, exc: OutOfMemoryError, write: Any) -> Any:
+def _fallback(what: str, exc: OutOfMemoryError, write: Any, level: int = logging.WARNING) -> Any:
     try:
         result = write()
     except ResponseError as failed:  # Redis < 7.0 knows no script flags
@@ -92,8 +108,8 @@ def _fallback(what: str, exc: OutOfMemoryError, write: Any) -> Any:
     now = time.monotonic()
     if now - _last_warned.get(what, -LOG_EVERY_SECONDS) >= LOG_EVERY_SECONDS:  # one line a minute, not per task
         _last_warned[what] = now
-        logger.warning("Redis is full (maxmemory): %s went through as a memory-neutral script "
-                       "(said once a minute while it lasts)", what)
+        logger.log(level, "Redis is full (maxmemory): %s went through as a memory-neutral script "
+                   "(said once a minute while it lasts)", what)
     return result
 
 
@@ -182,6 +198,43 @@ def apply() -> bool:
             logger.warning("Redis is full (maxmemory): restoring overdue messages waits for the next sweep (%s)", exc)
             return None
 
+    channel_cls: Any = kombu_redis.Channel
+    original_size = channel_cls._size
+    original_queue_bind = channel_cls._queue_bind
+
+    def _size(self: Any, queue: str) -> int:
+        # Declaring a queue counts it with LLENs inside MULTI, which a full Redis refuses: a worker
+        # starting then (a restart, the autoscaler adding one for the backlog) would exit at once.
+        try:
+            return int(original_size(self, queue))
+        except OutOfMemoryError:
+            with self.conn_or_acquire() as client:
+                pipe = client.pipeline(transaction=False)  # reads outside MULTI are always served
+                for pri in self.priority_steps:
+                    pipe.llen(self._q_for_pri(queue, pri))
+                return sum(int(size) for size in pipe.execute())
+
+    def _queue_bind(self: Any, exchange: str, routing_key: str, pattern: str, queue: str) -> Any:
+        try:
+            return original_queue_bind(self, exchange, routing_key, pattern, queue)
+        except OutOfMemoryError as exc:
+            member = self.sep.join([routing_key or "", pattern or "", queue or ""])
+            table = self.keyprefix_queue % (exchange,)
+            if queue in self._expires:  # e.g. the worker's pidbox: kombu's own script, allowed at OOM
+                script = f"#!lua flags=allow-oom\n{kombu_redis.REFRESH_BINDING}"
+                # kombu's deadline key is prefixed already (its EVALSHA prefixes the first key only).
+                keys, args = [table], [self._script_binding_deadlines, member, exchange, self._binding_ttl(queue)]
+                with self.conn_or_acquire() as client:
+                    _fallback("bind a queue", exc, lambda: run_allowing_oom(client, script, keys, args, numkeys=2),
+                              BIND_LOG_LEVEL)
+                return None
+            keys = [table, self.keyprefix_binding_permanent % (exchange,)]
+            with self.conn_or_acquire() as client:
+                _fallback("bind a queue", exc, lambda: run_allowing_oom(client, BIND, keys, [member]), BIND_LOG_LEVEL)
+            return None
+
+    channel_cls._size = _size
+    channel_cls._queue_bind = _queue_bind
     qos_cls.restore_visible = restore_visible
     qos_cls.append = append
     qos_cls.ack = ack
