@@ -144,6 +144,9 @@ def live_results(celery_app: Celery, redis_client: redis.Redis, workdir: Path) -
     app = celery_app
     with ExitStack() as stack:
         op_port, op_server = stack.enter_context(http_endpoint())
+        # A maxmemory, as every managed Redis has (the session's Redis has none; put back at the end).
+        redis_client.config_set("maxmemory", str(2**30))
+        stack.callback(lambda: redis_client.config_set("maxmemory", "0"))
         dead = Settings(redis_url=f"redis://:x@127.0.0.1:{free_port()}/0")
         broken_port, _ = stack.enter_context(http_endpoint(make_registry(dead)))
         metrics_port = free_port()
@@ -222,6 +225,10 @@ def evaluate(api: PrometheusAPI, window: Window) -> dict[str, list[Result]]:
         if rule["alert"] == "BookGenMetricsAbsent":
             # As the operator deploys it: scoped to one BookGenQueue, here one whose endpoint is not scraped.
             rule["expr"] = scope_expr(rule["expr"], f'namespace="{NAMESPACE}",service="gone-metrics"')
+        if rule["alert"] == "BookGenRedisMemoryHigh":
+            # The live Redis is far from full (a few MB of 1 GiB): this proves the ratio has data, and
+            # tests/prometheus/alerts_test.yaml that it fires at the threshold.
+            rule["expr"] = rule["expr"].replace("> 90", "> 0")
     ours = grafana_eval.evaluate_dashboard(api, "bookgen-queues", dashboard, window)
     ours += grafana_eval.evaluate_alerts(api, queue_rules + operator_rules, window)
     mixin_doc = json.loads((MIXIN / "dashboards.json").read_text())

@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import OutOfMemoryError, ResponseError
@@ -149,14 +150,14 @@ def apply() -> bool:
                 _fallback("record a delivered message", exc, lambda: run_allowing_oom(
                     client, RECORD, [self.unacked_index_key, self.unacked_key], [delivery_tag, time.time(), payload]))
             # What upstream's append does after its pipeline: the virtual QoS's own bookkeeping.
-            kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)
             return None
 
     def forget(self: Any, delivery_tag: str, exc: OutOfMemoryError) -> None:
         with self.channel.conn_or_acquire() as client:
             _fallback("acknowledge a message", exc, lambda: run_allowing_oom(
                 client, FORGET, [self.unacked_index_key, self.unacked_key], [delivery_tag]))
-        kombu_redis.virtual.QoS.ack(self, delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
 
     def ack(self: Any, delivery_tag: str) -> Any:
         try:
