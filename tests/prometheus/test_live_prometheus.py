@@ -18,6 +18,7 @@ namespace `books` (job and service `celery-metrics`): celery-mixin's alerts sele
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import uuid
@@ -73,7 +74,9 @@ def http_endpoint(registry: Any = None) -> Iterator[tuple[int, Any]]:
 
 
 def workers_env(port: int | None = None) -> dict[str, str]:
-    env = {"PYTHONPATH": str(REPO_ROOT)}
+    # The caller's PYTHONPATH kept after ours: with it the workers run the checkout under test, not
+    # whatever copy of the packages the environment has installed.
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))}
     if port is not None:
         env.update(BOOKGEN_METRICS_PORT=str(port), BOOKGEN_POOL="monitoring")
     else:
