@@ -106,3 +106,16 @@ def test_missing_redis_server_says_how_to_install_it(tmp_path: Path, monkeypatch
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(LocalError, match="sudo apt-get install redis-server"):
         start_local_redis(Supervisor(tmp_path), tmp_path, 0, env=os.environ)
+
+
+def test_local_redis_never_evicts_and_takes_maxmemory_only_when_the_spec_sets_it(tmp_path: Path) -> None:
+    sup = Supervisor(tmp_path)
+    for maxmemory, expected in ((None, "0"), (64 * 2**20, str(64 * 2**20))):
+        server = start_local_redis(sup, tmp_path, 0, env=os.environ, maxmemory=maxmemory)
+        client = server.client()
+        try:
+            assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+            assert client.config_get("maxmemory") == {"maxmemory": expected}
+        finally:
+            client.close()
+            stop_local_redis(sup, server)

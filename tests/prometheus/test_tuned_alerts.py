@@ -97,7 +97,7 @@ def test_a_disabled_rule_is_absent(tmp_path: Path) -> None:
     assert [r["alert"] for r in rules] == [a for a in QUEUE_ALERTS if a not in disabled]
     check = subprocess.run([binary("promtool"), "check", "rules", "tuned.yaml"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
-    assert check.returncode == 0 and "SUCCESS: 4 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 5 rules found" in check.stdout, check.stdout + check.stderr
     # Work waits and no worker is online, and the queue's measurements are missing: without the rules, silence.
     series = [{"series": 'bookgen_queue_pending{namespace="books", service="a-metrics", queue="export"}',
                "values": "50x30"},

@@ -51,15 +51,17 @@ class RedisServer:
             self.process.wait()
 
 
-def start_redis(workdir: Path, password: str = "test-password", *, aof: bool = False) -> RedisServer:
-    """`aof=True`: every write is fsynced to an append-only file, so the data survive even SIGKILL."""
+def start_redis(workdir: Path, password: str = "test-password", *, aof: bool = False,
+                extra: tuple[str, ...] = ()) -> RedisServer:
+    """`aof=True`: every write is fsynced to an append-only file, so the data survive even SIGKILL.
+    `extra`: more redis-server options, e.g. ("--maxmemory", "8mb")."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: run ./scripts/test, which installs it with apt")
     port = free_port()
     persistence = ["--appendonly", "yes", "--appendfsync", "always"] if aof else ["--appendonly", "no"]
     argv = (binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
-            "--save", "", *persistence, "--dir", str(workdir), "--loglevel", "warning")
+            "--save", "", *persistence, "--dir", str(workdir), "--loglevel", "warning", *extra)
     process = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     server = RedisServer(port=port, password=password, process=process, argv=argv)
     _wait_until_answering(server)

@@ -17,9 +17,9 @@ import warnings
 
 import pytest
 from bookgen_worker import patches
-from bookgen_worker.patches import kombu_redis, prefork_pool
+from bookgen_worker.patches import kombu_full, kombu_redis, prefork_pool
 
-PATCHES = {"kombu_redis": kombu_redis, "prefork_pool": prefork_pool}
+PATCHES = {"kombu_redis": kombu_redis, "kombu_full": kombu_full, "prefork_pool": prefork_pool}
 
 
 def upstream_source(target: str) -> str:

@@ -16,11 +16,13 @@ from . import shutdown  # noqa: F401  (connects the bounded warm shutdown, see s
 from .beat import beat_schedule
 from .config import Settings, settings_from_env
 from .metrics.install import install as install_metrics
-from .patches import kombu_redis, prefork_pool
+from .patches import kombu_full, kombu_redis, prefork_pool
 from .queues import DEFAULT, DEFAULT_PRIORITY, QUEUES, consumption_order, task_routes, transport_priority
 
-# Before any broker connection exists: a Redis restart must not kill a busy worker (patches/kombu_redis.py).
+# Before any broker connection exists: a Redis restart (patches/kombu_redis.py) or a full Redis
+# (patches/kombu_full.py) must not kill a busy worker or lose its message.
 kombu_redis.apply()
+kombu_full.apply()
 
 TASK_MODULES = (
     "bookgen_worker.tasks.generation",

@@ -25,3 +25,14 @@ class InvalidInput(PermanentError):
 
 class RedisUnavailable(BookGenError):
     """Redis cannot be reached; the message names the (redacted) URL."""
+
+
+class RedisFull(BookGenError):
+    """Redis refused a write because it holds its `maxmemory` (it never evicts: a queue's keys are tasks).
+    Nothing already queued is lost; writes succeed again once workers drain the queue."""
+
+    def __init__(self, refused: str = "the write") -> None:
+        super().__init__(
+            f"the queue's Redis is full (maxmemory reached): it refused {refused} (nothing already queued is "
+            "lost); try again when jobs drain, or raise the Redis memory limit (spec.redis.resources.limits.memory)"
+        )

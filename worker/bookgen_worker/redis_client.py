@@ -53,3 +53,19 @@ def check_reachable(settings: Settings) -> None:
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RedisUnavailable(f"cannot reach Redis at {redact(settings.redis_url)}: {reason}") from None
+
+
+#: What Redis answers to a write it refuses at maxmemory (redis-py raises OutOfMemoryError for it; kombu
+#: wraps it in its OperationalError when publishing, so the text is what survives every wrapper).
+OOM_REPLY = "command not allowed when used memory > 'maxmemory'"
+
+
+def is_redis_full(exc: BaseException | None) -> bool:
+    """`exc`, or an exception it was raised from, is Redis refusing a write at maxmemory."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, redis.exceptions.OutOfMemoryError) or OOM_REPLY in str(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -121,9 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _redis_failure(exc: Exception, shown: str) -> str | None:
     import redis
+    from bookgen_worker.errors import RedisFull
+    from bookgen_worker.redis_client import is_redis_full
     from kombu.exceptions import OperationalError
 
     where = f" at {shown}" if shown else ""
+    if is_redis_full(exc):  # before the connection errors: kombu reports a refused publish as one
+        return str(RedisFull("the command's write"))
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OperationalError)):
         return f"lost the connection to Redis{where} during the command: {_one_line(exc)}"
     if isinstance(exc, redis.exceptions.RedisError):

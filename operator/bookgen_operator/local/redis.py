@@ -6,6 +6,10 @@
 - Persistence: `appendonly yes` + `appendfsync everysec` in `<state>/redis/`. Stopping sends SIGTERM,
   on which Redis fsyncs the AOF and exits, so everything still queued is there on the next start.
 - Only 127.0.0.1 is bound: the local runtime is for one machine.
+- Memory: `maxmemory-policy noeviction`, as on Kubernetes (a full queue refuses submissions, it never
+  drops tasks). maxmemory only when the spec sets `spec.redis.maxmemory`: here no container limit
+  kills Redis, so 80% of `resources.limits.memory` (the cluster's default) would only refuse work the
+  machine has room for.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from urllib.parse import quote
 import redis as redis_py
 from bookgen_worker.errors import BookGenError
 
+from bookgen_operator.core.resources.redis_memory import MAXMEMORY_POLICY
 from bookgen_operator.local.supervisor import Child, Supervisor
 
 INSTALL_HINT = "install it with: sudo apt-get install redis-server"
@@ -91,7 +96,7 @@ def redis_binary(env: Mapping[str, str]) -> str:
     return binary
 
 
-def write_config(state_dir: Path, port: int, password: str) -> Path:
+def write_config(state_dir: Path, port: int, password: str, maxmemory: int | None = None) -> Path:
     data_dir = state_dir / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     conf = state_dir / "redis.conf"
@@ -104,6 +109,8 @@ def write_config(state_dir: Path, port: int, password: str) -> Path:
         "appendonly yes",
         "appendfsync everysec",
         'save ""',
+        f"maxmemory-policy {MAXMEMORY_POLICY}",
+        *([f"maxmemory {maxmemory}"] if maxmemory is not None else []),
         "loglevel notice",
         "",
     ])
@@ -115,12 +122,13 @@ def write_config(state_dir: Path, port: int, password: str) -> Path:
 
 
 def start_local_redis(supervisor: Supervisor, state_dir: Path, port: int, *, env: Mapping[str, str],
-                      timeout: float = 20.0) -> LocalRedis:
-    """redis-server on 127.0.0.1:`port`, started with the environment `env` (PATH finds the binary)."""
+                      timeout: float = 20.0, maxmemory: int | None = None) -> LocalRedis:
+    """redis-server on 127.0.0.1:`port`, started with the environment `env` (PATH finds the binary);
+    `maxmemory` bytes (None: unlimited), never evicting."""
     binary = redis_binary(env)
     port = pick_port(port, "Redis", "--redis-port")
     password, _ = secret_file(state_dir / "redis-password", secrets.token_urlsafe(24))
-    conf = write_config(state_dir, port, password)
+    conf = write_config(state_dir, port, password, maxmemory)
     child = supervisor.start("redis", [binary, str(conf)], env)
     server = LocalRedis(port, password, child)
     deadline = time.monotonic() + timeout

@@ -32,6 +32,7 @@ from bookgen_operator.core.autoscaler.loop import Autoscaler, PoolStatus
 from bookgen_operator.core.autoscaler.source import MetricsSource
 from bookgen_operator.core.resources.common import app_env
 from bookgen_operator.core.resources.exports import bucket_env
+from bookgen_operator.core.resources.redis_memory import maxmemory_bytes
 from bookgen_operator.core.resources.workers import initial_replicas, metrics_pool, worker_command
 from bookgen_operator.core.spec import PoolSpec, QueueSpec
 from bookgen_operator.local.platform import LocalPlatform
@@ -142,8 +143,10 @@ class LocalRuntime:
 
     def _start_redis(self) -> None:
         if self.spec.redis.managed:
+            # Only an explicit spec.redis.maxmemory: no container limit here (local/redis.py).
             self.redis = start_local_redis(self.supervisor, self.state_dir, self.options.redis_port,
-                                           env=self.options.environ)
+                                           env=self.options.environ,
+                                           maxmemory=maxmemory_bytes({}, self.spec.redis.maxmemory))
             self.redis_url = self.redis.url
         else:
             # The password of an external Redis comes from the environment (on Kubernetes: its Secret).

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
-from ..errors import BookGenError
+from ..errors import BookGenError, RedisFull
 from ..queues import DEFAULT_PRIORITY
-from ..redis_client import get_redis, hash_fields, prefixed, text
+from ..redis_client import get_redis, hash_fields, is_redis_full, prefixed, text
 from .records import (
     CHAPTER_TASK,
     DEFAULT_PARALLEL,
@@ -199,9 +199,31 @@ def submit_job(
     _register(pipe, settings, job_id, [start])
     pipe.zadd(index_key(settings), {job_id: now})
     pipe.zremrangebyscore(index_key(settings), "-inf", now - 2 * JOB_RETENTION_SECONDS)  # long-expired ids
-    pipe.execute()
-    _publish(celery_app, settings, job_id, start)
+    try:
+        pipe.execute()  # MULTI/EXEC: a Redis at maxmemory refuses all of it, so nothing is half-written
+    except Exception as exc:
+        if is_redis_full(exc):
+            raise RedisFull("the new job") from exc
+        raise
+    try:
+        _publish(celery_app, settings, job_id, start)
+    except Exception as exc:
+        if not is_redis_full(exc):
+            raise  # e.g. a lost connection: the job stays, and beat's outbox sweep sends its start
+        _forget(settings, job_id)
+        raise RedisFull("the new job's first task") from exc
     return job_id
+
+
+def _forget(settings: Settings, job_id: str) -> None:
+    """Remove a job whose start Redis refused, so the error the caller gets is the whole truth: no job.
+    Deletes only, one command each and outside MULTI: a full Redis refuses every command queued in a
+    transaction, but serves deletes (they free memory). A job half-removed by a client dying here is
+    a PENDING job whose start the outbox sweep sends later, as for any client that died after submit."""
+    client = get_redis(settings)
+    client.zrem(index_key(settings), job_id)
+    client.delete(outbox_key(settings, job_id), tasks_key(settings, job_id), results_key(settings, job_id),
+                  job_key(settings, job_id))
 
 
 def pause_job(settings: Settings, job_id: str) -> JobRecord:

@@ -59,7 +59,8 @@ class BookGenCollector(Collector):
                 for name in (TASK_COUNTERS, TASK_RUNTIME, CELERY_COUNTERS, CELERY_RUNTIME):
                     pipe.hgetall(key(self.settings, name))
                 pipe.get(key(self.settings, SNAPSHOT))
-                counters, runtimes, celery_counters, celery_runtimes, stored = pipe.execute()
+                pipe.info("memory")
+                counters, runtimes, celery_counters, celery_runtimes, stored, memory = pipe.execute()
             self._purge(celery_counters, celery_runtimes, {host_of(w.hostname) for w in workers})
         except (redis.exceptions.RedisError, OSError) as exc:
             logger.warning("metrics scrape could not read Redis: %s", exc)
@@ -71,6 +72,7 @@ class BookGenCollector(Collector):
         yield up
         self.last_success = max(snapshot.measured_at, _stored_time(stored))
         yield from queue_metrics(snapshot)
+        yield from memory_metrics(memory)
         yield from pool_metrics(workers, queues, {w.pool for w in known})
         yield from counter_metrics(counters, INITIAL_SERIES)
         yield runtime_histogram(runtimes)
@@ -129,6 +131,16 @@ def queue_metrics(snapshot: Snapshot) -> Iterator[Metric]:
     dead = GaugeMetricFamily("bookgen_dead_letter_queue_size", "Tasks in the dead-letter queue",
                              value=snapshot.dead_letters)
     yield from (pending, in_flight, oldest, dead)
+
+
+def memory_metrics(info: dict[str, object]) -> Iterator[Metric]:
+    """Redis's INFO memory: what it holds and its maxmemory. At maxmemory a queue's Redis (noeviction)
+    refuses new submissions; BookGenRedisMemoryHigh fires before that."""
+    yield GaugeMetricFamily("bookgen_redis_memory_used_bytes", "Memory Redis uses (INFO used_memory)",
+                            value=float(str(info.get("used_memory", 0))))
+    yield GaugeMetricFamily("bookgen_redis_memory_max_bytes",
+                            "Redis's maxmemory (0 = no limit); writes are refused above it, nothing is evicted",
+                            value=float(str(info.get("maxmemory", 0))))
 
 
 def pool_metrics(workers: Sequence[WorkerInfo], queues: Sequence[str], pools: Iterable[str] = ()) -> Iterator[Metric]:

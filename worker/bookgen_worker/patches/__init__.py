@@ -2,6 +2,7 @@
 
 - kombu_redis.py: kombu's Redis transport (docs/upstream/kombu-redis-restart.md and
   docs/upstream/kombu-corrupt-message.md);
+- kombu_full.py: kombu's Redis QoS at maxmemory (docs/upstream/kombu-redis-full.md);
 - prefork_pool.py: Celery's prefork pool (docs/upstream/celery-prefork-recycle.md, close to the open
   celery/celery#9588).
 

@@ -4,6 +4,7 @@ Use `@bookgen_task("generate_chapter")` on a function whose first parameter is t
 The task is registered as `bookgen.generate_chapter` and routed by name (see queues.py).
 
 - PermanentError (and arguments that do not fit the task's signature) fail at once.
+- A write Redis refuses at maxmemory puts the message back in its queue (not a retry, not a failure).
 - Any other exception is retried with the configured backoff, per task type, up to max_retries.
 - A task that fails for good is recorded in the dead-letter queue with its full details.
 """
@@ -24,12 +25,15 @@ from .. import deadletter, rejected  # noqa: F401  (rejected: connects the dead-
 from ..app import app, bookgen_settings
 from ..errors import InvalidInput, PermanentError
 from ..queues import queue_for_task, task_name, task_type_of, transport_priority
+from ..redis_client import is_redis_full
 from ..retry import backoff_delay
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: How long a task whose write Redis refused at maxmemory waits before going back to its queue.
+REDIS_FULL_PAUSE_SECONDS = 2.0
 #: Header carrying the time of the first attempt, so dead letters can say how long a task struggled.
 FIRST_SEEN_HEADER = "bookgen_first_seen"
 
@@ -63,6 +67,8 @@ class BookGenTask(Task):  # type: ignore[misc]
         except Exception as exc:
             if self.request.called_directly:
                 raise
+            if is_redis_full(exc):
+                raise self._wait_for_room(exc) from exc
             settings = bookgen_settings(self.app)
             policy = settings.retry_for(self.name, task_type_of(self.name))
             retries = int(self.request.retries or 0)
@@ -79,6 +85,17 @@ class BookGenTask(Task):  # type: ignore[misc]
                 deadletter.REPLAYS_HEADER: int(self._header(deadletter.REPLAYS_HEADER) or 0),
             }
             raise self.retry(exc=exc, countdown=countdown, max_retries=policy.max_retries, headers=headers) from exc
+
+    def _wait_for_room(self, exc: BaseException) -> Reject:
+        """Redis is full and refused one of this task's own writes (a job's record, a probe's note).
+        A retry would publish a new message, which Redis refuses too, and the task would be lost; so
+        the message itself goes back to its queue (the requeue is memory-neutral: patches/kombu_full.py)
+        and runs again later, not counted as a retry. The pause keeps a worker from spinning on it
+        while Redis stays full; workers go on draining the queue meanwhile."""
+        logger.warning("%s[%s]: Redis is full (maxmemory), requeueing the task in %.0fs: %s",
+                       self.name, self.request.id, REDIS_FULL_PAUSE_SECONDS, exc)
+        time.sleep(REDIS_FULL_PAUSE_SECONDS)
+        return Reject(str(exc), requeue=True)
 
     def submit(self, *args: Any, priority: int = 5, **kwargs: Any) -> Any:
         """Send this task with the public priority scale (0..10, 10 = most urgent).

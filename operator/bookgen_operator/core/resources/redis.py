@@ -27,6 +27,7 @@ from bookgen_operator.core.resources.labels import (
     selector,
 )
 from bookgen_operator.core.resources.pod_template import apply_pod_template
+from bookgen_operator.core.resources.redis_memory import memory_args
 from bookgen_operator.core.spec import QueueSpec
 
 COMPONENT = "redis"
@@ -53,6 +54,8 @@ def build_redis_statefulset(spec: QueueSpec) -> JSON:
             "/data",
             "--protected-mode",
             "no",  # reachable through the Service; access is by password and NetworkPolicy
+            # noeviction always, maxmemory below the container's limit: see redis_memory.py.
+            *memory_args(r.resources.get("limits", {}), r.maxmemory),
         ],
         "env": [
             {

@@ -19,7 +19,8 @@ ThresholdKind = Literal["duration", "count", "seconds"]
 
 #: The alerts of every BookGenQueue's PrometheusRule (assets/alerts.yaml), in the file's order.
 QUEUE_ALERTS = ("BookGenBacklogGrowing", "BookGenOldestTaskTooOld", "BookGenDeadLettersGrowing",
-                "BookGenNoWorkersForQueue", "BookGenMeasurementsStale", "BookGenMetricsAbsent")
+                "BookGenNoWorkersForQueue", "BookGenMeasurementsStale", "BookGenRedisMemoryHigh",
+                "BookGenMetricsAbsent")
 #: The alerts of the chart's PrometheusRule (assets/operator-alerts.yaml): one operator per cluster.
 OPERATOR_ALERTS = ("BookGenOperatorDown", "BookGenOperatorReconcileErrors")
 
@@ -64,6 +65,11 @@ THRESHOLDS: Mapping[str, Threshold] = MappingProxyType({
         "fires when the last queue measurement is older than this many seconds"),
     "measurementsStaleFor": Threshold(
         "BookGenMeasurementsStale", "duration", "2m", "how long measurements must stay stale, or Redis down"),
+    "redisMemoryPercent": Threshold(
+        "BookGenRedisMemoryHigh", "count", "90",
+        "fires when Redis uses more than this percentage of its maxmemory (at 100 it refuses submissions)"),
+    "redisMemoryFor": Threshold(
+        "BookGenRedisMemoryHigh", "duration", "5m", "how long it must stay above that percentage"),
     "metricsAbsentFor": Threshold(
         "BookGenMetricsAbsent", "duration", "10m", "how long the queue's metrics may be missing"),
     "operatorDownFor": Threshold(

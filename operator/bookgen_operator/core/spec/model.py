@@ -92,6 +92,8 @@ class RedisSpec:
     allowed_clients: tuple[JSON, ...] = ()
     #: spec.redis.podTemplate (the queue-wide spec.podTemplate is for BookGen's pods, not Redis).
     pod_template: PodTemplate = field(default_factory=PodTemplate)
+    #: spec.redis.maxmemory, a size such as 200Mi; "" = 80% of the memory limit (resources/redis_memory.py).
+    maxmemory: str = ""
 
     @property
     def managed(self) -> bool:

@@ -55,6 +55,7 @@ from bookgen_operator.core.spec.model import (
 from bookgen_operator.core.spec.pod_model import Volumes
 from bookgen_operator.core.spec.pod_template import read_pod_template
 from bookgen_operator.core.spec.reader import Reader, is_dns_label, quantity, read_resources, show, url_like
+from bookgen_operator.core.spec.redis_memory import read_maxmemory
 from bookgen_operator.core.spec.volumes import read_volumes
 
 _NAME_MAX = 40
@@ -173,7 +174,7 @@ def _pool(raw: object, path: str, scaling: AutoscalingSpec, queue_volumes: Volum
 
 def _redis(spec: Reader) -> RedisSpec:
     r = spec.obj("redis", ("mode", "url", "passwordSecretRef", "image", "persistence", "resources", "allowedClients",
-                           "podTemplate"))
+                           "podTemplate", "maxmemory"))
     mode: RedisMode = r.choice("mode", "managed", ("managed", "external"))
     url = r.string("url", "", max_len=512)
     if url and not url_like(url, ("redis://", "rediss://")):
@@ -206,7 +207,8 @@ def _redis(spec: Reader) -> RedisSpec:
             "put the password in the Secret named by redis.passwordSecretRef"
         )
     return RedisSpec(mode, url, secret, key, image, persistence, resources,
-                     read_allowed_clients(r, managed=mode == "managed"), read_pod_template(r))
+                     read_allowed_clients(r, managed=mode == "managed"), read_pod_template(r),
+                     read_maxmemory(r, resources.get("limits", {}), managed=mode == "managed"))
 
 
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
