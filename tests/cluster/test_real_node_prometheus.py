@@ -15,11 +15,13 @@ hand-made scrape configuration:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +139,14 @@ def operator(cluster: Cluster, stack: Stack) -> Iterator[operator_pods.OperatorP
         cluster.core.delete_namespace(system)
 
 
+#: celery-mixin expressions this load does not make true on the cluster, with why; each one returns data
+#: in tests/prometheus/test_live_prometheus.py, where a worker process can be killed for good.
+NOT_PROVOKED_HERE = {
+    "CeleryWorkerDown": "celery_worker_up == 0 needs a worker gone without its warm shutdown (which unregisters "
+                        "it) and not restarted: the kubelet restarts a killed container under the same hostname",
+}
+
+
 def monitors(cluster: Cluster, namespace: str) -> list[tuple[str, dict[str, str]]]:
     """The ServiceMonitors of a namespace and their labels (what a Prometheus selects by)."""
     found = cluster.custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", namespace, "servicemonitors")
@@ -206,22 +216,33 @@ def test_source_prometheus_scales_from_the_operators_prometheus_and_holds_when_i
 FAST_ALERTS = {
     "backlogGrowingFor": "30s", "backlogMinPending": 0, "oldestTaskSeconds": 10, "oldestTaskFor": "10s",
     "deadLettersFor": "5s", "noWorkersFor": "10s", "measurementsStaleSeconds": 15, "measurementsStaleFor": "5s",
-    "metricsAbsentFor": "5s",
+    "metricsAbsentFor": "5s", "redisMemoryPercent": 0, "redisMemoryFor": "5s",
 }  # fmt: skip
+#: A fifth pool, consuming `default` (which no default pool does), whose text generator is refused at
+#: once (nothing listens on the pod's port 9): its chapters fail, retry and are dead-lettered.
+FLAKY_POOL = {"name": "flaky", "queues": ["default"], "concurrency": 1, "minReplicas": 1, "maxReplicas": 1,
+              "generator": {"type": "openai", "openai": {"baseUrl": "http://127.0.0.1:9/v1", "model": "none",
+                                                         "timeoutSeconds": 5}}}
+
 #: Failing tasks retry once after 1 s, then go to the dead letters (the shipped policy waits minutes).
 FAST_RETRIES = [{"name": "BOOKGEN_RETRY_BACKOFF_BASE", "value": "1"}, {"name": "BOOKGEN_MAX_RETRIES", "value": "1"},
                 {"name": "BOOKGEN_RETRY_JITTER", "value": "false"}]
 
 
-def send_task(queue: Queue, port: int, name: str, target: str, *args: Any, **kwargs: Any) -> None:
-    """A task message as a user's own producer would send it, through the queue's Redis."""
+@contextlib.contextmanager
+def producer(queue: Queue, port: int) -> Iterator[Any]:
+    """A Celery app as a user's own producer would use it, sending through the queue's Redis."""
     from celery import Celery
 
     app = Celery(broker=queue.redis_url(port))
     try:
-        app.send_task(name, args=list(args), kwargs=kwargs, queue=target, routing_key=target)
+        yield app
     finally:
         app.close()
+
+
+def send(app: Any, name: str, target: str, *args: Any, **options: Any) -> None:
+    app.send_task(name, args=list(args), queue=target, routing_key=target, **options)
 
 
 def rule_true(stack: Stack, expr: str, since: float) -> bool:
@@ -242,13 +263,14 @@ def test_our_rules_load_a_stuck_queue_fires_and_every_dashboard_and_alert_expres
     whose Secret is missing (reconcile errors), the queue deleted (its metrics absent) and the operator
     stopped (down)."""
     start = time.time()
-    queue = Queue(cluster, restricted_namespace(cluster, "prom-eval"), "books")
+    # Named so its job (`celery-metrics`) matches celery-mixin's default selector, job=~".*celery.*".
+    queue = Queue(cluster, restricted_namespace(cluster, "prom-eval"), "celery")
     ns, service = queue.namespace, f"{queue.name}-metrics"
     scope = f'namespace="{ns}",service="{service}"'
     broken = Queue(cluster, ns, "broken")
     try:
         queue.create({"env": FAST_RETRIES, "metrics": {"alerts": {"thresholds": FAST_ALERTS}},
-                      "pools": slow_pools(2, minReplicas=1, maxReplicas=2)})
+                      "pools": [*slow_pools(2, minReplicas=1, maxReplicas=2), FLAKY_POOL]})
         queue.wait_ready(timeout=240)
         wait_for(lambda: stack.jobs_up().get(service) == "up", timeout=120, interval=2,
                  what=f"the Prometheus scraping {service}")
@@ -259,12 +281,17 @@ def test_our_rules_load_a_stuck_queue_fires_and_every_dashboard_and_alert_expres
         with queue.redis_port() as port:
             job = queue.submit(port, "Rosalind Franklin", "--chapters", "2", "--formats", "md")
             assert queue.wait_job(port, job)["state"] == "COMPLETED"
-            send_task(queue, port, "bookgen.regenerate_chapter", "content_generation", {}, "shorter", "Nobody")
-            send_task(queue, port, "bookgen.no_such_task", "validation", 1)  # no default pool consumes `default`
-            dead = f"sum(bookgen_tasks_dead_lettered_total{{{scope}}}) >= 2"
-            wait_for(lambda: rule_true(stack, dead, start), timeout=120, interval=2,
-                     what=f"both dead letters counted in Prometheus (now {stack.api.instant(dead[:-5].replace('sum', 'sum by (task)'))}; "
-                          f"dead letters: {queue.bookgen(port, 'dlq', 'list').stdout})")
+            # Failures: refused input, an unknown task, a chapter whose generator is refused (retried, then
+            # failed), each twice and a few scrapes apart; an expired task (revoked).
+            with producer(queue, port) as app:
+                for n in (3, 6):  # twice, the second after Prometheus scraped the first (increase() sees it)
+                    send(app, "bookgen.regenerate_chapter", "content_generation", {}, "shorter", "Nobody")
+                    send(app, "bookgen.no_such_task", "validation", 1)
+                    send(app, "bookgen.generate_chapter", "default", "Nobody", 1)
+                    counted = f"sum(bookgen_tasks_dead_lettered_total{{{scope}}}) >= {n}"
+                    wait_for(lambda counted=counted: stack.api.instant(counted), timeout=120, interval=2,
+                             what=f"{n} dead letters scraped")
+                send(app, "bookgen.get_queue_stats", "monitoring", expires=datetime.now(UTC) - timedelta(seconds=5))
 
             # Stuck: paused for maintenance, and the content pool scaled to 0 by hand.
             queue.annotate({"bookgen.io/paused": "true"})
@@ -274,6 +301,9 @@ def test_our_rules_load_a_stuck_queue_fires_and_every_dashboard_and_alert_expres
                                                            {"spec": {"replicas": 0}})
             wait_for(lambda: not queue.pods("content"), timeout=120, interval=1, what="no content worker left")
             stuck = queue.submit(port, "Lise Meitner", "--chapters", "3", "--formats", "md")
+            with producer(queue, port) as app:
+                for _ in range(110):  # over celery-mixin's queue-length threshold (100)
+                    send(app, "bookgen.health_check", "high_priority")
             oldest = f"max by (queue) (bookgen_queue_oldest_pending_age_seconds{{{scope}}})"
             for alert in ("BookGenNoWorkersForQueue", "BookGenOldestTaskTooOld"):
                 wait_for(lambda alert=alert: firing(stack, alert, ns), timeout=180, interval=2,
@@ -316,4 +346,5 @@ def test_our_rules_load_a_stuck_queue_fires_and_every_dashboard_and_alert_expres
         print(grafana_eval.report([r for r in mixin if not r.ok]))
     assert all(r.error is None for r in results + mixin), [r for r in results + mixin if r.error]
     assert [r.title for r in results if not r.ok] == []
-    assert {r.title for r in mixin if not r.ok} <= set(celery_mixin.EXPLAINED), [r.title for r in mixin if not r.ok]
+    explained = {**celery_mixin.EXPLAINED, **NOT_PROVOKED_HERE}
+    assert {r.title for r in mixin if not r.ok} <= set(explained), [r.title for r in mixin if not r.ok]
