@@ -17,22 +17,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODE_BIN=${1:?usage: build-images.sh NODE_BIN_DIR (the last line of scripts/build-node.sh)}
-CACHE="${BOOKGEN_K8S_CACHE:-$HOME/.cache/bookgen-k8s}"
+source "$ROOT/scripts/buildah-store.sh"
 OUT="$CACHE/images"
-STORE="$CACHE/buildah"
-RUNROOT="/run/bk8s-buildah-$$"
-mkdir -p "$OUT" "$STORE"
+mkdir -p "$OUT"
 log() { echo "build-images: $*" >&2; }
-bh() { buildah --root "$STORE" --runroot "$RUNROOT" --storage-driver overlay "$@"; }
-# containers/image keeps a blob-info cache in /var/lib/containers/cache whatever --root says: if this
-# run makes that folder, it removes it again.
-[ -e /var/lib/containers ] && MADE_VAR_LIB_CONTAINERS=0 || MADE_VAR_LIB_CONTAINERS=1
-cleanup() {
-  # Containers (working copies) are never kept; their mounts go with them. Then the runroot.
-  bh rm --all >/dev/null 2>&1 || true
-  if ! grep -q " $RUNROOT" /proc/mounts; then rm -rf "$RUNROOT"; fi
-  if [ "$MADE_VAR_LIB_CONTAINERS" = 1 ]; then rm -rf /var/lib/containers; fi
-}
+cleanup() { buildah_cleanup; }
 trap cleanup EXIT
 
 DEBIAN_SOURCES="deb http://deb.debian.org/debian bookworm main
@@ -140,13 +129,8 @@ APP_KEY=$( (cd "$ROOT" && { echo "$PY_KEY"; find Dockerfile .dockerignore pyproj
 APP_REF="bookgen.local/bookgen-queue:$APP_KEY"
 if ! fresh bookgen-queue "$APP_KEY"; then
   log "bookgen-queue: buildah bud of the Dockerfile (pip reaches PyPI through this machine's network)"
-  # The build's RUN steps see this machine's pip configuration and CA bundle (a proxy's CA, where one is
-  # in use) as read-only mounts: nothing of it lands in a layer, and the Dockerfile stays unchanged.
-  mounts=()
-  [ -f /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
-  [ -f /etc/ssl/certs/ca-certificates.crt ] && mounts+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
   t0=$(date +%s)
-  bh bud --quiet --isolation chroot --pull-never --layers "${mounts[@]}" -f "$ROOT/Dockerfile" -t "$APP_REF" "$ROOT" >&2
+  bh bud --quiet --isolation chroot --pull-never --layers "${BUILD_MOUNTS[@]}" -f "$ROOT/Dockerfile" -t "$APP_REF" "$ROOT" >&2
   log "bookgen-queue built in $(( $(date +%s) - t0 )) s"
   save bookgen-queue "$APP_REF" "$APP_KEY"
 fi

@@ -53,9 +53,9 @@ from typing import Any
 
 import yaml
 
-from tests.cluster.controlplane import API_PORT, State, state_dir
+from tests.cluster.controlplane import API_PORT, State, state_dir, wait_for
 from tests.cluster.netcheck import netns_http_ok
-from tests.cluster.sandbox import NODE_IP, _alive
+from tests.cluster.sandbox import NODE_IP, _alive, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "tests" / "cluster" / "peers" / "keda"
@@ -314,18 +314,6 @@ def _env(kubeconfig: Path) -> dict[str, str]:
             "POD_NAMESPACE": NAMESPACE, "KEDA_CLUSTER_OBJECT_NAMESPACE": NAMESPACE, "WATCH_NAMESPACE": ""}
 
 
-def _wait(what: str, check: Any, pid: int, logfile: Path, timeout: float = START_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if not _alive(pid):
-            tail = logfile.read_text(errors="replace")[-3000:] if logfile.exists() else ""
-            raise RuntimeError(f"{what} exited during start-up; last log lines:\n{tail}")
-        time.sleep(0.3)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def apiservice_available(d: Path) -> bool:
     out = kubectl(d, "get", "apiservice", APISERVICE, "-o", "json", check=False)
     if out.returncode != 0:
@@ -369,20 +357,20 @@ def start(d: Path, st: State, bin_dir: Path) -> Running:
         run.pids["operator"] = sb.spawn("keda-operator", with_cluster_dns(operator_argv(bin_dir, certs, cadir), resolv),
                                         env=_env(op_kc))
         run.save(d)
-        _wait("the KEDA operator's /readyz",
-              lambda: netns_http_ok(sb.netns_path, f"http://127.0.0.1:{OPERATOR_PROBE_PORT}/readyz"),
-              run.pids["operator"], d / "logs" / "keda-operator.log")
+        wait_for("the KEDA operator's /readyz",
+                 lambda: netns_http_ok(sb.netns_path, f"http://127.0.0.1:{OPERATOR_PROBE_PORT}/readyz"),
+                 timeout=START_TIMEOUT, pid=run.pids["operator"], logfile=d / "logs" / "keda-operator.log")
         run.timings["operator_ready"] = round(time.monotonic() - t0, 1)
         ad_kc = token_kubeconfig(d, ADAPTER_SA)
         run.pids["adapter"] = sb.spawn("keda-adapter", adapter_argv(bin_dir, certs, ad_kc), env=_env(ad_kc))
         run.save(d)
-        _wait("the KEDA metrics adapter's /readyz",
-              lambda: netns_http_ok(sb.netns_path, f"https://{NODE_IP}:{ADAPTER_SECURE_PORT}/readyz"),
-              run.pids["adapter"], d / "logs" / "keda-adapter.log")
+        wait_for("the KEDA metrics adapter's /readyz",
+                 lambda: netns_http_ok(sb.netns_path, f"https://{NODE_IP}:{ADAPTER_SECURE_PORT}/readyz"),
+                 timeout=START_TIMEOUT, pid=run.pids["adapter"], logfile=d / "logs" / "keda-adapter.log")
         # Registered only now that the adapter serves (see the module's docstring).
         apply(d, [apiservice((certs / "ca.crt").read_bytes())])
-        _wait("the external metrics APIService to be Available", lambda: apiservice_available(d),
-              run.pids["adapter"], d / "logs" / "keda-adapter.log")
+        wait_for("the external metrics APIService to be Available", lambda: apiservice_available(d),
+                 timeout=START_TIMEOUT, pid=run.pids["adapter"], logfile=d / "logs" / "keda-adapter.log")
         run.timings["adapter_available"] = round(time.monotonic() - t0, 1)
         run.save(d)
     except BaseException:
@@ -413,16 +401,9 @@ def stop(d: Path, timeout: float = 15.0) -> None:
     run = Running.load(d)
     if run:
         pids = [pid for pid in run.pids.values() if _ours(pid, run.bin_dir)]
-        for pid in pids:
+        for pid in terminate(pids, timeout):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in pids:
-            if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         (folder(d) / "state.json").unlink(missing_ok=True)
     _drop_finalizers(d)
     kubectl(d, "delete", "clusterrolebinding,clusterrole", "-l", selector, "--ignore-not-found", check=False)

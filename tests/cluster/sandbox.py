@@ -24,7 +24,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,19 @@ def run(*argv: str, check: bool = True, input: str | None = None) -> subprocess.
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
     return result
+
+
+def terminate(pids: Iterable[int], timeout: float) -> list[int]:
+    """SIGTERM to each of `pids`, then wait up to `timeout` seconds for them to exit; returns those
+    still alive (the caller decides how to end them)."""
+    pids = list(pids)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
 
 
 @dataclass(frozen=True)
@@ -194,12 +207,7 @@ class Sandbox:
     def destroy(self, graceful: tuple[int, ...] = (), timeout: float = 10.0) -> None:
         """Stop every process (SIGTERM to `graceful` first, then the whole cgroup tree frozen and
         killed), then remove the mounts, the run folder, the cgroups and the network namespace."""
-        for pid in graceful:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(_alive(p) for p in graceful) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        terminate(graceful, timeout)
         self._kill_cgroup_tree(deadline=time.monotonic() + timeout)
         if self.mntns_path.exists():
             # The last reference to the private mount namespace: it goes, and every mount in it with it.
