@@ -8,6 +8,13 @@ CACHE="${BOOKGEN_K8S_CACHE:-$HOME/.cache/bookgen-k8s}"
 STORE="$CACHE/buildah"
 RUNROOT="/run/bk8s-buildah-$$"
 mkdir -p "$STORE"
+# One build at a time on this store: `buildah_cleanup` removes every working container, so a second
+# build (another checkout, a release during a test run) would pull the floor from under the first.
+exec {BUILDAH_STORE_LOCK}>"$CACHE/buildah.lock"
+if ! flock -n "$BUILDAH_STORE_LOCK"; then
+  echo "buildah-store: another build holds $CACHE/buildah.lock; waiting for it" >&2
+  flock "$BUILDAH_STORE_LOCK"
+fi
 bh() { buildah --root "$STORE" --runroot "$RUNROOT" --storage-driver overlay "$@"; }
 # containers/image keeps a blob-info cache in /var/lib/containers/cache whatever --root says: if this
 # run makes that folder, it removes it again.
