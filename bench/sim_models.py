@@ -65,10 +65,13 @@ class Ours:
 
 
 class Keda:
-    def __init__(self, *, tuned: bool = False, list_length: float = 5, max_replicas: int = 40) -> None:
+    def __init__(self, *, tuned: bool = False, list_length: float = 5, max_replicas: int = 40,
+                 poll: int | None = None) -> None:
         self.tuned, self.list_length, self.max_replicas = tuned, list_length, max_replicas
         self.name = "KEDA tuned" if tuned else "KEDA defaults"
         self.poll, self.sync, self.tolerance = (5, 15, 0.1) if tuned else (30, 15, 0.1)
+        if poll is not None:  # pollingInterval (bench/real_autoscale.py gives tuned KEDA our 1 s)
+            self.poll = poll
         self.cooldown, self.down_window = (30, 30) if tuned else (300, 300)
         self.last_active = -math.inf
         self.recommendations: deque[tuple[float, int]] = deque()

@@ -65,12 +65,13 @@ def percentile(waits: Sequence[float], q: float) -> float:
 
 
 def run(trace: list[Arrival], controller: Controller, *, duration: int, concurrency: int, startup: float,
-        grace: float, seed: int = 0, record: list[Sample] | None = None) -> Result:
+        grace: float, seed: int = 0, record: list[Sample] | None = None, tail: int = TAIL,
+        drain: int = 4 * 3600) -> Result:
     pool = Pool(concurrency, startup, grace, seed)
     tasks = [Task(a) for a in trace]
     index, now = 0, 0
-    horizon = duration + TAIL
-    while now <= horizon or ((pool.pending or pool.in_flight) and now <= horizon + 4 * 3600):
+    horizon = duration + tail
+    while now <= horizon or ((pool.pending or pool.in_flight) and now <= horizon + drain):
         while index < len(tasks) and tasks[index].arrival.at <= now:
             pool.enqueue(tasks[index])
             index += 1

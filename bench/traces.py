@@ -59,10 +59,14 @@ def steady(rng: random.Random) -> list[Arrival]:
     return _poisson(rng, lambda t: 0.5, 0, 3600, 0.5)
 
 
+#: When bursty's batches start (seconds), and spike-to-zero's one spike.
+BURSTS: dict[str, tuple[float, ...]] = {"bursty": tuple(range(120, 3600, 600)), "spike-to-zero": (60,)}
+
+
 def bursty(rng: random.Random) -> list[Arrival]:
     """A trickle, and every 10 minutes a user submits a batch of books: 300 chapters within 10 s."""
     tasks = _poisson(rng, lambda t: 0.05, 0, 3600, 0.05)
-    for start in range(120, 3600, 600):
+    for start in BURSTS["bursty"]:
         tasks += _burst(rng, start, 300, 10)
     return tasks
 
@@ -76,7 +80,7 @@ def diurnal(rng: random.Random) -> list[Arrival]:
 
 def spike_to_zero(rng: random.Random) -> list[Arrival]:
     """One spike of 500 tasks, then nothing for an hour (the pool should go back to zero)."""
-    return _burst(rng, 60, 500, 5)
+    return _burst(rng, BURSTS["spike-to-zero"][0], 500, 5)
 
 
 TRACES: dict[str, Callable[[random.Random], list[Arrival]]] = {
@@ -93,3 +97,19 @@ def make(name: str, seed: int, duration_scale: float = 1.0) -> list[Arrival]:
     if duration_scale != 1.0:
         trace = [Arrival(a.at, a.duration * duration_scale, a.priority) for a in trace]
     return trace
+
+
+def compressed(name: str, seed: int, factor: float, window: float) -> list[Arrival]:
+    """The trace made `factor` times shorter for real pods (bench/real_autoscale.py): every arrival time
+    and duration divided by `factor`, one task in `factor` kept (seeded), and only the arrivals of the
+    first `window` seconds after compression. The shape stays: the same arrival rate per second between
+    bursts, bursts `factor` times smaller and closer together, the same mix of priorities, and task
+    durations with the same spread around a median `factor` times shorter."""
+    if factor < 1 or window <= 0:
+        raise ValueError("compressed() needs factor >= 1 and window > 0")
+    keep = random.Random(f"{name}:{seed}:keep-1-in-{factor:g}")
+    out = []
+    for a in make(name, seed):
+        if keep.random() < 1 / factor and a.at / factor < window:
+            out.append(Arrival(a.at / factor, a.duration / factor, a.priority))
+    return out

@@ -116,12 +116,26 @@ def cluster() -> Iterator[Cluster]:
         except (RuntimeError, subprocess.CalledProcessError) as e:
             pytest.fail(f"the cluster did not start: {e}", pytrace=False)
     # From here on a cluster this run started is stopped whatever fails, set-up included.
-    api: client.ApiClient | None = None
+    found: Cluster | None = None
     try:
-        state = controlplane.State.load(d)
-        assert state is not None
-        kubeconfig = controlplane.kubeconfig_path(d)
-        api = config.new_client_from_config(str(kubeconfig))
+        found = connect(d)
+        yield found
+    finally:
+        if found is not None:
+            found.api.close()
+        if not reuse:
+            controlplane.down()
+
+
+def connect(d: Path) -> Cluster:
+    """The running cluster of state folder `d`, as admin, with this checkout's CRDs applied (the suite's
+    fixture and the benchmarks that run on the real node, e.g. bench/real_autoscale.py)."""
+    state = controlplane.State.load(d)
+    if state is None:
+        raise RuntimeError(f"no cluster in {d} (scripts/cluster up)")
+    kubeconfig = controlplane.kubeconfig_path(d)
+    api = config.new_client_from_config(str(kubeconfig))
+    try:
         version = client.VersionApi(api).get_code().git_version
         found = Cluster(d, kubeconfig, api, AuditLog(d / "audit.log"), version, state)
         # This checkout's CRD, whatever a reused control plane served before (a stale one prunes new fields).
@@ -132,12 +146,10 @@ def cluster() -> Iterator[Cluster]:
         for crd in monitoring_crds.crd_files():
             kubectl(found, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
         wait_established(found, *[f"{kind}.monitoring.coreos.com" for kind in monitoring_crds.KINDS])
-        yield found
-    finally:
-        if api is not None:
-            api.close()
-        if not reuse:
-            controlplane.down()
+    except BaseException:
+        api.close()
+        raise
+    return found
 
 
 @pytest.fixture

@@ -18,109 +18,35 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bookgen_worker.metrics import collector
-from kubernetes import client
 
-from tests.cluster import operator_pods, prometheus_operator
-from tests.cluster.conftest import Cluster, kubectl, wait_established
+from tests.cluster import operator_pods, prometheus_operator, prometheus_stack
+from tests.cluster.conftest import Cluster, kubectl
 from tests.cluster.product import Queue, delete_queue_and_namespace, restricted_namespace
-from tests.cluster.reach import service_get
+from tests.cluster.prometheus_stack import CHART_VALUES, Stack
 from tests.cluster.test_real_node_work import slow_pools
 from tests.support import celery_mixin, grafana_eval
 from tests.support.alert_rules import operator_groups
 from tests.support.grafana_eval import Window
-from tests.support.prometheus import PrometheusAPI, PromQLError
 from tests.support.waiting import wait_for
 
 PO = prometheus_operator
 ASSETS = Path(collector.__file__).parent / "assets"
-CHART_VALUES = (
-    f"monitoring.labels.release={PO.RELEASE}",
-    "prometheusRule.enabled=true", f"prometheusRule.additionalLabels.release={PO.RELEASE}",
-    "metrics.serviceMonitor.enabled=true", f"metrics.serviceMonitor.additionalLabels.release={PO.RELEASE}",
-)  # fmt: skip
-
-
-class InClusterPrometheus(PrometheusAPI):
-    """The Prometheus HTTP API through its governing Service, from inside the cluster's namespace: the
-    same calls whichever pod answers (it is deleted and made again in this module)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        super().__init__(PO.URL)
-        self.cluster = cluster
-
-    def _get(self, path: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> Any:
-        query = urllib.parse.urlencode(list(params.items()) if isinstance(params, Mapping) else list(params))
-        answer = service_get(self.cluster.sandbox.netns_path, "prometheus-operated", PO.NAMESPACE, 9090,
-                             f"{path}?{query}", timeout=30)
-        body = json.loads(answer.body)
-        if body.get("status") != "success":
-            raise PromQLError(f"{body.get('errorType')}: {body.get('error')}")
-        return body["data"]
-
-
-@dataclass
-class Stack:
-    cluster: Cluster
-    api: PrometheusAPI
-
-    def prometheus_pods(self) -> list[client.V1Pod]:
-        sel = "app.kubernetes.io/name=prometheus"
-        return self.cluster.core.list_namespaced_pod(PO.NAMESPACE, label_selector=sel).items
-
-    def rule_names(self) -> set[str]:
-        return {r["name"] for g in self.api._get("/api/v1/rules", {})["groups"] for r in g["rules"]}
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return list(self.api._get("/api/v1/alerts", {})["alerts"])
-
-    def jobs_up(self) -> dict[str, str]:
-        return self.api.targets_up()
-
-
-def _apply(cluster: Cluster, objects: list[dict[str, Any]]) -> None:
-    body = "\n".join(json.dumps(o) for o in objects)
-    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "--field-manager=kps", "-f", "-", input=body)
-
-
-def _prometheus_ready(cluster: Cluster) -> bool:
-    pods = cluster.core.list_namespaced_pod(PO.NAMESPACE, label_selector="app.kubernetes.io/name=prometheus").items
-    return bool(pods) and all(p.status.phase == "Running" and all(s.ready for s in p.status.container_statuses or [])
-                              for p in pods)
-
-
-def _start_prometheus(cluster: Cluster) -> None:
-    _apply(cluster, [PO.prometheus(PO.NAMESPACE)])
-    wait_for(lambda: _prometheus_ready(cluster), timeout=240, interval=1,
-             what="the Prometheus the operator runs to be Ready")
 
 
 @pytest.fixture(scope="module")
 def stack(cluster: Cluster) -> Iterator[Stack]:
-    root = PO.release_dir()
-    kubectl(cluster, "apply", "--server-side", "--force-conflicts",
-            *[a for f in PO.crd_files(root) for a in ("-f", str(f))])
-    wait_established(cluster, *PO.crd_names(root))
-    others = PO.manifests(root)
+    installed = prometheus_stack.install(cluster)
     try:
-        _apply(cluster, others[:-1])
-        kubectl(cluster, "rollout", "status", "-n", PO.NAMESPACE, "deployment/prometheus-operator", "--timeout=120s")
-        _start_prometheus(cluster)
-        yield Stack(cluster, InClusterPrometheus(cluster))
+        yield installed
     finally:
-        kubectl(cluster, "delete", "namespace", PO.NAMESPACE, "--wait=true", "--timeout=120s", check=False)
-        for obj in others:
-            if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
-                kubectl(cluster, "delete", obj["kind"].lower(), obj["metadata"]["name"], "--ignore-not-found",
-                        check=False)
+        prometheus_stack.remove(installed)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +135,7 @@ def test_source_prometheus_scales_from_the_operators_prometheus_and_holds_when_i
     finally:
         delete_queue_and_namespace(cluster, queue)
         if not stack.prometheus_pods():
-            _start_prometheus(cluster)
+            prometheus_stack.start_prometheus(cluster)
 
 
 #: Alert thresholds short enough for a test to see each rule true (a queue's spec.metrics.alerts).
