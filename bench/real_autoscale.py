@@ -101,15 +101,19 @@ def _firsts(values: list[float | None]) -> str:
 
 
 HEADER = (f"{'controller':<32}{'':6}{'p50':>8}{'p95':>10}{'max':>10}{'pod-s':>8}{'killed':>7}{'twice':>6}"
-          f"{'actions':>8}  {'first task on a new pod, per burst (s)':<38}{'startup':>8}")
+          f"{'actions':>8}  {'first task on a new pod, per burst (s)':<38}{'startup':>8}{'load':>6}")
+NOTES = ("startup: pod creation -> Ready / -> its first task (pods made while work waited; the simulator gets the "
+         "latter); first task on a new pod: from a burst's first task; load: 5-minute load average at the end of "
+         "the run (the machine is shared)")
 
 
-def rows(controller: Controller, real: RealResult, sim: Result) -> list[str]:
+def rows(controller: Controller, real: RealResult, sim: Result, load: float) -> list[str]:
     head = f"{controller.label:<32}"
     return [
         f"{head}{'real':<6}{_fmt(real.pct(.5)):>8}{_fmt(real.pct(.95)):>10}{_fmt(max(real.waits)):>10}"
         f"{real.pod_seconds:>8.0f}{real.killed:>7}{real.run_twice:>6}{real.actions:>8}  "
-        f"{_firsts(real.first_on_new_pod):<38}{_fmt(real.startup):>8}",
+        f"{_firsts(real.first_on_new_pod):<38}{_fmt(real.startup, '{:.0f}'):>3}/{_fmt(real.to_first_task, '{:.0f}'):<4}"
+        f"{load:>6.1f}",
         f"{'':<32}{'sim':<6}{_fmt(sim.pct(.5)):>8}{_fmt(sim.pct(.95)):>10}{_fmt(max(sim.waits)):>10}"
         f"{sim.worker_seconds:>8.0f}{sim.killed:>7}{'-':>6}{sim.actions:>8}",
     ]
@@ -180,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{statistics.median(a.duration for a in trace):.1f} s; runs: {', '.join(c.label for c in want)}")
     undo, started_keda = set_up(cluster, want)
     results: list[tuple[Controller, RealResult, Result]] = []
-    loads = []
+    loads: list[float] = []  # the 5-minute load average at the end of each run: the machine is shared
+    failed: list[str] = []
     try:
         for controller in want:
             log(f"== {controller.label}: preparing its queue")
@@ -191,13 +196,17 @@ def main(argv: list[str] | None = None) -> int:
                 rec = real_replay.replay(cluster, queue, trace, window=args.window, tail=args.tail, drain=args.drain,
                                          progress=log)
                 loads.append(os.getloadavg()[1])
+            except Exception as exc:  # one failed run is reported as such; the others still run
+                failed.append(f"{controller.label}: the run failed ({type(exc).__name__}: {exc})")
+                log(failed[-1])
+                continue
             finally:
                 real_replay.teardown(cluster, queue)
             real = summarize(rec.published, rec.starts, rec.ends, rec.pods, rec.replicas,
                              [rec.t0 + b for b in bursts], rec.end)
-            sim = simulate(controller, trace, args, real.startup or args.startup_guess, rec.grace)
+            sim = simulate(controller, trace, args, real.to_first_task or real.startup or args.startup_guess, rec.grace)
             results.append((controller, real, sim))
-            log("\n".join(rows(controller, real, sim)) + f"   ({time.time() - started:.0f} s)")
+            log("\n".join(rows(controller, real, sim, loads[-1])) + f"   ({time.time() - started:.0f} s)")
     finally:
         for step in reversed(undo):
             step()
@@ -207,14 +216,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{TRACE} (seed {SEED}) compressed x{args.factor:g}: {len(trace)} tasks in {args.window:g} s "
           f"+ {args.tail:g} s tail; content pool 0..{args.max_replicas} pods x {args.concurrency} slots; "
           f"real pods on one 2-core node; "
-          f"load average {load0[1]:.1f} before, {statistics.mean(loads) if loads else float('nan'):.1f} "
-          f"(5-min) during the runs")
+          f"load: the 5-minute load average at the end of each run ({load0[1]:.1f} before the first)")
     print(HEADER)
-    for controller, real, sim in results:
-        print("\n".join(rows(controller, real, sim)))
+    print(NOTES)
+    for (controller, real, sim), load in zip(results, loads, strict=True):
+        print("\n".join(rows(controller, real, sim, load)))
     for line in equal_cost(results):
         print(line)
-    return 0
+    for line in failed:
+        print(line)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def replay(cluster: Cluster, queue: Queue, trace: list[Arrival], *, window: floa
         settings = settings_from_env({"REDIS_URL": url})
         app = create_app(settings)
         configure_app(app, settings)
-        store = redis.Redis.from_url(url)
+        store = redis.Redis.from_url(url, socket_timeout=30)
         store.delete(bench_sleep.STARTS, bench_sleep.ENDS)
         sampler.start()
         records.t0 = t0 = time.time() + 1.0
@@ -203,29 +203,57 @@ def replay(cluster: Cluster, queue: Queue, trace: list[Arrival], *, window: floa
                 if i % 25 == 0:
                     progress(f"  t={time.time() - t0:6.1f} s  published {i + 1}/{len(trace)}  "
                              f"replicas {sampler.replicas[-1][1] if sampler.replicas else '?'}")
-            horizon = t0 + window + tail
-            while True:
-                now = time.time()
-                done = store.llen(bench_sleep.ENDS)
-                if now >= horizon and done >= len(trace):
-                    break
-                if now >= horizon + drain:
-                    progress(f"  gave up waiting: {len(trace) - done} tasks unfinished {drain:g} s after the tail")
-                    break
-                time.sleep(2)  # polling the run's progress: it ends on a deadline, not on this sleep
-                if int(now - t0) % 20 < 2:
-                    progress(f"  t={now - t0:6.1f} s  finished {done}/{len(trace)}  "
-                             f"replicas {sampler.replicas[-1][1] if sampler.replicas else '?'}")
-            records.end = time.time()
+            records.end = _wait_for_the_end(store, t0, len(trace), window + tail, drain, sampler, progress)
         finally:
             sampler.stop()
-        records.starts = _attempts(store, bench_sleep.STARTS)
-        records.ends = _attempts(store, bench_sleep.ENDS)
-        store.close()
-        app.close()
+            store.close()
+            app.close()
+    records.starts, records.ends = _collect(queue)
     records.pods = sampler.lives()
     records.replicas = sampler.replicas
     return records
+
+
+def _finished(store: redis.Redis) -> int | None:
+    try:
+        return int(store.llen(bench_sleep.ENDS))
+    except (redis.ConnectionError, redis.TimeoutError):
+        return None  # the port-forward or Redis is slow (a loaded machine): ask again at the next poll
+
+
+def _wait_for_the_end(store: redis.Redis, t0: float, tasks: int, horizon: float, drain: float, sampler: Sampler,
+                      progress: Callable[[str], None]) -> float:
+    """The run ends at t0 + horizon once every task finished, or at t0 + horizon + drain regardless."""
+    last = -1.0
+    while True:
+        now = time.time()
+        done = _finished(store)
+        if now >= t0 + horizon and done is not None and done >= tasks:
+            return now
+        if now >= t0 + horizon + drain:
+            progress(f"  gave up waiting {drain:g} s after the tail: {tasks - (done or 0)} tasks not finished")
+            return now
+        if now - last >= 20:
+            last = now
+            progress(f"  t={now - t0:6.1f} s  finished {'?' if done is None else done}/{tasks}  "
+                     f"replicas {sampler.replicas[-1][1] if sampler.replicas else '?'}")
+        time.sleep(2)  # polling the run's progress: it ends on a deadline, not on this sleep
+
+
+def _collect(queue: Queue, attempts: int = 5) -> tuple[list[Attempt], list[Attempt]]:
+    """Every attempt's start and end, through a fresh port-forward (the first may have died under load)."""
+    for attempt in range(attempts):
+        try:
+            with queue.redis_port() as port:
+                store = redis.Redis.from_url(queue.redis_url(port), socket_timeout=60)
+                try:
+                    return _attempts(store, bench_sleep.STARTS), _attempts(store, bench_sleep.ENDS)
+                finally:
+                    store.close()
+        except (redis.ConnectionError, redis.TimeoutError, AssertionError):
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def teardown(cluster: Cluster, queue: Queue) -> None:

@@ -46,6 +46,7 @@ class RealResult:
     actions: int  # changes of the Deployment's spec.replicas
     first_on_new_pod: list[float | None]  # per burst: first task of the burst -> first start on a new pod
     startup: float | None  # median pod creation -> Ready, seconds
+    to_first_task: float | None  # median pod creation -> its first task, over pods made while work waited
     unfinished: int
 
     def pct(self, q: float) -> float:
@@ -98,6 +99,23 @@ def first_on_new_pod(bursts: Sequence[float], published: Mapping[str, float], st
     return out
 
 
+def to_first_task(published: Mapping[str, float], starts: Sequence[Attempt], pods: Sequence[PodLife]) -> float | None:
+    """The start-up time that matters to a waiting task: from a pod's creation to the first task it
+    started, over the pods created while some published task had not started yet (a worker takes work
+    as soon as it is connected, which can be before its readiness probe passes)."""
+    first_start: dict[str, float] = {}
+    first_on_pod: dict[str, float] = {}
+    for a in starts:
+        first_start[a.key] = min(a.at, first_start.get(a.key, math.inf))
+        first_on_pod[a.pod] = min(a.at, first_on_pod.get(a.pod, math.inf))
+
+    def waiting(t: float) -> bool:
+        return any(at <= t < first_start.get(k, math.inf) for k, at in published.items())
+
+    values = [first_on_pod[p.name] - p.created for p in pods if p.name in first_on_pod and waiting(p.created)]
+    return statistics.median(values) if values else None
+
+
 def summarize(published: Mapping[str, float], starts: Sequence[Attempt], ends: Sequence[Attempt],
               pods: Sequence[PodLife], replicas: Sequence[tuple[float, int]], bursts: Sequence[float],
               end: float) -> RealResult:
@@ -115,7 +133,8 @@ def summarize(published: Mapping[str, float], starts: Sequence[Attempt], ends: S
     return RealResult(
         tasks=len(published), waits=w, pod_seconds=pod_seconds(pods, end), killed=killed, run_twice=twice,
         actions=actions(replicas), first_on_new_pod=first_on_new_pod(bursts, published, starts, pods),
-        startup=statistics.median(startups) if startups else None, unfinished=sum(math.isinf(x) for x in w),
+        startup=statistics.median(startups) if startups else None,
+        to_first_task=to_first_task(published, starts, pods), unfinished=sum(math.isinf(x) for x in w),
     )
 
 

@@ -64,3 +64,12 @@ def test_keda_at_its_defaults_reads_the_base_list_only() -> None:
                                     separator=DEFAULT_SEPARATOR, tuned=False, list_length=5, max_replicas=8)
     assert [t["metadata"]["listName"] for t in so["spec"]["triggers"]] == ["content_generation"]
     assert "pollingInterval" not in so["spec"] and "advanced" not in so["spec"]
+
+
+def test_start_up_counts_only_pods_made_while_work_waited() -> None:
+    from bench.real_runs import to_first_task
+
+    published = {"a": 10.0, "b": 30.0}
+    starts = [Attempt("a", "p1", 16.0), Attempt("b", "p2", 30.5)]
+    pods = [PodLife("p1", 12.0, 20.0, None), PodLife("p2", 20.0, 25.0, None)]  # p2 was made when nothing waited
+    assert to_first_task(published, starts, pods) == 4.0
