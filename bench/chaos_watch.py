@@ -25,6 +25,8 @@ from typing import Any
 
 from tests.cluster.sandbox import inside_netns
 
+#: Workers send a heartbeat event every 2 s: this long without any event, the receiver is deaf.
+DEAF_SECONDS = 6.0
 FINISHED_STATES = ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED")
 
 
@@ -60,9 +62,25 @@ class Ledger:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
     _cut_at: float | None = None
+    _last_event: float = 0.0
+    _receiver: Any = None
 
     def start(self) -> None:
         self._thread = netns_thread(self.netns, "chaos-ledger", self._run)
+        threading.Thread(target=self._watchdog, name="chaos-ledger-watchdog", daemon=True).start()
+
+    def _watchdog(self) -> None:
+        """Seen on the real node: after the Redis pod was replaced the receiver stayed connected to
+        nothing and raised no error, so it heard no event for the rest of the run. Workers send a
+        heartbeat event every 2 s; after DEAF_SECONDS without any event, the receiver is stopped and
+        the loop connects again (the silence counts as blind time)."""
+        while not self._stop.wait(1.0):
+            receiver = self._receiver
+            if receiver is not None and self._last_event and time.time() - self._last_event > DEAF_SECONDS:
+                if self._cut_at is None:
+                    self._cut_at = self._last_event
+                receiver.should_stop = True
+                self._receiver = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -79,6 +97,8 @@ class Ledger:
                 with app.connection_for_read() as conn:
                     conn.ensure_connection(max_retries=1)
                     receiver = app.events.Receiver(conn, handlers={"*": self._on_event})
+                    self._last_event = time.time()
+                    self._receiver = receiver
                     # Subscribed once the consumer is declared; the first drain marks it.
                     for _ in receiver.itercapture(limit=None, timeout=None, wakeup=False):
                         if self._cut_at is not None:
@@ -93,6 +113,7 @@ class Ledger:
                 self._stop.wait(0.5)
 
     def _on_event(self, event: dict[str, Any]) -> None:
+        self._last_event = time.time()
         kind, uuid = str(event.get("type", "")), event.get("uuid")
         if not uuid or not kind.startswith("task-"):
             return
