@@ -51,6 +51,17 @@ SUBJECTS = ("Ada Lovelace", "Grace Hopper", "Hedy Lamarr", "Katherine Johnson", 
 MAXMEMORY = "48Mi"
 
 
+def chapter_starts(queue: Queue) -> float:
+    """celery_task_started_total of the chapters, over every worker: counted by the workers themselves
+    in Redis (flushed each second), so it needs no event receiver; a start less than a second before
+    a SIGKILL may be missing from it."""
+    total = 0.0
+    for line in queue.metrics().splitlines():
+        if line.startswith("celery_task_started_total{") and f'name="{CHAPTER}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -99,11 +110,13 @@ class Result:
     stall: float = 0.0
     blind: float = 0.0
     counted: float = 0.0
+    chapter_starts: float = 0.0
     chapters: int = 0
     seconds: float = 0.0
     applied: list[faults.Applied] = field(default_factory=list)
     twice_detail: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -149,6 +162,7 @@ class Run:
         if not self.ledger.connected.wait(90):
             raise RuntimeError("no worker event reached the ledger in 90 s (BOOKGEN_TASK_EVENTS?)")
         self.counted_before = q.counted("succeeded", CHAPTER)
+        self.starts_before = chapter_starts(q)
         with q.redis_port() as port:
             self.jobs = [q.submit(port, SUBJECTS[i % len(SUBJECTS)], "--chapters", str(self.args.chapters),
                                   "--parallel", "3", "--formats", "md") for i in range(self.args.books)]
@@ -253,6 +267,11 @@ class Run:
         time.sleep(5)
         self.ledger.stop()
         r.blind = self.ledger.blind_seconds(time.time())
+        # Workers still running at the end that the receiver has not heard from lately (their heartbeat
+        # event comes every 2 s): their events stopped reaching Redis (seen after a Redis pod restart).
+        live = {f"{p.metadata.labels.get('bookgen.io/pool')}@{p.metadata.name}" for p in self.queue.pods()
+                if p.metadata.deletion_timestamp is None and ready(p) and "bookgen.io/pool" in p.metadata.labels}
+        r.silent = sorted(h for h in live if time.time() - self.ledger.heard.get(h, 0.0) > 20)
         tasks = self.ledger.snapshot()
         for uuid, seen in tasks.items():
             if len(seen.starts) > 1:
@@ -273,6 +292,7 @@ class Run:
         r.dead = in_netns(self.c.sandbox.netns_path, lambda: len(deadletter.entries(settings)), timeout=30)
         r.counted = self.queue.counted("succeeded", CHAPTER) - self.counted_before
         r.extra = list(self.extra_jobs)
+        r.chapter_starts = chapter_starts(self.queue) - self.starts_before
         return r
 
     def close(self) -> None:
@@ -284,10 +304,13 @@ def report(r: Result) -> None:
     print(f"   books completed {r.completed}/{r.books} | tasks lost {r.lost} | run twice {r.twice} "
           f"(succeeded twice {r.succeeded_twice}; requeued at a full Redis {r.requeued_full}) | "
           f"busy-worker kills {r.busy_kills} | dead letters {r.dead} | longest stall {r.stall:.0f} s | "
-          f"event receiver blind {r.blind:.0f} s | chapters counted by the workers {r.counted:.0f}/{r.chapters}")
+          f"event receiver blind {r.blind:.0f} s | chapters succeeded / started, counted by the workers: "
+          f"{r.counted:.0f} / {r.chapter_starts:.0f} (chapters submitted {r.chapters}, in extra jobs {len(r.extra)})")
     for a in r.applied:
         busy = f" (busy: {len(a.busy)} task)" if a.busy else ""
         print(f"   t={a.fault.at:5.1f}s {a.fault.kind:16} {a.target}{busy} {a.note}")
+    if r.silent:
+        print(f"   running workers whose events stopped (none heard for 20 s at the end): {r.silent}")
     if r.extra:
         print(f"   jobs accepted while Redis was full (not in the books): {r.extra}")
     for line in r.twice_detail:

@@ -21,6 +21,7 @@ Kinds:
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ WORKER_POOLS = ("content", "content", "content", "validation", "export")
 FULL_SECONDS = 12.0
 FILLER_PREFIX = "chaos:filler:"
 FILLER_CHUNK = 256 * 1024
+#: Once full, topped up in small pieces: right at maxmemory, not a big chunk below it.
+TOP_UP_CHUNK = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,14 +97,14 @@ def delete_pod(core: client.CoreV1Api, namespace: str, name: str, grace: int | N
             raise
 
 
-def _top_up(redis_client: Any, start: int, deadline: float) -> tuple[int, bool]:
+def _top_up(redis_client: Any, start: int, deadline: float, chunk: int = FILLER_CHUNK) -> tuple[int, bool]:
     """Write filler keys until Redis refuses one at maxmemory; returns (next key number, refused)."""
     import redis
 
     i = start
     while time.monotonic() < deadline:
         try:
-            redis_client.set(f"{FILLER_PREFIX}{i}", b"x" * FILLER_CHUNK)
+            redis_client.set(f"{FILLER_PREFIX}{i}", b"x" * chunk)
             i += 1
         except redis.exceptions.OutOfMemoryError:
             return i, True
@@ -122,12 +125,23 @@ def fill_redis(redis_client: Any, submit: Any, hold: float = FULL_SECONDS) -> st
 
     i, full = _top_up(redis_client, 0, time.monotonic() + 120)
     filled_at = time.monotonic()
-    i, _ = _top_up(redis_client, i, time.monotonic() + 10)
-    try:
-        submit()
-        submitted = "a submission was ACCEPTED while full"
-    except Exception as exc:  # the one-line RedisFull the CLI prints
-        submitted = f"submission refused: {str(exc).splitlines()[0][:100]}"
+    # The submission runs in its own process (the CLI); meanwhile this thread tops Redis up every 50 ms,
+    # since the workers draining their queues free memory and would let a small job in between.
+    outcome: list[str] = []
+
+    def try_submit() -> None:
+        try:
+            submit()
+            outcome.append("a submission was ACCEPTED while full")
+        except Exception as exc:  # the one-line RedisFull the CLI prints
+            outcome.append(f"submission refused: {str(exc).splitlines()[0][:100]}")
+
+    submitter = threading.Thread(target=try_submit, name="chaos-submit", daemon=True)
+    submitter.start()
+    while submitter.is_alive():
+        i, _ = _top_up(redis_client, i, time.monotonic() + 10, chunk=TOP_UP_CHUNK)
+        submitter.join(0.05)
+    submitted = outcome[0] if outcome else "no answer from the submission"
     while time.monotonic() < filled_at + hold:
         i, _ = _top_up(redis_client, i, time.monotonic() + 10)
         time.sleep(0.5)  # the fault's own duration and cadence, by design
@@ -141,4 +155,4 @@ def fill_redis(redis_client: Any, submit: Any, hold: float = FULL_SECONDS) -> st
         except redis.exceptions.RedisError:
             time.sleep(0.5)
     reached = "maxmemory reached" if full else "NOT full after 120 s"
-    return f"{i} x {FILLER_CHUNK // 1024} KiB, {reached}, held {hold:.0f} s; {submitted}"
+    return f"{i} filler keys, {reached}, held {hold:.0f} s; {submitted}"

@@ -57,6 +57,7 @@ class Ledger:
     broker_url: str
     tasks: dict[str, TaskSeen] = field(default_factory=dict)
     blind: list[tuple[float, float]] = field(default_factory=list)  # (from, to): the receiver was cut off
+    heard: dict[str, float] = field(default_factory=dict)  # worker hostname -> time of its last event
     connected: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,48 +65,62 @@ class Ledger:
     _cut_at: float | None = None
     _last_event: float = 0.0
     _receiver: Any = None
+    _generation: int = 0
+    _replaced_at: float = 0.0
+    _events: set[tuple[str, str, str, float]] = field(default_factory=set)
 
     def start(self) -> None:
-        self._thread = netns_thread(self.netns, "chaos-ledger", self._run)
+        self._replaced_at = time.time()
+        self._thread = netns_thread(self.netns, "chaos-ledger", lambda: self._run(0))
         threading.Thread(target=self._watchdog, name="chaos-ledger-watchdog", daemon=True).start()
 
     def _watchdog(self) -> None:
-        """Seen on the real node: after the Redis pod was replaced the receiver stayed connected to
-        nothing and raised no error, so it heard no event for the rest of the run. Workers send a
-        heartbeat event every 2 s; after DEAF_SECONDS without any event, the receiver is stopped and
-        the loop connects again (the silence counts as blind time)."""
+        """Seen on the real node under load: after the Redis pod was replaced the receiver heard no
+        event for the rest of the run (a socket to the old pod, blocked). Workers send a heartbeat
+        event every 2 s, so silence means deafness: after DEAF_SECONDS the receiver is asked to stop
+        and connect again; after three times that, a new receiver thread replaces it (the old one may be
+        stuck in a socket call; events both hear are counted once). The silence counts as blind time."""
         while not self._stop.wait(1.0):
-            receiver = self._receiver
-            if receiver is not None and self._last_event and time.time() - self._last_event > DEAF_SECONDS:
-                if self._cut_at is None:
-                    self._cut_at = self._last_event
+            silent = time.time() - self._last_event if self._last_event else 0.0
+            if silent <= DEAF_SECONDS:
+                continue
+            if self._cut_at is None:
+                self._cut_at = self._last_event
+            receiver, self._receiver = self._receiver, None
+            if receiver is not None:
                 receiver.should_stop = True
-                self._receiver = None
+            if time.time() - self._replaced_at > 3 * DEAF_SECONDS and silent > 3 * DEAF_SECONDS:
+                self._generation += 1
+                self._replaced_at = time.time()
+                generation = self._generation
+                netns_thread(self.netns, f"chaos-ledger-{generation}", lambda g=generation: self._run(g))
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def _run(self) -> None:
+    def _run(self, generation: int) -> None:
         from celery import Celery
 
         app = Celery(broker=self.broker_url)
         app.conf.broker_connection_retry_on_startup = False
-        while not self._stop.is_set():
+        # Without timeouts a connection to a Redis pod that has just gone waits for TCP's own (minutes).
+        app.conf.broker_transport_options = {"socket_connect_timeout": 5, "socket_timeout": 15,
+                                             "socket_keepalive": True}
+        while not self._stop.is_set() and generation == self._generation:
             try:
                 with app.connection_for_read() as conn:
                     conn.ensure_connection(max_retries=1)
                     receiver = app.events.Receiver(conn, handlers={"*": self._on_event})
-                    self._last_event = time.time()
+                    self._last_event = max(self._last_event, time.time() - DEAF_SECONDS / 2)
                     self._receiver = receiver
-                    # Subscribed once the consumer is declared; the first drain marks it.
                     for _ in receiver.itercapture(limit=None, timeout=None, wakeup=False):
                         if self._cut_at is not None:
                             self.blind.append((self._cut_at, time.time()))
                             self._cut_at = None
                         self.connected.set()
-                        if self._stop.is_set():
+                        if self._stop.is_set() or generation != self._generation:
                             receiver.should_stop = True
             except Exception:  # the Redis pod is being replaced; connect again
                 if self._cut_at is None:
@@ -114,10 +129,16 @@ class Ledger:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self._last_event = time.time()
+        if event.get("hostname"):
+            self.heard[str(event["hostname"])] = self._last_event
         kind, uuid = str(event.get("type", "")), event.get("uuid")
         if not uuid or not kind.startswith("task-"):
             return
         with self._lock:
+            once = (kind, str(uuid), str(event.get("hostname", "")), float(event.get("timestamp") or 0.0))
+            if once in self._events:  # heard by two receivers while one replaced the other
+                return
+            self._events.add(once)
             seen = self.tasks.setdefault(str(uuid), TaskSeen())
             if event.get("name"):
                 seen.name = str(event["name"])
