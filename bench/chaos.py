@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import signal
 import subprocess
 import sys
 import threading
@@ -338,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--deadline", type=float, default=420.0, help="seconds after the last fault for the books to end")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    # SIGTERM (stopping a run by its PID) unwinds like Ctrl-C: the queue, the operator and their
+    # namespaces are removed by the `finally` blocks below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     c = connect()
     system = restricted_namespace(c, "chaos-system")
     chart = operator_pods.install(c, system, "bookgen-operator")
