@@ -118,6 +118,8 @@ class Result:
     twice_detail: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     silent: list[str] = field(default_factory=list)
+    dead_detail: list[str] = field(default_factory=list)
+    job_errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -290,7 +292,17 @@ class Run:
         from bookgen_worker import deadletter
 
         settings = self.settings()
-        r.dead = in_netns(self.c.sandbox.netns_path, lambda: len(deadletter.entries(settings)), timeout=30)
+        dead = in_netns(self.c.sandbox.netns_path, lambda: deadletter.entries(settings), timeout=30)
+        r.dead = len(dead)
+        r.dead_detail = [f"{d.task_name}[{d.task_id[:8]}] at {d.failed_at - self.t0:.1f}s after {d.attempts} "
+                         f"attempt(s): {d.exception_type}: {d.exception_message[:160]}" for d in dead]
+        from bookgen_worker.jobs import store
+
+        unfinished = [j for j, (s, _, _) in self.progress.last.items() if s != "COMPLETED"]
+        records = in_netns(self.c.sandbox.netns_path, lambda: [store.get_job(settings, j) for j in unfinished],
+                           timeout=30)
+        r.job_errors = [f"{j.id[:8]} {j.state}: chapters failed {j.chapters_failed}, {j.status}; {list(j.errors)[:3]}"
+                        for j in records]
         r.counted = self.queue.counted("succeeded", CHAPTER) - self.counted_before
         r.extra = list(self.extra_jobs)
         r.chapter_starts = chapter_starts(self.queue) - self.starts_before
@@ -314,6 +326,10 @@ def report(r: Result) -> None:
         print(f"   running workers whose events stopped (none heard for 20 s at the end): {r.silent}")
     if r.extra:
         print(f"   jobs accepted while Redis was full (not in the books): {r.extra}")
+    for line in r.dead_detail:
+        print(f"   dead letter: {line}")
+    for line in r.job_errors:
+        print(f"   book not completed: {line}")
     for line in r.twice_detail:
         print(f"   twice: {line}")
 
