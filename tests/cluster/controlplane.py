@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tests.cluster import addons, node, registry
 from tests.cluster.netcheck import dns_answers, netns_http_ok
-from tests.cluster.sandbox import NODE_IP, SERVICE_CIDR, Sandbox, _alive, run
+from tests.cluster.sandbox import NODE_IP, SERVICE_CIDR, Sandbox, _alive, run, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -43,6 +43,8 @@ FAKE_NODE_NAMES = ("fake-node-0",)
 API_PORT = 6443  # inside the namespace; the loopback port outside is chosen free
 READY_TIMEOUT = 120.0
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+#: node.kubelet_config: healthzBindAddress and healthzPort, inside the namespace.
+KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 
 
 def state_dir() -> Path:
@@ -335,6 +337,25 @@ def _start_node(d: Path, st: State, sb: Sandbox) -> None:
     _spawn(d, st, sb, "kubelet", node.kubelet_argv(sb, nb, configs["kubelet"], kubeconfig_path(d, "kubelet")),
            mount=True, env=env)
     _spawn(d, st, sb, "kube-proxy", node.kube_proxy_argv(nb, configs["kube-proxy"]), mount=True, env=env)
+
+
+def restart_kubelet(timeout: float = 60.0) -> float:
+    """Stop the kubelet by its recorded PID (SIGTERM, as systemd would) and start it again with the
+    same configuration, namespaces and cgroup; pods keep running meanwhile (containerd and the shims
+    hold them). For chaos runs (bench/chaos.py). Returns the seconds until its health check answers."""
+    d = state_dir()
+    st = State.load(d)
+    if st is None or st.node != "real" or "kubelet" not in st.pids:
+        raise RuntimeError(f"no real node recorded in {d}")
+    sb, nb = st.sandbox(d), Path(st.node_bin)
+    t0 = time.monotonic()
+    if terminate([st.pids["kubelet"]], timeout=30):
+        raise RuntimeError(f"the kubelet (pid {st.pids['kubelet']}) did not stop on SIGTERM")
+    argv = node.kubelet_argv(sb, nb, sb.state / "node" / "kubelet.json", kubeconfig_path(d, "kubelet"))
+    pid = _spawn(d, st, sb, "kubelet", argv, mount=True, env=node.node_environment(nb, dict(os.environ)))
+    wait_for("the restarted kubelet's health check", lambda: netns_http_ok(sb.netns_path, KUBELET_HEALTHZ),
+             timeout=timeout, pid=pid, logfile=d / "logs" / "kubelet.log")
+    return time.monotonic() - t0
 
 
 def refresh_images(d: Path, st: State, images: Path) -> None:

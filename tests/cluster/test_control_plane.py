@@ -57,6 +57,27 @@ def test_the_node_is_a_real_kubelet_on_containerd_and_schedulable(cluster: Clust
     assert {a.type: a.address for a in node.status.addresses}["InternalIP"] == NODE_IP
 
 
+def test_a_kubelet_restart_by_its_pid_leaves_the_pods_running(cluster: Cluster) -> None:
+    """controlplane.restart_kubelet (a fault of bench/chaos.py): a new kubelet process, the node still
+    Ready, and CoreDNS's container the same one, not restarted (containerd kept it running)."""
+    def dns() -> tuple[str, int]:
+        (pod,) = cluster.core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
+        (status,) = pod.status.container_statuses
+        return status.container_id, status.restart_count
+
+    def kubelet_pid() -> int:
+        state = controlplane.State.load(cluster.state_dir)
+        assert state is not None
+        return state.pids["kubelet"]
+
+    before, pid = dns(), kubelet_pid()
+    controlplane.restart_kubelet()
+    assert kubelet_pid() != pid
+    wait_for(lambda: controlplane.nodes_ready(cluster.state_dir, cluster.state), timeout=30, interval=0.5,
+             what="the node Ready after the kubelet restart")
+    assert dns() == before, "the kubelet restart restarted a container"
+
+
 def test_a_restricted_deployment_reaches_three_ready_pods(cluster: Cluster, namespace: str) -> None:
     labels = {"app": "three"}
     cluster.apps.create_namespaced_deployment(namespace, {
