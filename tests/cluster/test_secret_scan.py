@@ -10,7 +10,9 @@ of every Secret in the cluster, plain and in base64. Two tests here:
 - the verdict, moved to run last (conftest.py): nothing found in the whole run, no scan failed, every
   namespace the run deleted (the audit log says which) was scanned before, and the product's passwords
   were among the values searched for when a queue was scanned. It judges what this run scanned: with
-  the whole folder that is the suite's output; run on its own it has nothing to judge and fails.
+  the whole folder that is the suite's output, with some files the output of those. With nothing else
+  (this file alone: the self-check deletes its pod before the session's scan) it has no pod log to
+  judge and fails rather than pass on nothing.
 """
 
 from __future__ import annotations
