@@ -87,6 +87,18 @@ class AuditLog:
         return {(e.verb, e.group, e.resource, e.subresource) for e in self.events(since)
                 if e.user == user and e.resource and e.code not in (401, 403)}
 
+    def deleted_namespaces(self, since: int = 0) -> set[str]:
+        """Namespaces deleted (successfully) since `since` by a user who is not a controller: the tests.
+        Only lines naming namespaces are parsed: the log of a whole suite run is large."""
+        if not self.path.exists():
+            return set()
+        with self.path.open("rb") as f:
+            f.seek(since)
+            lines = [line for line in f.read().split(b"\n")[:-1] if b'"namespaces"' in line and b'"delete"' in line]
+        events = (AuditEvent.from_json(json.loads(line)) for line in lines)
+        return {e.name for e in events if e.verb == "delete" and e.resource == "namespaces" and not e.subresource
+                and e.stage == "ResponseComplete" and e.ok and not e.user.startswith("system:")}
+
     def settled_writes(self, user: str, since: int = 0, quiet: float = 0.5, timeout: float = 10.0) -> list[AuditEvent]:
         """The writes once the log has not grown for `quiet` seconds (or after `timeout`)."""
         deadline = time.monotonic() + timeout

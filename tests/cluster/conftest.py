@@ -10,6 +10,9 @@ real node (containerd, kubelet, kube-proxy, CoreDNS) running the product's own i
 - the prometheus-operator CRDs (monitoring_crds.py) are installed beside ours, as in a cluster running
   kube-prometheus-stack.
 - `cluster.audit`: the audit log (`mark()`, `writes(user, since)`, `settled_writes(...)`).
+- `cluster.secret_scan`: the session's secret scan (secret_scan.py): every namespace is scanned for
+  leaked Secret values before it is deleted (`cluster.delete_namespace`), and the last test of the
+  session (test_secret_scan.py) judges what was found.
 
 Every test in this folder carries the `cluster` marker (`-m "not cluster"` leaves them out).
 """
@@ -21,13 +24,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
-from tests.cluster import controlplane, monitoring_crds
+from tests.cluster import controlplane, monitoring_crds, secret_scan
 from tests.cluster.audit import AuditLog
 from tests.cluster.sandbox import Sandbox
 from tests.support.waiting import wait_for
@@ -43,11 +46,35 @@ RESTRICTED = {
 }
 
 
+#: The session's SecretScan, for the hooks below (set by the `cluster` fixture).
+SECRET_SCAN = pytest.StashKey[secret_scan.SecretScan]()
+#: The test that judges the session's secret scan: moved to run last (test_secret_scan.py).
+SECRET_VERDICT = "test_no_secret_in_any_output_of_this_run"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(item.fspath).parents:
             item.add_marker(pytest.mark.cluster)
+    # After every other test, so that every namespace of the run has been scanned and deleted.
+    items.sort(key=lambda item: getattr(item, "originalname", item.name) == SECRET_VERDICT)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    scan = config.stash.get(SECRET_SCAN, None)
+    if scan is not None:
+        terminalreporter.write_sep("-", "secret scan")
+        terminalreporter.write_line(scan.summary())
+        for finding in scan.findings:
+            terminalreporter.write_line(f"LEAK {finding}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A run without the verdict (`pytest tests/cluster/test_x.py`) still fails on a leak it scanned."""
+    scan = session.config.stash.get(SECRET_SCAN, None)
+    if scan is not None and (scan.findings or scan.errors) and not scan.judged:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @dataclass
@@ -58,6 +85,8 @@ class Cluster:
     audit: AuditLog
     version: str
     state: controlplane.State
+    #: The session's scan (the `cluster` fixture's); None elsewhere (bench/), which then scans nothing.
+    secret_scan: secret_scan.SecretScan | None = field(default=None, repr=False)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -78,6 +107,12 @@ class Cluster:
     def env(self) -> dict[str, str]:
         """An environment whose kubectl/helm talk to this cluster as admin."""
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def delete_namespace(self, name: str) -> None:
+        """Delete a namespace, its pods' logs and Events scanned for secrets first (the verdict checks in
+        the audit log that every namespace the session deleted was scanned)."""
+        secret_scan.scan_namespace(self, name)
+        self.core.delete_namespace(name)
 
 
 def _built(env: str, script: str, *args: str) -> Path:
@@ -100,7 +135,7 @@ def binaries() -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     skip = os.environ.get("BOOKGEN_CLUSTER_SKIP")
     if skip:
         pytest.skip(f"cluster tests skipped: {skip}")
@@ -119,6 +154,8 @@ def cluster() -> Iterator[Cluster]:
     found: Cluster | None = None
     try:
         found = connect(d)
+        found.secret_scan = secret_scan.SecretScan(audit_mark=found.audit.mark())
+        request.config.stash[SECRET_SCAN] = found.secret_scan
         yield found
     finally:
         if found is not None:
@@ -167,7 +204,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
             cluster.custom.patch_namespaced_custom_object("bookgen.io", "v1alpha1", name, "bookgenqueues",
                                                           queue["metadata"]["name"], {"metadata": {"finalizers": None}})
         try:
-            cluster.core.delete_namespace(name)
+            cluster.delete_namespace(name)
         except client.ApiException as e:
             if e.status != 404:
                 raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kubernetes import client, watch
 
-from tests.cluster import api_calls
+from tests.cluster import api_calls, secret_scan
 from tests.cluster.conftest import Cluster, kubectl
 from tests.cluster.netcheck import in_netns
 from tests.cluster.operator_run import CHART, helm
@@ -90,6 +90,8 @@ def wait_until_owner_references_map(cluster: Cluster, chart: ChartInstall) -> No
 
 
 def uninstall(cluster: Cluster, chart: ChartInstall) -> None:
+    """`helm uninstall`, the operator's namespace scanned for secrets first (its running replicas' logs)."""
+    secret_scan.scan_namespace(cluster, chart.namespace)
     helm(cluster, "uninstall", chart.release, "-n", chart.namespace, "--wait")
 
 
@@ -163,7 +165,10 @@ class OperatorPods:
         return kib / 1024
 
     def stop(self, timeout: float = 60) -> dict[str, int]:
-        """Scale to 0: the kubelet sends SIGTERM to each operator's PID 1; returns pod -> exit code."""
+        """Scale to 0: the kubelet sends SIGTERM to each operator's PID 1; returns pod -> exit code. The
+        replicas' logs are scanned for secrets: before (every container, previous runs too) and the last
+        words each wrote while it stopped (kept in `logs`)."""
+        secret_scan.scan_namespace(self.cluster, self.chart.namespace)
         self.log()
         names = {p.metadata.name for p in self.pods()}
         apps = self.cluster.apps
@@ -185,6 +190,8 @@ class OperatorPods:
                 self.logs[name] = self._pod_log(name) or self.logs.get(name, "")
             if not names or time.monotonic() > deadline:
                 w.stop()
+        secret_scan.scan_texts(self.cluster, {f"{self.chart.namespace}/pod/{name}/operator (kept at stop)": text
+                                              for name, text in self.logs.items()}, "operator logs")
         assert not names, f"operator pods still there after {timeout} s: {names}"
         return dict(self.exit_codes)
 

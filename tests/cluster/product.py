@@ -15,6 +15,7 @@ from typing import Any
 
 from kubernetes import client
 
+from tests.cluster import secret_scan
 from tests.cluster.conftest import KUBECTL, Cluster, kubectl
 from tests.cluster.reach import port_forward, service_get
 from tests.support.waiting import wait_for
@@ -173,7 +174,9 @@ def restricted_namespace(cluster: Cluster, prefix: str) -> str:
 
 def delete_queue_and_namespace(cluster: Cluster, queue: Queue) -> None:
     """Delete the queue and its namespace, and wait until they are gone: on a two-core node the next
-    test's pods cannot be scheduled while these still hold their CPU requests."""
+    test's pods cannot be scheduled while these still hold their CPU requests. The namespace is scanned
+    for secrets first, while the queue's pods and their logs are still there."""
+    secret_scan.scan_namespace(cluster, queue.namespace)
     kubectl(cluster, "delete", "bookgenqueue", queue.name, "-n", queue.namespace, "--wait=true", "--timeout=60s",
             check=False)
     kubectl(cluster, "delete", "namespace", queue.namespace, "--wait=true", "--timeout=90s", check=False)

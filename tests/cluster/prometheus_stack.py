@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client
 
 from tests.cluster import prometheus_operator as PO
+from tests.cluster import secret_scan
 from tests.cluster.conftest import Cluster, kubectl, wait_established
 from tests.cluster.reach import service_get
 from tests.support.prometheus import PrometheusAPI, PromQLError
@@ -103,6 +104,7 @@ def install(cluster: Cluster) -> Stack:
 
 
 def remove(stack: Stack) -> None:
+    secret_scan.scan_namespace(stack.cluster, PO.NAMESPACE)
     kubectl(stack.cluster, "delete", "namespace", PO.NAMESPACE, "--wait=true", "--timeout=120s", check=False)
     for obj in stack.others:
         if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):

@@ -41,7 +41,7 @@ def dry_run_namespace(cluster: Cluster, crd: None) -> Iterator[str]:
         yield name
     finally:
         try:
-            cluster.core.delete_namespace(name)
+            cluster.delete_namespace(name)
         except client.ApiException as exc:
             if exc.status != 404:
                 raise

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster import secret_scan
 from tests.cluster.conftest import RESTRICTED, Cluster, kubectl, wait_established
 from tests.cluster.operator_run import CHART, helm, helm_binary
 from tests.support.waiting import wait_for
@@ -79,12 +80,13 @@ def test_helm_install_and_upgrade_of_the_chart(cluster: Cluster, crd: None) -> N
                  .spec.template.spec.containers[0].args, timeout=30, what="the upgrade's new argument")
         history = helm(cluster, "history", release, "-n", ns, "-o", "json")
         assert [r["status"] for r in json.loads(history)][-1] == "deployed"
+        secret_scan.scan_namespace(cluster, ns)  # the operator's log, before its pods go
         helm(cluster, "uninstall", release, "-n", ns, "--wait")
         assert not cluster.apps.list_namespaced_deployment(ns).items
     finally:
         # Cluster-scoped RBAC outlives the namespace: uninstall whatever is left, even after a failure.
         subprocess.run([helm_binary(), "uninstall", release, "-n", ns], env=cluster.env(), capture_output=True)
-        cluster.core.delete_namespace(ns)
+        cluster.delete_namespace(ns)
 
 
 def test_the_charts_monitors_and_rules_are_accepted_by_the_prometheus_operator_crds(cluster: Cluster) -> None:
@@ -108,4 +110,4 @@ def test_the_charts_monitors_and_rules_are_accepted_by_the_prometheus_operator_c
         assert found["servicemonitors"]["spec"]["endpoints"][0]["port"] == "metrics"
     finally:
         subprocess.run([helm_binary(), "uninstall", release, "-n", ns], env=cluster.env(), capture_output=True)
-        cluster.core.delete_namespace(ns)
+        cluster.delete_namespace(ns)

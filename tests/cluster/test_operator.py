@@ -35,7 +35,7 @@ def chart(cluster: Cluster) -> Iterator[Install]:
         try:
             operator_pods.uninstall(cluster, install)
         finally:
-            cluster.core.delete_namespace(ns)
+            cluster.delete_namespace(ns)
 
 
 @pytest.fixture
@@ -252,4 +252,4 @@ def test_two_thousand_unrelated_deployments_grow_the_operators_memory_by_less_th
                    if w.resource in ("deployments", "statefulsets")]
         assert watches and all("labelSelector=" in w.uri for w in watches), [w.uri for w in watches]
     finally:
-        cluster.core.delete_namespace(elsewhere)
+        cluster.delete_namespace(elsewhere)

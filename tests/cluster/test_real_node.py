@@ -59,7 +59,7 @@ def product(cluster: Cluster) -> Iterator[Product]:
     finally:
         delete_queue_and_namespace(cluster, queue)
         operator_pods.uninstall(cluster, chart)
-        cluster.core.delete_namespace(system)
+        cluster.delete_namespace(system)
 
 
 def _exec(cluster: Cluster, pod: client.V1Pod, container: str, script: str) -> str:

@@ -50,7 +50,7 @@ def operator(cluster: Cluster) -> Iterator[operator_pods.OperatorPods]:
     finally:
         operator_pods.stop_and_check(cluster, op)
         operator_pods.uninstall(cluster, chart)
-        cluster.core.delete_namespace(system)
+        cluster.delete_namespace(system)
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def app_namespace(cluster: Cluster) -> Iterator[str]:
     try:
         yield name
     finally:
-        cluster.core.delete_namespace(name)
+        cluster.delete_namespace(name)
 
 
 def bookgen(cluster: Cluster, tmp_path: Path, *argv: str, kubeconfig: Path | None = None,

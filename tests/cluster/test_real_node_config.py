@@ -62,7 +62,7 @@ def owners_mapped(cluster: Cluster) -> None:
         wait_for(child_accepted, timeout=90, interval=1, what="the API server mapping BookGenQueue owners")
     finally:
         cluster.custom.delete_namespaced_custom_object("bookgen.io", "v1alpha1", ns, "bookgenqueues", "probe")
-        cluster.core.delete_namespace(ns)
+        cluster.delete_namespace(ns)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def operator(cluster: Cluster) -> Iterator[operator_pods.OperatorPods]:
     finally:
         operator_pods.stop_and_check(cluster, op)
         operator_pods.uninstall(cluster, chart)
-        cluster.core.delete_namespace(system)
+        cluster.delete_namespace(system)
 
 
 def pools(**by_name: dict[str, Any]) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ def operator(cluster: Cluster, stack: Stack) -> Iterator[operator_pods.OperatorP
         if op.pods():
             operator_pods.stop_and_check(cluster, op)
         operator_pods.uninstall(cluster, chart)
-        cluster.core.delete_namespace(system)
+        cluster.delete_namespace(system)
 
 
 #: celery-mixin expressions this load does not make true on the cluster, with why; each one returns data

@@ -103,7 +103,7 @@ def operator(cluster: Cluster, first: Release) -> Iterator[operator_pods.Operato
     finally:
         operator_pods.stop_and_check(cluster, op)
         operator_pods.uninstall(cluster, chart)
-        cluster.core.delete_namespace(system)
+        cluster.delete_namespace(system)
 
 
 def test_the_release_command_pushes_the_image_and_the_chart_at_the_project_version(

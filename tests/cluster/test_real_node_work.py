@@ -38,7 +38,7 @@ def operator(cluster: Cluster) -> Iterator[operator_pods.OperatorPods]:
     finally:
         operator_pods.stop_and_check(cluster, op)
         operator_pods.uninstall(cluster, chart)
-        cluster.core.delete_namespace(system)
+        cluster.delete_namespace(system)
 
 
 def slow_pools(seconds: float, **content: Any) -> list[dict[str, Any]]:

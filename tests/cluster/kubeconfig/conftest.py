@@ -32,6 +32,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from tests.cluster import secret_scan
 from tests.cluster.audit import AuditLog
 from tests.cluster.conftest import Cluster as ControlPlane
 from tests.support.redis_server import free_port
@@ -170,6 +171,10 @@ async def kube_target(cluster: ControlPlane, tmp_path: Path, monkeypatch: pytest
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+        # The operators' logs (files of this test) and the namespace's pods and Events, before they go.
+        secret_scan.scan_namespace(cluster, namespace)
+        secret_scan.scan_texts(cluster, {str(log): log.read_text(errors="replace")
+                                         for log in sorted(c.log_dir.glob("*.log"))}, "operator process logs")
         from bookgen_operator.controller.client import RESOURCES
 
         bgq = RESOURCES[("bookgen.io/v1alpha1", "BookGenQueue")]
