@@ -99,6 +99,11 @@ def binaries() -> tuple[Path, Path, Path]:
     return bin_dir, node_bin, _built("BOOKGEN_IMAGES", "build-images.sh", str(node_bin))
 
 
+def netpol_binaries() -> Path:
+    """kube-router, the cluster's NetworkPolicy engine (netpol_engine.py), built or found in the cache."""
+    return _built("BOOKGEN_NETPOL_BIN", "build-kube-router.sh")
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     skip = os.environ.get("BOOKGEN_CLUSTER_SKIP")
@@ -112,7 +117,7 @@ def cluster() -> Iterator[Cluster]:
         controlplane.refresh_images(d, existing, binaries()[2])  # this checkout's build of our image
     else:
         try:
-            controlplane.up(*binaries())
+            controlplane.up(*binaries(), netpol_bin=netpol_binaries())
         except (RuntimeError, subprocess.CalledProcessError) as e:
             pytest.fail(f"the cluster did not start: {e}", pytrace=False)
     # From here on a cluster this run started is stopped whatever fails, set-up included.
