@@ -1,10 +1,12 @@
 """Fixtures for tests on the real cluster (tests/cluster/controlplane.py): a real control plane and a
-real node (containerd, kubelet, kube-proxy, CoreDNS) running the product's own image.
+real node (containerd, kubelet, kube-proxy, CoreDNS, kube-router enforcing NetworkPolicies) running
+the product's own image.
 
-- `cluster` (session): reuses a cluster already up (`scripts/cluster up`) or starts one for the
-  session and stops it at the end. The binaries and images come from scripts/build-control-plane.sh,
-  build-node.sh and build-images.sh (scripts/test runs them first and exports BOOKGEN_K8S_BIN,
-  BOOKGEN_NODE_BIN, BOOKGEN_IMAGES; a failed build fails the run, only a missing Go toolchain skips).
+- `cluster` (session): reuses a cluster already up (`scripts/cluster up`; the policy engine is added
+  to one started without it) or starts one for the session and stops it at the end. The binaries and
+  images come from scripts/build-control-plane.sh, build-node.sh, build-kube-router.sh and
+  build-images.sh (scripts/test runs them first and exports BOOKGEN_K8S_BIN, BOOKGEN_NODE_BIN,
+  BOOKGEN_NETPOL_BIN, BOOKGEN_IMAGES; a failed build fails the run, only a missing Go toolchain skips).
 - `namespace`: a fresh namespace per test, Pod Security "restricted" enforced, its default
   ServiceAccount present; deleted afterwards.
 - the prometheus-operator CRDs (monitoring_crds.py) are installed beside ours, as in a cluster running
@@ -27,7 +29,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.cluster import controlplane, monitoring_crds
+from tests.cluster import controlplane, monitoring_crds, netpol_engine
 from tests.cluster.audit import AuditLog
 from tests.cluster.sandbox import Sandbox
 from tests.support.waiting import wait_for
@@ -115,6 +117,8 @@ def cluster() -> Iterator[Cluster]:
     if reuse:
         assert existing is not None
         controlplane.refresh_images(d, existing, binaries()[2])  # this checkout's build of our image
+        if netpol_engine.NAME not in existing.pids:  # started before policies were enforced: up adds it
+            controlplane.up(*binaries(), netpol_bin=netpol_binaries())
     else:
         try:
             controlplane.up(*binaries(), netpol_bin=netpol_binaries())
