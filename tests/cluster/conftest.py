@@ -1,10 +1,12 @@
 """Fixtures for tests on the real cluster (tests/cluster/controlplane.py): a real control plane and a
-real node (containerd, kubelet, kube-proxy, CoreDNS) running the product's own image.
+real node (containerd, kubelet, kube-proxy, CoreDNS, kube-router enforcing NetworkPolicies) running
+the product's own image.
 
-- `cluster` (session): reuses a cluster already up (`scripts/cluster up`) or starts one for the
-  session and stops it at the end. The binaries and images come from scripts/build-control-plane.sh,
-  build-node.sh and build-images.sh (scripts/test runs them first and exports BOOKGEN_K8S_BIN,
-  BOOKGEN_NODE_BIN, BOOKGEN_IMAGES; a failed build fails the run, only a missing Go toolchain skips).
+- `cluster` (session): reuses a cluster already up (`scripts/cluster up`; the policy engine is added
+  to one started without it) or starts one for the session and stops it at the end. The binaries and
+  images come from scripts/build-control-plane.sh, build-node.sh, build-kube-router.sh and
+  build-images.sh (scripts/test runs them first and exports BOOKGEN_K8S_BIN, BOOKGEN_NODE_BIN,
+  BOOKGEN_NETPOL_BIN, BOOKGEN_IMAGES; a failed build fails the run, only a missing Go toolchain skips).
 - `namespace`: a fresh namespace per test, Pod Security "restricted" enforced, its default
   ServiceAccount present; deleted afterwards.
 - the prometheus-operator CRDs (monitoring_crds.py) are installed beside ours, as in a cluster running
@@ -30,7 +32,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.cluster import controlplane, monitoring_crds, secret_scan
+from tests.cluster import controlplane, monitoring_crds, netpol_engine, secret_scan
 from tests.cluster.audit import AuditLog
 from tests.cluster.sandbox import Sandbox
 from tests.support.waiting import wait_for
@@ -134,6 +136,11 @@ def binaries() -> tuple[Path, Path, Path]:
     return bin_dir, node_bin, _built("BOOKGEN_IMAGES", "build-images.sh", str(node_bin))
 
 
+def netpol_binaries() -> Path:
+    """kube-router, the cluster's NetworkPolicy engine (netpol_engine.py), built or found in the cache."""
+    return _built("BOOKGEN_NETPOL_BIN", "build-kube-router.sh")
+
+
 @pytest.fixture(scope="session")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     skip = os.environ.get("BOOKGEN_CLUSTER_SKIP")
@@ -145,9 +152,11 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     if reuse:
         assert existing is not None
         controlplane.refresh_images(d, existing, binaries()[2])  # this checkout's build of our image
+        if netpol_engine.NAME not in existing.pids:  # started before policies were enforced: up adds it
+            controlplane.up(*binaries(), netpol_bin=netpol_binaries())
     else:
         try:
-            controlplane.up(*binaries())
+            controlplane.up(*binaries(), netpol_bin=netpol_binaries())
         except (RuntimeError, subprocess.CalledProcessError) as e:
             pytest.fail(f"the cluster did not start: {e}", pytrace=False)
     # From here on a cluster this run started is stopped whatever fails, set-up included.

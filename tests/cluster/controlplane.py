@@ -1,6 +1,7 @@
 """A real Kubernetes cluster for the tests: etcd, kube-apiserver, kube-controller-manager and
 kube-scheduler, and a real node (containerd + runc, the kubelet, kube-proxy, the CNI bridge, CoreDNS
-and a volume provisioner as pods), all inside a network namespace with no default route (sandbox.py).
+and a volume provisioner as pods, kube-router enforcing NetworkPolicies: netpol_engine.py), all
+inside a network namespace with no default route (sandbox.py).
 
     python -m tests.cluster.controlplane up --bin DIR --node-bin DIR --images DIR   # prints `export KUBECONFIG=...`
     python -m tests.cluster.controlplane up --bin DIR --node fake    # a stand-in node agent, for benchmarks
@@ -33,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.cluster import addons, node, registry
+from tests.cluster import addons, netpol_engine, node, registry
 from tests.cluster.netcheck import dns_answers, netns_http_ok
 from tests.cluster.sandbox import NODE_IP, SERVICE_CIDR, Sandbox, _alive, run, terminate
 
@@ -42,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 FAKE_NODE_NAMES = ("fake-node-0",)
 API_PORT = 6443  # inside the namespace; the loopback port outside is chosen free
 READY_TIMEOUT = 120.0
-NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy")
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", netpol_engine.NAME)
 #: node.kubelet_config: healthzBindAddress and healthzPort, inside the namespace.
 KUBELET_HEALTHZ = "http://127.0.0.1:10248/healthz"
 
@@ -58,6 +59,7 @@ class State:
     node: str = "real"
     node_bin: str = ""
     images: str = ""
+    netpol_bin: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -189,7 +191,8 @@ def apiserver_args(d: Path) -> list[str]:
     ]
 
 
-def up(bin_dir: Path, node_bin: Path | None = None, images: Path | None = None, node_kind: str = "real") -> State:
+def up(bin_dir: Path, node_bin: Path | None = None, images: Path | None = None, node_kind: str = "real",
+       netpol_bin: Path | None = None) -> State:
     d = state_dir()
     old = State.load(d)
     if old and healthy(d, old) and old.node == node_kind:
@@ -197,6 +200,8 @@ def up(bin_dir: Path, node_bin: Path | None = None, images: Path | None = None, 
             refresh_images(d, old, images)
         if node_kind == "real" and "registry" not in old.pids:  # a cluster started before it had one
             _start_registry(d, old, old.sandbox(d))
+        if node_kind == "real" and netpol_engine.NAME not in old.pids:  # one started before policies were enforced
+            _start_netpol_engine(d, old, old.sandbox(d), netpol_engine.binary_dir(netpol_bin))
         log(f"already up at {old.api_url}")
         return old
     if old or (d / "state.json").exists():
@@ -206,8 +211,10 @@ def up(bin_dir: Path, node_bin: Path | None = None, images: Path | None = None, 
         raise RuntimeError("a real node needs --node-bin and --images (scripts/build-node.sh, scripts/build-images.sh)")
     for sub in ("logs", "pki", "etcd"):
         (d / sub).mkdir(parents=True, exist_ok=True)
+    if node_kind == "real":  # before anything starts: a cold build of it takes minutes
+        netpol_bin = netpol_engine.binary_dir(netpol_bin)
     st = State(id=secrets.token_hex(3), bin_dir=str(bin_dir), node=node_kind, node_bin=str(node_bin or ""),
-               images=str(images or ""), ports={"api": free_port()})
+               images=str(images or ""), netpol_bin=str(netpol_bin or ""), ports={"api": free_port()})
     sb = st.sandbox(d)
     st.save(d)  # first, so that a crash from here on is cleaned up by the next up or down
     t0 = time.monotonic()
@@ -285,6 +292,8 @@ def _start_control_plane(d: Path, st: State, sb: Sandbox) -> None:
         write_kubeconfig(d, inside, user)
     write_kubeconfig(d, f"https://{NODE_IP}:{API_PORT}", "kubelet", cert="kubelet-client")
     write_kubeconfig(d, f"https://{NODE_IP}:{API_PORT}", "kube-proxy")
+    # kube-router watches pods, namespaces and policies in every namespace: the admin's certificate.
+    write_kubeconfig(d, f"https://{NODE_IP}:{API_PORT}", netpol_engine.NAME, cert="admin")
     write_kubeconfig(d, st.api_url, "agent")
     kcm = kubeconfig_path(d, "kcm")
     _spawn(d, st, sb, "kcm", [
@@ -337,6 +346,21 @@ def _start_node(d: Path, st: State, sb: Sandbox) -> None:
     _spawn(d, st, sb, "kubelet", node.kubelet_argv(sb, nb, configs["kubelet"], kubeconfig_path(d, "kubelet")),
            mount=True, env=env)
     _spawn(d, st, sb, "kube-proxy", node.kube_proxy_argv(nb, configs["kube-proxy"]), mount=True, env=env)
+    _start_netpol_engine(d, st, sb, Path(st.netpol_bin))
+
+
+def _start_netpol_engine(d: Path, st: State, sb: Sandbox, bin_dir: Path) -> None:
+    """kube-router's policy controller (netpol_engine.py), in the node's namespaces like kube-proxy.
+    It needs the Node object, so it waits for the kubelet to register it; up waits for it to be healthy."""
+    wait_for("the node to register", lambda: api_get(d, st, f"/api/v1/nodes/{node.NODE_NAME}") is not None,
+             timeout=READY_TIMEOUT, pid=st.pids.get("kubelet"), logfile=d / "logs" / "kubelet.log")
+    if not kubeconfig_path(d, netpol_engine.NAME).exists():  # a cluster started before it had one
+        write_kubeconfig(d, f"https://{NODE_IP}:{API_PORT}", netpol_engine.NAME, cert="admin")
+    st.netpol_bin = str(bin_dir)
+    pid = _spawn(d, st, sb, netpol_engine.NAME,
+                 netpol_engine.argv(bin_dir, kubeconfig_path(d, netpol_engine.NAME), node.NODE_NAME), mount=True)
+    wait_for("kube-router's policy controller", lambda: netns_http_ok(sb.netns_path, netpol_engine.HEALTH_URL),
+             pid=pid, logfile=d / "logs" / f"{netpol_engine.NAME}.log")
 
 
 def restart_kubelet(timeout: float = 60.0) -> float:
@@ -445,12 +469,14 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--node-bin", type=Path, help="folder of scripts/build-node.sh (kubelet, containerd, ...)")
     u.add_argument("--images", type=Path, help="folder of scripts/build-images.sh")
     u.add_argument("--node", choices=("real", "fake"), default="real")
+    u.add_argument("--netpol-bin", type=Path, help="folder of scripts/build-kube-router.sh (default: "
+                   "$BOOKGEN_NETPOL_BIN, else that script is run)")
     sub.add_parser("down", help="stop everything and remove the state folder")
     sub.add_parser("status", help="show what runs")
     args = p.parse_args(argv)
     if args.cmd == "up":
         try:
-            up(args.bin, args.node_bin, args.images, args.node)
+            up(args.bin, args.node_bin, args.images, args.node, args.netpol_bin)
         except (RuntimeError, subprocess.CalledProcessError) as e:
             print(f"cluster: {e}", file=sys.stderr)
             return 1

@@ -4,13 +4,12 @@ application pod in another namespace (our image, Pod Security "restricted") runs
 run on this machine through the kubeconfig, with no REDIS_URL anywhere, lists it and follows it to
 the end, through a port-forward the API server and the kubelet open.
 
-What is not proven here: that the NetworkPolicy *keeps out* a pod it does not admit. This cluster has
-no policy engine (its CNI is the plain bridge plugin; issue 26 adds one), so every pod reaches every
-Service whatever the policy says. What is tested is what can be: the policy the operator writes and
-the API server stores has the admitted peer beside the queue's own pods and the operator, the
-application pod matches that peer (its labels, its namespace's labels), and the real submission path
-from that pod: the Service's cluster DNS name from another namespace, the password from a Secret, the
-job store, the workers.
+The cluster enforces NetworkPolicies (kube-router, tests/cluster/netpol_engine.py), so the application
+pod gets through only because the policy the operator writes admits it: the stored policy has the
+admitted peer beside the queue's own pods and the operator, the pod matches that peer (its labels, its
+namespace's labels), and the real submission path from that pod works: the Service's cluster DNS name
+from another namespace, the password from a Secret, the job store, the workers. What the policy keeps
+out is test_real_node_netpol.py's.
 
 The CLI's own misuse on the real API server: a queue that does not exist, and a kubeconfig whose user
 may read the queue but not its Secret (a ServiceAccount token with a Role that grants only that).
