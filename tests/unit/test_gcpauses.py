@@ -35,7 +35,8 @@ def test_settle_freezes_the_start_up_heap_once_and_collects_less_often() -> None
         assert frozen > 0
         later = [Node() for _ in range(1000)]  # made after start-up
         gcpauses.settle()  # a second call (another operator run in this process) freezes nothing more
-        assert gc.get_freeze_count() == frozen
+        # (frozen objects can still be freed by reference counting: the count may only shrink)
+        assert gc.get_freeze_count() <= frozen
         assert gc.get_threshold() == gcpauses.THRESHOLDS
         assert gcpauses.THRESHOLDS[0] > 700 and gcpauses.THRESHOLDS[2] > 10  # CPython's defaults: (700, 10, 10)
         del later
@@ -53,7 +54,7 @@ def test_after_settling_survivors_of_full_collections_are_not_frozen_and_their_c
         alive = weakref.ref(a)
         gc.collect()
         gc.collect()
-        assert gc.get_freeze_count() == frozen, "no survivor of a full collection is frozen after start-up"
+        assert gc.get_freeze_count() <= frozen, "no survivor of a full collection is frozen after start-up"
         assert id(a) in {id(o) for o in gc.get_objects(generation=2)}, "the next full collection walks it"
         del a, b  # now garbage: only the collector can free a cycle
         gc.collect()
