@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import re
 import sys
 import tempfile
@@ -79,6 +80,11 @@ def scrape(port: int) -> dict[str, float]:
     for part in ("count", "sum"):
         polls[f"gc_{part}"] = sum(float(v) for v in re.findall(
             rf'^bookgen_operator_gc_pause_seconds_{part}\{{[^}}]*\}} (\S+)$', text, re.M))
+    for le, count in re.findall(r'^bookgen_operator_gc_pause_seconds_bucket\{generation="\d",le="([^"]+)"\} (\S+)$',
+                                text, re.M):
+        polls[f"gc_le_{le}"] = polls.get(f"gc_le_{le}", 0.0) + float(count)
+    frozen = re.search(r'^bookgen_operator_gc_frozen_objects (\S+)$', text, re.M)
+    polls["gc_frozen"] = float(frozen.group(1)) if frozen else 0.0
     polls["gc_over_100ms"] = sum(float(c) - float(b) for c, b in zip(
         re.findall(r'^bookgen_operator_gc_pause_seconds_count\{[^}]*\} (\S+)$', text, re.M),
         re.findall(r'^bookgen_operator_gc_pause_seconds_bucket\{generation="\d",le="0.1"\} (\S+)$', text, re.M),
@@ -86,9 +92,20 @@ def scrape(port: int) -> dict[str, float]:
     return polls
 
 
+def pause_quantile(before: dict[str, float], after: dict[str, float], q: float) -> str:
+    """The histogram bucket (its upper bound) that holds the q-quantile of the window's GC pauses."""
+    bounds = sorted((float(k[6:]), k) for k in after if k.startswith("gc_le_"))
+    total = after["gc_count"] - before["gc_count"]
+    if not total:
+        return "-"
+    for bound, key in bounds:
+        if after[key] - before.get(key, 0.0) >= q * total:
+            return f"<= {bound * 1000:.0f} ms" if bound != float("inf") else "> 2.5 s"
+    return "?"
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
 
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -149,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.settle)  # the first reconciles' status writes and the scheduler's warm-up are not steady state
         user = install.username
         before, cpu0, mark, w0 = scrape(op.metrics_port), cpu_seconds(op.proc.pid), c.audit.mark(), time.monotonic()
-        rss0 = rss_mib(op.proc.pid)
+        rss0, load0 = rss_mib(op.proc.pid), os.getloadavg()[0]
         time.sleep(args.window)
         after, cpu1, elapsed = scrape(op.metrics_port), cpu_seconds(op.proc.pid), time.monotonic() - w0
         events = [e for e in c.audit.events(mark) if e.user == user
@@ -170,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         gc_n, gc_s = after["gc_count"] - before["gc_count"], after["gc_sum"] - before["gc_sum"]
         gc_long = after["gc_over_100ms"] - before["gc_over_100ms"]
         print(f"{'GC pauses (n / s / over 100 ms)':34}{f'{gc_n:.0f} / {gc_s:.2f} / {gc_long:.0f}':>14}")
+        print(f"{'GC pause p99 / longest':34}"
+              f"{f'{pause_quantile(before, after, 0.99)} / {pause_quantile(before, after, 1.0)}':>24}")
+        frozen = f"{before.get('gc_frozen', 0):.0f} -> {after.get('gc_frozen', 0):.0f}"
+        print(f"{'frozen objects (start -> end)':34}{frozen:>14}")  # survivors frozen after start-up: it grows
+        print(f"load average (1 min) at window start / end: {load0:.1f} / {os.getloadavg()[0]:.1f} "
+              f"(the machine's {os.cpu_count()} CPUs also run the control plane, and whatever else is running)")
         verbs: dict[str, int] = {}
         for e in events:
             verbs[f"{e.verb} {e.resource}"] = verbs.get(f"{e.verb} {e.resource}", 0) + 1
