@@ -118,7 +118,7 @@ def operator(cluster: Cluster) -> Iterator[operator_pods.OperatorPods]:
     finally:
         operator_pods.stop_and_check(cluster, op)
         operator_pods.uninstall(cluster, chart)
-        cluster.core.delete_namespace(system)
+        cluster.delete_namespace(system)
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def app_namespace(cluster: Cluster) -> Iterator[str]:
     try:
         yield name
     finally:
-        cluster.core.delete_namespace(name)
+        cluster.delete_namespace(name)
 
 
 def running(cluster: Cluster, namespace: str, name: str) -> None:
