@@ -10,8 +10,10 @@ audit log (as `system:serviceaccount:<namespace>:<release>`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,3 +232,20 @@ def stop_and_check(cluster: Cluster, op: OperatorPods) -> None:
     assert not forbidden, "the chart's RBAC refused the operator:\n" + "\n".join(forbidden)
     cluster.audit.settled_writes(op.chart.username, since=op.audit_mark)
     api_calls.OBSERVED.update(cluster.audit.calls(op.chart.username, since=op.audit_mark))
+
+
+@contextlib.contextmanager
+def chart_operator(cluster: Cluster, *, replicas: int = 1) -> Iterator[OperatorPods]:
+    """The chart installed in a fresh restricted namespace and its operator started; on exit stopped and
+    checked, uninstalled, and the namespace deleted (scanned for secrets first): a module's fixture."""
+    from tests.cluster.product import restricted_namespace
+
+    system = restricted_namespace(cluster, "bookgen-system")
+    chart = install(cluster, system, system.replace("-system", ""))
+    op = start(cluster, chart, replicas=replicas)
+    try:
+        yield op
+    finally:
+        stop_and_check(cluster, op)
+        uninstall(cluster, chart)
+        cluster.delete_namespace(system)

@@ -180,3 +180,23 @@ def delete_queue_and_namespace(cluster: Cluster, queue: Queue) -> None:
     kubectl(cluster, "delete", "bookgenqueue", queue.name, "-n", queue.namespace, "--wait=true", "--timeout=60s",
             check=False)
     kubectl(cluster, "delete", "namespace", queue.namespace, "--wait=true", "--timeout=90s", check=False)
+
+
+@contextlib.contextmanager
+def queue_in_namespace(cluster: Cluster, prefix: str, name: str = "books") -> Iterator[Queue]:
+    """A Queue handle in a fresh restricted namespace; on exit the queue and namespace are deleted."""
+    q = Queue(cluster, restricted_namespace(cluster, prefix), name)
+    try:
+        yield q
+    finally:
+        delete_queue_and_namespace(cluster, q)
+
+
+@contextlib.contextmanager
+def scratch_namespace(cluster: Cluster, prefix: str) -> Iterator[str]:
+    """A fresh restricted namespace, deleted (scanned for secrets first) on exit."""
+    name = restricted_namespace(cluster, prefix)
+    try:
+        yield name
+    finally:
+        cluster.delete_namespace(name)

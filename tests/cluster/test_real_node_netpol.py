@@ -24,7 +24,7 @@ import pytest
 
 from tests.cluster import operator_pods
 from tests.cluster.conftest import Cluster, kubectl
-from tests.cluster.product import Queue, delete_queue_and_namespace, restricted_namespace
+from tests.cluster.product import Queue, queue_in_namespace, scratch_namespace
 from tests.support.waiting import wait_for
 
 APP_LABELS = {"app": "biographer"}
@@ -110,33 +110,20 @@ def settles(probe: Any, want: str | tuple[str, ...], what: str) -> str:
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster) -> Iterator[operator_pods.OperatorPods]:
-    system = restricted_namespace(cluster, "bookgen-system")
-    chart = operator_pods.install(cluster, system, system.replace("-system", ""))
-    op = operator_pods.start(cluster, chart, replicas=1)
-    try:
+    with operator_pods.chart_operator(cluster) as op:
         yield op
-    finally:
-        operator_pods.stop_and_check(cluster, op)
-        operator_pods.uninstall(cluster, chart)
-        cluster.delete_namespace(system)
 
 
 @pytest.fixture
 def queue(cluster: Cluster, operator: operator_pods.OperatorPods) -> Iterator[Queue]:
-    q = Queue(cluster, restricted_namespace(cluster, "guarded"), "books")
-    try:
+    with queue_in_namespace(cluster, "guarded") as q:
         yield q
-    finally:
-        delete_queue_and_namespace(cluster, q)
 
 
 @pytest.fixture
 def app_namespace(cluster: Cluster) -> Iterator[str]:
-    name = restricted_namespace(cluster, "web")
-    try:
+    with scratch_namespace(cluster, "web") as name:
         yield name
-    finally:
-        cluster.delete_namespace(name)
 
 
 def running(cluster: Cluster, namespace: str, name: str) -> None:
